@@ -1,0 +1,28 @@
+//! dbprep prepares a PostgreSQL database at application start-up: it
+//! creates the database if it is missing, applies the migrations the binary
+//! embeds, stamps the version it reached, loads fixtures, and says when the
+//! database has drifted from what the binary expects.
+//!
+//! Migrations are files in the repository. `dbprep_macros::embed_migrations!`
+//! reads, checks and checksums them at compile time, so a release binary
+//! carries its schema and refuses, at build time, SQL that would break a
+//! migration's atomicity.
+//!
+//! ```ignore
+//! use dbprep_runtime::Migrations;
+//!
+//! static MIGRATIONS: Migrations = dbprep_macros::embed_migrations!("migrations");
+//! ```
+//!
+//! # Features
+//!
+//! - default-features off: the pure model ([`model`]) only, `std` alone.
+//! - `postgres` (default): the engine, on tokio-postgres and deadpool-postgres.
+//! - `testing`: throwaway PostgreSQL clusters and a fresh database per test.
+#![warn(missing_docs)]
+
+pub mod model;
+
+pub use model::checksum::Checksum;
+pub use model::migration::{Migration, Migrations};
+pub use model::source::{SourceError, SourceErrors};

@@ -1,0 +1,96 @@
+//! SHA-256 checksums of normalized migration and fixture text.
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+
+/// The SHA-256 of a migration's normalized up SQL (or of a fixture's
+/// normalized JSON), shown as lowercase hex.
+///
+/// # Example
+///
+/// ```
+/// use dbprep_runtime::Checksum;
+///
+/// let sum = Checksum::of(b"CREATE TABLE t ();\n");
+/// assert_eq!(sum.to_string().len(), 64);
+/// assert_eq!(sum.to_string().parse::<Checksum>().unwrap(), sum);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Checksum([u8; 32]);
+
+impl Checksum {
+    /// The checksum of `bytes`, which should already be normalized
+    /// (see [`normalize`](crate::model::normalize::normalize)).
+    pub fn of(bytes: &[u8]) -> Self {
+        Checksum(Sha256::digest(bytes).into())
+    }
+
+    /// A checksum from its 32 raw bytes (as stored in the history table).
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Checksum(bytes)
+    }
+
+    /// The 32 raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The first 12 hex digits, for tables meant for people.
+    pub fn short(&self) -> String {
+        self.to_string()[..12].to_owned()
+    }
+}
+
+impl fmt::Display for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Checksum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Checksum({self})")
+    }
+}
+
+/// A string that is not 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a SHA-256 checksum (expected 64 hex digits): {0:?}")]
+pub struct ParseChecksumError(pub String);
+
+impl FromStr for Checksum {
+    type Err = ParseChecksumError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let error = || ParseChecksumError(s.to_owned());
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(error());
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| error())?;
+        }
+        Ok(Checksum(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digest_of_empty_input() {
+        assert_eq!(
+            Checksum::of(b"").to_string(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_hex() {
+        assert!("zz".parse::<Checksum>().is_err());
+        assert!("g".repeat(64).parse::<Checksum>().is_err());
+    }
+}

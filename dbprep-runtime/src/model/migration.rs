@@ -1,0 +1,293 @@
+//! The embedded migrations: [`Migration`] and the set [`Migrations`].
+//!
+//! Both can live in a `static` (what `embed_migrations!` expands to) or be
+//! built at run time from a folder ([`Migrations::from_dir`]).
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use super::checksum::Checksum;
+use super::lexer::split;
+use super::source::{read_migrations, MigrationSource, SourceErrors};
+
+/// One migration: its version, name, normalized SQL and checksum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    version: i64,
+    name: Cow<'static, str>,
+    file: Cow<'static, str>,
+    sql: Cow<'static, str>,
+    checksum: Checksum,
+    no_transaction: bool,
+    baseline: bool,
+    down: Option<Cow<'static, str>>,
+}
+
+impl Migration {
+    /// Used by `embed_migrations!`; not a stable API.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub const fn __embedded(
+        version: i64,
+        name: &'static str,
+        file: &'static str,
+        sql: &'static str,
+        checksum: [u8; 32],
+        no_transaction: bool,
+        baseline: bool,
+        down: Option<&'static str>,
+    ) -> Self {
+        Migration {
+            version,
+            name: Cow::Borrowed(name),
+            file: Cow::Borrowed(file),
+            sql: Cow::Borrowed(sql),
+            checksum: Checksum::from_bytes(checksum),
+            no_transaction,
+            baseline,
+            down: match down {
+                Some(down) => Some(Cow::Borrowed(down)),
+                None => None,
+            },
+        }
+    }
+
+    fn from_source(source: MigrationSource) -> Self {
+        Migration {
+            version: source.version,
+            name: source.name.into(),
+            file: source.file.into(),
+            sql: source.sql.into(),
+            checksum: source.checksum,
+            no_transaction: source.no_transaction,
+            baseline: source.baseline,
+            down: source.down.map(Cow::Owned),
+        }
+    }
+
+    /// The version, e.g. `3` for `V3__add_users.sql`.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// The description, e.g. `add_users`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file it was read from, relative to the crate (e.g.
+    /// `migrations/V3__add_users.sql`).
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The normalized up SQL (no byte-order mark, LF line ends).
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The SHA-256 of [`sql`](Self::sql).
+    pub fn checksum(&self) -> Checksum {
+        self.checksum
+    }
+
+    /// Whether the file starts with `-- dbprep:no-transaction`: it runs
+    /// outside a transaction, one statement at a time.
+    pub fn no_transaction(&self) -> bool {
+        self.no_transaction
+    }
+
+    /// Whether this is a baseline (`B100__x.sql`): the whole schema at its
+    /// version, applied only to a fresh database.
+    pub fn is_baseline(&self) -> bool {
+        self.baseline
+    }
+
+    /// The normalized down SQL, when a down or undo file exists.
+    pub fn down_sql(&self) -> Option<&str> {
+        self.down.as_deref()
+    }
+
+    /// The statements of the up SQL, split as psql would, without their
+    /// terminating `;`.
+    pub fn statements(&self) -> Vec<&str> {
+        let sql = self.sql();
+        split(sql).statements.iter().map(|s| s.text(sql)).collect()
+    }
+}
+
+/// The set of migrations a binary carries, in version order.
+///
+/// # Example
+///
+/// ```ignore
+/// use dbprep_runtime::Migrations;
+///
+/// static MIGRATIONS: Migrations = dbprep_macros::embed_migrations!("migrations");
+///
+/// for m in MIGRATIONS.iter() {
+///     println!("{:>4} {:<24} {}", m.version(), m.name(), m.checksum().short());
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrations {
+    /// Versioned migrations, sorted by version.
+    versioned: Cow<'static, [Migration]>,
+    /// Baselines, sorted by version.
+    baselines: Cow<'static, [Migration]>,
+}
+
+impl Migrations {
+    /// Used by `embed_migrations!`; not a stable API. Both slices are sorted
+    /// by version.
+    #[doc(hidden)]
+    pub const fn __embedded(
+        versioned: &'static [Migration],
+        baselines: &'static [Migration],
+    ) -> Self {
+        Migrations {
+            versioned: Cow::Borrowed(versioned),
+            baselines: Cow::Borrowed(baselines),
+        }
+    }
+
+    /// Read a migrations folder at run time, with the same names, checks and
+    /// checksums as `embed_migrations!` (for a standalone CLI, or a folder
+    /// shipped beside the binary). Files are shown in messages as
+    /// `<dir>/<file>`.
+    ///
+    /// # Errors
+    ///
+    /// Every problem in the folder, each naming its file.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, SourceErrors> {
+        let dir = dir.as_ref();
+        let sources = read_migrations(dir, &dir.display().to_string())?;
+        let (baselines, versioned): (Vec<_>, Vec<_>) = sources
+            .into_iter()
+            .map(Migration::from_source)
+            .partition(Migration::is_baseline);
+        Ok(Migrations {
+            versioned: versioned.into(),
+            baselines: baselines.into(),
+        })
+    }
+
+    /// The versioned migrations in version order (baselines excluded).
+    pub fn iter(&self) -> std::slice::Iter<'_, Migration> {
+        self.versioned.iter()
+    }
+
+    /// The baselines in version order.
+    pub fn baselines(&self) -> &[Migration] {
+        &self.baselines
+    }
+
+    /// The versioned migration of `version`.
+    pub fn get(&self, version: i64) -> Option<&Migration> {
+        let i = self
+            .versioned
+            .binary_search_by_key(&version, |m| m.version)
+            .ok()?;
+        Some(&self.versioned[i])
+    }
+
+    /// The checksum of the versioned migration of `version`, to pin in a
+    /// test.
+    pub fn checksum_of(&self, version: i64) -> Option<Checksum> {
+        self.get(version).map(Migration::checksum)
+    }
+
+    /// The highest version (of migrations and baselines).
+    pub fn head(&self) -> Option<i64> {
+        let last = |s: &[Migration]| s.last().map(|m| m.version);
+        last(&self.versioned).max(last(&self.baselines))
+    }
+
+    /// The number of versioned migrations.
+    pub fn len(&self) -> usize {
+        self.versioned.len()
+    }
+
+    /// Whether there is no migration at all.
+    pub fn is_empty(&self) -> bool {
+        self.versioned.is_empty() && self.baselines.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Migrations {
+    type Item = &'a Migration;
+    type IntoIter = std::slice::Iter<'a, Migration>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // What `embed_migrations!` expands to: the arrays are statics of their
+    // own, since a promoted constant cannot hold a type with a destructor.
+    static VERSIONED: [Migration; 2] = [
+        Migration::__embedded(
+            1,
+            "a",
+            "m/V1__a.sql",
+            "SELECT 1;",
+            [0; 32],
+            false,
+            false,
+            None,
+        ),
+        Migration::__embedded(
+            5,
+            "b",
+            "m/V5__b.sql",
+            "VACUUM; SELECT 2",
+            [1; 32],
+            true,
+            false,
+            Some("SELECT 0;"),
+        ),
+    ];
+    static BASELINES: [Migration; 1] = [Migration::__embedded(
+        7,
+        "base",
+        "m/B7__base.sql",
+        "SELECT 7;",
+        [2; 32],
+        false,
+        true,
+        None,
+    )];
+    static EMBEDDED: Migrations = Migrations::__embedded(&VERSIONED, &BASELINES);
+
+    #[test]
+    fn lookup_and_order() {
+        assert_eq!(
+            EMBEDDED.iter().map(Migration::version).collect::<Vec<_>>(),
+            [1, 5]
+        );
+        assert_eq!(
+            EMBEDDED.get(5).unwrap().statements(),
+            ["VACUUM", "SELECT 2"]
+        );
+        assert!(EMBEDDED.get(2).is_none());
+        assert_eq!(EMBEDDED.head(), Some(7));
+        assert_eq!(EMBEDDED.checksum_of(1), Some(Checksum::from_bytes([0; 32])));
+    }
+
+    #[test]
+    fn from_dir_matches_embedding_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("V2__b.sql"), "SELECT 2;").unwrap();
+        std::fs::write(dir.path().join("V1__a.sql"), "SELECT 1;").unwrap();
+        let m = Migrations::from_dir(dir.path()).unwrap();
+        assert_eq!(
+            m.iter().map(Migration::name).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(m.get(1).unwrap().checksum(), Checksum::of(b"SELECT 1;"));
+    }
+}

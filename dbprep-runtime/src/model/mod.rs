@@ -1,0 +1,12 @@
+//! The pure model: file names, normalization, checksums, directives, the
+//! SQL lexer, the compile-time checks and reading a folder. It needs only
+//! `std`, so `dbprep-macros` runs the very same code at compile time.
+
+pub mod check;
+pub mod checksum;
+pub mod directive;
+pub mod lexer;
+pub mod migration;
+pub mod name;
+pub mod normalize;
+pub mod source;

@@ -1,0 +1,1 @@
+//! Demo programs live in `examples/`.
