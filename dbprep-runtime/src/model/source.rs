@@ -344,9 +344,11 @@ fn resolve_inside(
     match path.canonicalize() {
         Ok(real) if real.starts_with(real_dir) => Some(real),
         Ok(real) => {
+            // Show the link as written: the real path is machine-specific.
+            let target = fs::read_link(path).unwrap_or(real);
             errors.push(SourceError::SymlinkOutside {
                 file: file.to_owned(),
-                target: real.display().to_string(),
+                target: target.display().to_string(),
             });
             None
         }

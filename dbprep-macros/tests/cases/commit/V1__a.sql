@@ -1,0 +1,4 @@
+CREATE TABLE a (id int);
+INSERT INTO a VALUES (1);
+COMMIT;
+CREATE TABLE b (note text DEFAULT 'COMMIT;');

@@ -1,0 +1,2 @@
+CREATE TABLE a (id int);
+CREATE UNIQUE INDEX CONCURRENTLY ix_a ON a (id);

@@ -1,0 +1,2 @@
+CREATE TABLE a (id int);
+CREATE INDEX ix ON a (id);

@@ -1,0 +1,2 @@
+-- dbprep:no-transaction
+CREATE INDEX CONCURRENTLY ix ON a (id);

@@ -1,0 +1,2 @@
+-- dbprep:no-transactions
+SELECT 1;

@@ -1,0 +1,3 @@
+CREATE FUNCTION f() RETURNS int AS $body$
+  SELECT 1;
+$bod$ LANGUAGE sql;

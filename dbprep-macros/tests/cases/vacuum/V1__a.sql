@@ -1,0 +1,1 @@
+VACUUM (ANALYZE) pg_class;
