@@ -26,3 +26,6 @@ pub mod model;
 pub use model::checksum::Checksum;
 pub use model::migration::{Migration, Migrations};
 pub use model::source::{SourceError, SourceErrors};
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,338 @@
+//! A throwaway PostgreSQL cluster started from the system's binaries.
+//!
+//! The cluster lives in a temporary directory, listens on a free loopback
+//! port, and is removed when the [`Cluster`] is dropped or the process
+//! exits, whichever comes first: a small reaper process waits for the end
+//! of a pipe that only this process holds (Rust statics are never dropped,
+//! and a test binary can be killed).
+
+use std::fs;
+use std::io::Write;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Why a throwaway cluster could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No `initdb` on `PATH` or under `/usr/lib/postgresql/*/bin`.
+    #[error("PostgreSQL server binaries not found (no initdb on PATH or under /usr/lib/postgresql/*/bin): install them (Debian: apt-get install postgresql) or set DATABASE_URL to a server")]
+    BinariesNotFound,
+    /// Running as root without a `postgres` user to run the server as.
+    #[error("running as root, and PostgreSQL refuses to run as root, but there is no `postgres` user to run it as: create one (useradd postgres) or run as another user")]
+    NoPostgresUser,
+    /// `initdb` failed.
+    #[error("initdb failed ({status}):\n{output}")]
+    Initdb {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed.
+        output: String,
+    },
+    /// The server did not start.
+    #[error("PostgreSQL did not start: {reason}; its log ends with:\n{log}")]
+    Start {
+        /// What went wrong.
+        reason: String,
+        /// The end of the server log.
+        log: String,
+    },
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
+    let what = what.into();
+    move |source| ClusterError::Io { what, source }
+}
+
+/// A running throwaway cluster. Superuser `postgres`, trust authentication
+/// on 127.0.0.1 only, `fsync=off`: for tests and demos, never for data.
+#[derive(Debug)]
+pub struct Cluster {
+    port: u16,
+    bin_dir: PathBuf,
+    /// Held open for the reaper: closing it stops the server and removes
+    /// the directory.
+    _reaper: ChildStdin,
+}
+
+impl Cluster {
+    /// Start a new cluster with `initdb` and `postgres` found on the system.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError`] when the binaries are missing or the server does not
+    /// come up (the error holds the end of its log).
+    pub fn start() -> Result<Cluster, ClusterError> {
+        let bin_dir = find_bin_dir().ok_or(ClusterError::BinariesNotFound)?;
+        let owner = ServerUser::current()?;
+        let dir = tempfile::Builder::new()
+            .prefix("dbprep-pg-")
+            .tempdir()
+            .map_err(io("create a temporary directory"))?
+            .keep();
+        // From here on the reaper owns the directory; start it first so that
+        // a failure below still cleans up.
+        let mut reaper = Reaper::spawn(&dir)?;
+        owner.give(&dir)?;
+        let data = dir.join("data");
+        initdb(&bin_dir, &data, &owner)?;
+        let log = dir.join("postgres.log");
+        let mut last = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let child = start_server(&bin_dir, &dir, port, &owner, &log)?;
+            reaper.watch(child.id())?;
+            match wait_ready(child, &data, port, &log) {
+                Ok(()) => return Ok(Cluster { port, bin_dir, _reaper: reaper.stdin }),
+                // Another process may have taken the port: try another.
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("three attempts were made"))
+    }
+
+    /// The cluster of this process, started on first use and shared by every
+    /// test of the binary.
+    ///
+    /// # Errors
+    ///
+    /// The error of the first start, as text (it is shared by every caller).
+    pub fn shared() -> Result<&'static Cluster, String> {
+        static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| Cluster::start().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The folder of the server binaries (`psql`, `pg_dump`, … sit beside
+    /// `initdb`).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// A connection URL for `database` (no password: trust authentication).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A connection configuration for `database`.
+    pub fn config(&self, database: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .dbname(database)
+            .application_name("dbprep-test");
+        config
+    }
+}
+
+/// The folder holding `initdb` and `postgres`: `initdb` on `PATH` (links
+/// resolved, since Debian links it from elsewhere), else the newest
+/// `/usr/lib/postgresql/*/bin`.
+fn find_bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("initdb"))
+            .find(|initdb| initdb.is_file())
+            .and_then(|initdb| initdb.canonicalize().ok())
+            .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+    });
+    on_path.filter(|dir| dir.join("postgres").is_file()).or_else(|| {
+        let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let version = e.file_name().to_str()?.parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").is_file().then_some((version, bin))
+            })
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, bin)| bin)
+    })
+}
+
+/// Who runs the server: this process's user, or `postgres` when this
+/// process is root (PostgreSQL refuses to run as root).
+struct ServerUser {
+    ids: Option<(u32, u32)>,
+}
+
+impl ServerUser {
+    fn current() -> Result<Self, ClusterError> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok(ServerUser { ids: None });
+        }
+        // SAFETY: the name is a valid C string; the returned record is read
+        // at once, before any other call that could reuse its storage.
+        let ids = unsafe {
+            let pw = libc::getpwnam(c"postgres".as_ptr());
+            if pw.is_null() {
+                return Err(ClusterError::NoPostgresUser);
+            }
+            ((*pw).pw_uid, (*pw).pw_gid)
+        };
+        Ok(ServerUser { ids: Some(ids) })
+    }
+
+    fn give(&self, dir: &Path) -> Result<(), ClusterError> {
+        if let Some((uid, gid)) = self.ids {
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io(format!("chown {}", dir.display())))?;
+        }
+        Ok(())
+    }
+
+    fn command(&self, program: PathBuf) -> Command {
+        let mut command = Command::new(program);
+        if let Some((uid, gid)) = self.ids {
+            command.uid(uid).gid(gid).env("HOME", "/tmp");
+        }
+        command
+    }
+}
+
+fn initdb(bin_dir: &Path, data: &Path, owner: &ServerUser) -> Result<(), ClusterError> {
+    let output = owner
+        .command(bin_dir.join("initdb"))
+        .arg("-D")
+        .arg(data)
+        .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io("run initdb"))?;
+    if !output.status.success() {
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        return Err(ClusterError::Initdb { status: output.status, output: text });
+    }
+    Ok(())
+}
+
+fn free_port() -> Result<u16, ClusterError> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("find a free port"))?;
+    listener.local_addr().map(|a| a.port()).map_err(io("find a free port"))
+}
+
+fn start_server(bin_dir: &Path, dir: &Path, port: u16, owner: &ServerUser, log: &Path) -> Result<Child, ClusterError> {
+    let log_file = fs::File::create(log).map_err(io("create the server log"))?;
+    owner.give(log)?;
+    let stderr = log_file.try_clone().map_err(io("open the server log"))?;
+    let mut command = owner.command(bin_dir.join("postgres"));
+    command
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(dir)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            // Tests only: a crash may lose data, which a throwaway cluster
+            // never keeps.
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=128MB",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(stderr)
+        // Its own process group: a Ctrl-C in the terminal reaches the reaper,
+        // which stops the server and removes its files, not the server alone.
+        .process_group(0);
+    command.spawn().map_err(io("start postgres"))
+}
+
+fn wait_ready(mut child: Child, data: &Path, port: u16, log: &Path) -> Result<(), ClusterError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let fail = |reason: String| {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+        ClusterError::Start { reason, log }
+    };
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(fail(format!("the server exited ({status})")));
+        }
+        // postmaster.pid's 8th line becomes "ready" once it accepts
+        // connections.
+        let ready = fs::read_to_string(data.join("postmaster.pid"))
+            .is_ok_and(|pid| pid.lines().nth(7).is_some_and(|s| s.trim() == "ready"));
+        if ready && TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(fail("not ready after 60 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A shell that outlives this process just long enough to stop the server
+/// and remove its directory once this process closes its pipe (on drop, on
+/// exit, or when killed).
+struct Reaper {
+    stdin: ChildStdin,
+}
+
+impl Reaper {
+    fn spawn(dir: &Path) -> Result<Self, ClusterError> {
+        // Each line read is a server pid to stop at the end.
+        let script = r#"
+            trap '' INT HUP TERM
+            pids=""
+            while read -r pid; do pids="$pids $pid"; done
+            for pid in $pids; do kill -QUIT "$pid" 2>/dev/null; done
+            for i in $(seq 100); do
+                alive=""
+                for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+                [ -z "$alive" ] && break
+                sleep 0.1
+            done
+            for pid in $pids; do kill -KILL "$pid" 2>/dev/null; done
+            rm -rf "$1"
+        "#;
+        let mut child = Command::new("sh")
+            .args(["-c", script, "dbprep-reaper"])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(io("start the cluster's reaper (sh)"))?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        Ok(Reaper { stdin })
+    }
+
+    fn watch(&mut self, pid: u32) -> Result<(), ClusterError> {
+        writeln!(self.stdin, "{pid}").map_err(io("talk to the cluster's reaper"))
+    }
+}

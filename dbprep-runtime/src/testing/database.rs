@@ -1,0 +1,191 @@
+//! A fresh database per test.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use super::cluster::Cluster;
+
+/// Why a test database could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TestingError {
+    /// The throwaway cluster did not start.
+    #[error("cannot start a throwaway PostgreSQL: {0}")]
+    Cluster(String),
+    /// `DATABASE_URL` does not parse (the URL itself is not shown: it may
+    /// hold a password).
+    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    BadUrl(String),
+    /// The server refused a connection or a statement.
+    #[error("{what}: {source}")]
+    Postgres {
+        /// What was being done.
+        what: String,
+        /// The server's or the driver's error.
+        source: tokio_postgres::Error,
+    },
+}
+
+/// The server the tests of this process use: `DATABASE_URL` when set, else
+/// a throwaway cluster started on first use.
+#[derive(Debug, Clone)]
+pub enum TestServer {
+    /// The shared throwaway cluster.
+    Cluster(&'static Cluster),
+    /// The server of `DATABASE_URL`; its database is used to create others.
+    External(tokio_postgres::Config),
+}
+
+impl TestServer {
+    /// Choose the server as described above.
+    ///
+    /// # Errors
+    ///
+    /// A bad `DATABASE_URL`, or a cluster that does not start.
+    pub fn get() -> Result<TestServer, TestingError> {
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => tokio_postgres::Config::from_str(&url)
+                .map(TestServer::External)
+                .map_err(|e| TestingError::BadUrl(e.to_string())),
+            _ => Cluster::shared().map(TestServer::Cluster).map_err(TestingError::Cluster),
+        }
+    }
+
+    /// A configuration for `database` on this server.
+    pub fn config(&self, database: &str) -> tokio_postgres::Config {
+        match self {
+            TestServer::Cluster(cluster) => cluster.config(database),
+            TestServer::External(config) => {
+                let mut config = config.clone();
+                config.dbname(database);
+                config
+            }
+        }
+    }
+
+    /// The configuration of the database used to create and drop others.
+    pub fn admin_config(&self) -> tokio_postgres::Config {
+        match self {
+            TestServer::Cluster(cluster) => cluster.config("postgres"),
+            TestServer::External(config) => config.clone(),
+        }
+    }
+}
+
+/// A database created for one test, with a pool on it.
+///
+/// On a throwaway cluster the database goes with the cluster; on a
+/// `DATABASE_URL` server it is dropped when this value is.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let db = dbprep_runtime::testing::TestDatabase::new().await?;
+/// let client = db.pool().get().await?;
+/// client.simple_query("CREATE TABLE t (id int)").await?;
+/// # Ok(()) }
+/// ```
+pub struct TestDatabase {
+    name: String,
+    server: TestServer,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDatabase").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Connect with `config` and drive the connection on the current runtime.
+pub(crate) async fn connect(config: &tokio_postgres::Config, what: &str) -> Result<tokio_postgres::Client, TestingError> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|source| TestingError::Postgres { what: what.to_owned(), source })?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+impl TestDatabase {
+    /// Create a fresh, empty database.
+    ///
+    /// # Errors
+    ///
+    /// [`TestingError`] when no server can be had or the database cannot be
+    /// created.
+    pub async fn new() -> Result<TestDatabase, TestingError> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let server = TestServer::get()?;
+        let name = format!("dbprep_test_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let admin = connect(&server.admin_config(), "connect to the test server").await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .map_err(|source| TestingError::Postgres { what: format!("create database {name}"), source })?;
+        let pool = pool(server.config(&name), 4);
+        Ok(TestDatabase { name, server, pool })
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A pool of up to four connections to the database.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The database's connection configuration.
+    pub fn config(&self) -> tokio_postgres::Config {
+        self.server.config(&self.name)
+    }
+
+    /// The server it lives on.
+    pub fn server(&self) -> &TestServer {
+        &self.server
+    }
+
+    /// A new connection outside the pool (for a second session in a test).
+    ///
+    /// # Errors
+    ///
+    /// The connection's error.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, TestingError> {
+        connect(&self.config(), &format!("connect to {}", self.name)).await
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        self.pool.close();
+        let TestServer::External(admin) = &self.server else {
+            return;
+        };
+        // Drop runs outside async code: use a runtime of its own on a thread
+        // of its own, so that this works inside a test's runtime too.
+        let admin = admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let client = connect(&admin, "drop a test database").await.ok()?;
+                client.batch_execute(&sql).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A pool on `config` with at most `max_size` connections (no TLS).
+pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Pool {
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(max_size)
+        .build()
+        .expect("a pool without a runtime-specific timeout always builds")
+}

@@ -1,0 +1,14 @@
+//! Throwaway PostgreSQL clusters and a fresh database per test (feature
+//! `testing`).
+//!
+//! `TestDatabase::new()` gives each test its own database on one cluster
+//! per test binary, started from the system's PostgreSQL binaries on first
+//! use (as the `postgres` user when the tests run as root) and removed when
+//! the process ends. With `DATABASE_URL` set, the databases are made on
+//! that server instead.
+
+mod cluster;
+mod database;
+
+pub use cluster::{Cluster, ClusterError};
+pub use database::{pool, TestDatabase, TestServer, TestingError};

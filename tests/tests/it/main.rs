@@ -1,0 +1,5 @@
+//! Integration tests against a real PostgreSQL: one binary, one throwaway
+//! cluster (or the server of `DATABASE_URL`), one database per test.
+
+mod support;
+mod test_databases;
