@@ -22,10 +22,18 @@
 #![warn(missing_docs)]
 
 pub mod model;
+#[cfg(feature = "postgres")]
+pub mod pg;
 
 pub use model::checksum::Checksum;
 pub use model::migration::{Migration, Migrations};
 pub use model::source::{SourceError, SourceErrors};
+#[cfg(feature = "postgres")]
+pub use pg::connect::{connect, ensure_database};
+#[cfg(feature = "postgres")]
+pub use pg::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
+#[cfg(feature = "postgres")]
+pub use pg::{Drift, Error, MigrationError, Migrator, Policy};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -94,7 +94,13 @@ impl Cluster {
             let child = start_server(&bin_dir, &dir, port, &owner, &log)?;
             reaper.watch(child.id())?;
             match wait_ready(child, &data, port, &log) {
-                Ok(()) => return Ok(Cluster { port, bin_dir, _reaper: reaper.stdin }),
+                Ok(()) => {
+                    return Ok(Cluster {
+                        port,
+                        bin_dir,
+                        _reaper: reaper.stdin,
+                    })
+                }
                 // Another process may have taken the port: try another.
                 Err(e) => last = Some(e),
             }
@@ -156,19 +162,21 @@ fn find_bin_dir() -> Option<PathBuf> {
             .and_then(|initdb| initdb.canonicalize().ok())
             .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
     });
-    on_path.filter(|dir| dir.join("postgres").is_file()).or_else(|| {
-        let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let version = e.file_name().to_str()?.parse().ok()?;
-                let bin = e.path().join("bin");
-                bin.join("initdb").is_file().then_some((version, bin))
-            })
-            .collect();
-        versions.sort();
-        versions.pop().map(|(_, bin)| bin)
-    })
+    on_path
+        .filter(|dir| dir.join("postgres").is_file())
+        .or_else(|| {
+            let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let version = e.file_name().to_str()?.parse().ok()?;
+                    let bin = e.path().join("bin");
+                    bin.join("initdb").is_file().then_some((version, bin))
+                })
+                .collect();
+            versions.sort();
+            versions.pop().map(|(_, bin)| bin)
+        })
 }
 
 /// Who runs the server: this process's user, or `postgres` when this
@@ -197,7 +205,8 @@ impl ServerUser {
 
     fn give(&self, dir: &Path) -> Result<(), ClusterError> {
         if let Some((uid, gid)) = self.ids {
-            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io(format!("chown {}", dir.display())))?;
+            std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                .map_err(io(format!("chown {}", dir.display())))?;
         }
         Ok(())
     }
@@ -216,28 +225,52 @@ fn initdb(bin_dir: &Path, data: &Path, owner: &ServerUser) -> Result<(), Cluster
         .command(bin_dir.join("initdb"))
         .arg("-D")
         .arg(data)
-        .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"])
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+        ])
         .stdin(Stdio::null())
         .output()
         .map_err(io("run initdb"))?;
     if !output.status.success() {
         let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stderr));
-        return Err(ClusterError::Initdb { status: output.status, output: text });
+        return Err(ClusterError::Initdb {
+            status: output.status,
+            output: text,
+        });
     }
     Ok(())
 }
 
 fn free_port() -> Result<u16, ClusterError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("find a free port"))?;
-    listener.local_addr().map(|a| a.port()).map_err(io("find a free port"))
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(io("find a free port"))
 }
 
-fn start_server(bin_dir: &Path, dir: &Path, port: u16, owner: &ServerUser, log: &Path) -> Result<Child, ClusterError> {
+fn start_server(
+    bin_dir: &Path,
+    dir: &Path,
+    port: u16,
+    owner: &ServerUser,
+    log: &Path,
+) -> Result<Child, ClusterError> {
     let log_file = fs::File::create(log).map_err(io("create the server log"))?;
     owner.give(log)?;
     let stderr = log_file.try_clone().map_err(io("open the server log"))?;
     let mut command = owner.command(bin_dir.join("postgres"));
+    // pg_stat_statements, when installed, lets tests count the statements a
+    // run sends.
+    if bin_dir.join("../lib/pg_stat_statements.so").is_file() {
+        command.args(["-c", "shared_preload_libraries=pg_stat_statements"]);
+    }
     command
         .arg("-D")
         .arg(dir.join("data"))

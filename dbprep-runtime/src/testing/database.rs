@@ -35,7 +35,7 @@ pub enum TestServer {
     /// The shared throwaway cluster.
     Cluster(&'static Cluster),
     /// The server of `DATABASE_URL`; its database is used to create others.
-    External(tokio_postgres::Config),
+    External(Box<tokio_postgres::Config>),
 }
 
 impl TestServer {
@@ -47,9 +47,11 @@ impl TestServer {
     pub fn get() -> Result<TestServer, TestingError> {
         match std::env::var("DATABASE_URL") {
             Ok(url) if !url.is_empty() => tokio_postgres::Config::from_str(&url)
-                .map(TestServer::External)
+                .map(|config| TestServer::External(Box::new(config)))
                 .map_err(|e| TestingError::BadUrl(e.to_string())),
-            _ => Cluster::shared().map(TestServer::Cluster).map_err(TestingError::Cluster),
+            _ => Cluster::shared()
+                .map(TestServer::Cluster)
+                .map_err(TestingError::Cluster),
         }
     }
 
@@ -58,7 +60,7 @@ impl TestServer {
         match self {
             TestServer::Cluster(cluster) => cluster.config(database),
             TestServer::External(config) => {
-                let mut config = config.clone();
+                let mut config = (**config).clone();
                 config.dbname(database);
                 config
             }
@@ -69,7 +71,7 @@ impl TestServer {
     pub fn admin_config(&self) -> tokio_postgres::Config {
         match self {
             TestServer::Cluster(cluster) => cluster.config("postgres"),
-            TestServer::External(config) => config.clone(),
+            TestServer::External(config) => (**config).clone(),
         }
     }
 }
@@ -96,16 +98,25 @@ pub struct TestDatabase {
 
 impl std::fmt::Debug for TestDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestDatabase").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("TestDatabase")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
 /// Connect with `config` and drive the connection on the current runtime.
-pub(crate) async fn connect(config: &tokio_postgres::Config, what: &str) -> Result<tokio_postgres::Client, TestingError> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|source| TestingError::Postgres { what: what.to_owned(), source })?;
+pub(crate) async fn connect(
+    config: &tokio_postgres::Config,
+    what: &str,
+) -> Result<tokio_postgres::Client, TestingError> {
+    let (client, connection) =
+        config
+            .connect(NoTls)
+            .await
+            .map_err(|source| TestingError::Postgres {
+                what: what.to_owned(),
+                source,
+            })?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -120,12 +131,19 @@ impl TestDatabase {
     pub async fn new() -> Result<TestDatabase, TestingError> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let server = TestServer::get()?;
-        let name = format!("dbprep_test_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "dbprep_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         let admin = connect(&server.admin_config(), "connect to the test server").await?;
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
-            .map_err(|source| TestingError::Postgres { what: format!("create database {name}"), source })?;
+            .map_err(|source| TestingError::Postgres {
+                what: format!("create database {name}"),
+                source,
+            })?;
         let pool = pool(server.config(&name), 4);
         Ok(TestDatabase { name, server, pool })
     }
@@ -168,10 +186,13 @@ impl Drop for TestDatabase {
         };
         // Drop runs outside async code: use a runtime of its own on a thread
         // of its own, so that this works inside a test's runtime too.
-        let admin = admin.clone();
+        let admin = (**admin).clone();
         let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let client = connect(&admin, "drop a test database").await.ok()?;
                 client.batch_execute(&sql).await.ok()
@@ -183,7 +204,13 @@ impl Drop for TestDatabase {
 
 /// A pool on `config` with at most `max_size` connections (no TLS).
 pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Pool {
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
     Pool::builder(manager)
         .max_size(max_size)
         .build()

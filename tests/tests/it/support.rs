@@ -9,9 +9,44 @@ pub async fn database() -> TestDatabase {
 
 /// The single value of a one-row, one-column query, as text.
 pub async fn scalar(client: &tokio_postgres::Client, sql: &str) -> Option<String> {
-    let messages = client.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     messages.into_iter().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
         _ => None,
     })?
+}
+
+/// A migrations folder written from `(file name, SQL)` pairs and read at
+/// run time, with the same checks as `embed_migrations!`.
+pub fn migrations(files: &[(&str, &str)]) -> dbprep_runtime::Migrations {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sql) in files {
+        std::fs::write(dir.path().join(name), sql).unwrap();
+    }
+    dbprep_runtime::Migrations::from_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The versions recorded in the history table, in version order.
+pub async fn recorded(client: &tokio_postgres::Client) -> Vec<i64> {
+    let rows = client
+        .query(
+            "SELECT version FROM public.dbprep_schema_history WHERE success ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// Whether a relation exists.
+pub async fn exists(client: &tokio_postgres::Client, relation: &str) -> bool {
+    let found = scalar(
+        client,
+        &format!("SELECT to_regclass('{relation}') IS NOT NULL"),
+    )
+    .await;
+    found.as_deref() == Some("t")
 }

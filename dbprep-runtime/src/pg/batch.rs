@@ -1,0 +1,313 @@
+//! Applying pending migrations.
+//!
+//! Transactional migrations go out as **one simple-query message each, all
+//! written before any reply is read** (tokio-postgres pipelines requests
+//! whose futures are polled together): one round trip for the set, and a
+//! syntax error in one message rejects that message alone. Each message is
+//!
+//! ```text
+//! BEGIN; RESET ALL; <restore role and search_path>;
+//! SELECT set_config('dbprep.run', …, true), set_config('dbprep.started', clock_timestamp()::text, true), …;
+//! <migration SQL>
+//! ;
+//! SELECT set_config('search_path', 'pg_catalog', true), set_config('role', …, true), …;
+//! INSERT INTO <history> (…, previous_version, run_id) SELECT …;
+//! COMMIT;
+//! ```
+//!
+//! After an error the session may be idle again (a message rejected at
+//! parse time never ran its `BEGIN`; a failed `COMMIT` ends the
+//! transaction), so the next message would run without its predecessor.
+//! Two guards make its history insert *raise* instead: `previous_version`
+//! references the predecessor's row, and `run_id` (NOT NULL) comes from the
+//! `SET LOCAL` value, which is gone if the migration ended the transaction.
+//!
+//! Every message but the last commits asynchronously; the last one's WAL
+//! flush makes all before it durable.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use tokio_postgres::error::ErrorPosition;
+use tokio_postgres::Client;
+
+use super::error::{Error, MigrationError, Result};
+use super::history::HistoryTable;
+use super::sql::{bytea, literal};
+use crate::model::lexer::{line_column, split};
+use crate::model::migration::Migration;
+
+/// What every message of a run shares.
+pub(crate) struct Session<'a> {
+    pub client: &'a Client,
+    pub history: &'a HistoryTable,
+    pub run_id: String,
+    pub applied_by: String,
+    /// `role` and `search_path` as the connection had them before the run.
+    pub role: String,
+    pub search_path: String,
+    /// PostgreSQL 14+: abort a migration when the client is gone.
+    pub check_connection: bool,
+}
+
+/// A migration applied by this run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Done {
+    pub version: i64,
+    pub elapsed: Duration,
+}
+
+impl Session<'_> {
+    /// Put back the session state a previous migration may have changed.
+    fn restore_session(&self) -> String {
+        format!(
+            "RESET ALL;\nSELECT pg_catalog.set_config('role', {}, false), pg_catalog.set_config('search_path', {}, false);\n",
+            literal(&self.role),
+            literal(&self.search_path)
+        )
+    }
+
+    /// Settings for one migration's transaction.
+    fn transaction_settings(&self, asynchronous_commit: bool) -> String {
+        let mut settings = vec![
+            format!(
+                "pg_catalog.set_config('dbprep.run', {}, true)",
+                literal(&self.run_id)
+            ),
+            "pg_catalog.set_config('dbprep.started', pg_catalog.clock_timestamp()::text, true)"
+                .to_owned(),
+        ];
+        if asynchronous_commit {
+            settings.push("pg_catalog.set_config('synchronous_commit', 'off', true)".to_owned());
+        }
+        if self.check_connection {
+            settings.push(
+                "pg_catalog.set_config('client_connection_check_interval', '1000', true)"
+                    .to_owned(),
+            );
+        }
+        format!("SELECT {};\n", settings.join(", "))
+    }
+
+    /// dbprep's own statements after a migration: its `SET` must not
+    /// redirect or block them.
+    fn own_settings(&self, local: bool) -> String {
+        let settings = [
+            ("search_path", "'pg_catalog'".to_owned()),
+            ("role", literal(&self.role)),
+            ("statement_timeout", "'0'".to_owned()),
+            ("lock_timeout", "'0'".to_owned()),
+        ];
+        let calls: Vec<String> = settings
+            .iter()
+            .map(|(name, value)| format!("pg_catalog.set_config('{name}', {value}, {local})"))
+            .collect();
+        format!("SELECT {};\n", calls.join(", "))
+    }
+
+    /// The history insert. `run_id_sql` is the guard's expression in a
+    /// transaction, or a literal outside one.
+    fn insert_history(
+        &self,
+        m: &Migration,
+        previous: Option<i64>,
+        success: bool,
+        elapsed_sql: &str,
+        run_id_sql: &str,
+    ) -> String {
+        let t = self.history.qualified();
+        let kind = if m.is_baseline() {
+            "baseline"
+        } else {
+            "migration"
+        };
+        format!(
+            "INSERT INTO {t} (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id)\n\
+             SELECT coalesce(max(installed_rank), 0) + 1, {version}, {name}, {checksum}, '{kind}', pg_catalog.clock_timestamp(), {elapsed_sql}, \
+             {by}, {success}, {previous}, {run_id_sql} FROM {t};\n",
+            version = m.version(),
+            name = literal(m.name()),
+            checksum = bytea(m.checksum().as_bytes()),
+            by = literal(&self.applied_by),
+            previous = previous.map_or("NULL".to_owned(), |v| v.to_string()),
+        )
+    }
+
+    /// The message for one transactional migration, and the length of its
+    /// prefix in characters (to map error positions back to the file).
+    fn message(
+        &self,
+        m: &Migration,
+        previous: Option<i64>,
+        asynchronous_commit: bool,
+    ) -> (String, usize) {
+        let mut message = String::with_capacity(m.sql().len() + 1024);
+        message.push_str("BEGIN;\n");
+        message.push_str(&self.restore_session());
+        message.push_str(&self.transaction_settings(asynchronous_commit));
+        let prefix_chars = message.chars().count();
+        message.push_str(m.sql());
+        // A newline ends a trailing `--` comment; the `;` a last statement
+        // written without one.
+        message.push_str("\n;\n");
+        message.push_str(&self.own_settings(true));
+        let elapsed = "(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.current_setting('dbprep.started', true)::timestamptz) * 1000)::integer";
+        let run_id = "nullif(pg_catalog.current_setting('dbprep.run', true), '')";
+        message.push_str(&self.insert_history(m, previous, true, elapsed, run_id));
+        message.push_str("COMMIT;");
+        (message, prefix_chars)
+    }
+
+    /// Apply `pending` (all transactional) as one pipelined round trip.
+    /// On failure, rolls back, makes what was applied durable, and returns
+    /// the first error with its place in the file.
+    pub(crate) async fn apply_pipelined(
+        &self,
+        pending: &[&Migration],
+    ) -> Result<Vec<Done>, (Vec<i64>, Error)> {
+        let started = Instant::now();
+        let messages: Vec<(String, usize)> = pending
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let previous = i.checked_sub(1).map(|p| pending[p].version());
+                self.message(m, previous, i + 1 < pending.len())
+            })
+            .collect();
+        let replies = join_all(
+            messages
+                .iter()
+                .map(|(sql, _)| self.client.simple_query(sql)),
+        )
+        .await;
+        let Some(failed) = replies.iter().position(Result::is_err) else {
+            let elapsed = started.elapsed() / pending.len().max(1) as u32;
+            return Ok(pending
+                .iter()
+                .map(|m| Done {
+                    version: m.version(),
+                    elapsed,
+                })
+                .collect());
+        };
+        // The session is in a failed transaction (or idle): end it, then
+        // flush what committed asynchronously before reporting.
+        let _ = self.client.simple_query("ROLLBACK").await;
+        let _ = self
+            .client
+            .simple_query("SELECT pg_catalog.txid_current()")
+            .await;
+        let applied: Vec<i64> = pending[..failed].iter().map(|m| m.version()).collect();
+        let error = replies
+            .into_iter()
+            .nth(failed)
+            .and_then(Result::err)
+            .expect("an error was found");
+        let m = pending[failed];
+        let prefix_chars = messages[failed].1;
+        let position = error_position(&error)
+            .and_then(|p| position_in_sql(m.sql(), p.checked_sub(prefix_chars + 1)?));
+        let not_applied = pending[failed + 1..].iter().map(|m| m.version()).collect();
+        Err((
+            applied.clone(),
+            migration_error(m, error, position, applied, not_applied),
+        ))
+    }
+
+    /// Apply one `-- dbprep:no-transaction` migration: its history row is
+    /// written with `success = false` first and set `true` at the end, so
+    /// a failure or a kill leaves it dirty; each statement is a message of
+    /// its own, outside any transaction.
+    pub(crate) async fn apply_without_transaction(&self, m: &Migration) -> Result<Done, Error> {
+        let started = Instant::now();
+        let t = self.history.qualified();
+        let begin = format!(
+            "{restore}{own}{insert}",
+            restore = self.restore_session(),
+            own = self.own_settings(false),
+            insert = self.insert_history(m, None, false, "0", &literal(&self.run_id)),
+        );
+        self.client
+            .simple_query(&begin)
+            .await
+            .map_err(Error::postgres(format!(
+                "record the start of migration {}",
+                m.version()
+            )))?;
+        let mut session = self.restore_session();
+        if self.check_connection {
+            session.push_str("SELECT pg_catalog.set_config('client_connection_check_interval', '1000', false);\n");
+        }
+        self.client
+            .simple_query(&session)
+            .await
+            .map_err(Error::postgres("prepare the session"))?;
+        let sql = m.sql();
+        for statement in split(sql).statements {
+            let text = statement.text(sql);
+            if let Err(error) = self.client.simple_query(text).await {
+                let position = error_position(&error)
+                    .and_then(|p| p.checked_sub(1))
+                    .map(|p| sql[..statement.start].chars().count() + p)
+                    .or_else(|| Some(sql[..statement.start].chars().count()))
+                    .and_then(|p| position_in_sql(sql, p));
+                return Err(migration_error(m, error, position, Vec::new(), Vec::new()));
+            }
+        }
+        let elapsed = started.elapsed();
+        let finish = format!(
+            "{restore}{own}UPDATE {t} SET success = true, execution_ms = {ms} WHERE version = {version};",
+            restore = self.restore_session(),
+            own = self.own_settings(false),
+            ms = elapsed.as_millis().min(i32::MAX as u128),
+            version = m.version(),
+        );
+        self.client
+            .simple_query(&finish)
+            .await
+            .map_err(Error::postgres(format!(
+                "record the end of migration {}",
+                m.version()
+            )))?;
+        Ok(Done {
+            version: m.version(),
+            elapsed,
+        })
+    }
+}
+
+fn error_position(error: &tokio_postgres::Error) -> Option<usize> {
+    match error.as_db_error()?.position()? {
+        ErrorPosition::Original(p) => Some(*p as usize),
+        ErrorPosition::Internal { .. } => None,
+    }
+}
+
+/// Line and column of the `chars`-th character (0-based) of `sql`, or
+/// `None` when it lies beyond the migration's text (in dbprep's own part).
+fn position_in_sql(sql: &str, chars: usize) -> Option<(usize, usize)> {
+    let offset = sql.char_indices().nth(chars).map(|(i, _)| i)?;
+    Some(line_column(sql, offset))
+}
+
+fn migration_error(
+    m: &Migration,
+    error: tokio_postgres::Error,
+    position: Option<(usize, usize)>,
+    applied: Vec<i64>,
+    not_applied: Vec<i64>,
+) -> Error {
+    let db = error.as_db_error();
+    Error::Migration(Box::new(MigrationError {
+        version: m.version(),
+        file: m.file().to_owned(),
+        position,
+        message: db.map_or_else(|| error.to_string(), |d| d.message().to_owned()),
+        detail: db.and_then(|d| d.detail()).map(str::to_owned),
+        hint: db.and_then(|d| d.hint()).map(str::to_owned),
+        code: error.code().map_or("", |c| c.code()).to_owned(),
+        applied,
+        not_applied,
+        source: Some(error),
+    }))
+}

@@ -1,0 +1,100 @@
+//! Connecting: waiting for a server that is still starting, and creating
+//! the database if it is missing.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::error::{Error, Result};
+use super::sql::ident;
+
+/// SQLSTATEs that mean "try again shortly": the server is starting up,
+/// shutting down, or out of connection slots.
+const TRANSIENT: &[&str] = &["57P03", "53300", "57P01"];
+
+/// Connect with `config`, retrying with a bounded backoff while the server
+/// is unreachable or still starting, for at most `patience`. Authentication
+/// errors and a missing database are not retried.
+///
+/// The connection is driven on the current tokio runtime.
+///
+/// # Errors
+///
+/// [`Error::Connect`] with the last reason once `patience` is spent (the
+/// message never holds the password).
+pub async fn connect(config: &Config, patience: Duration) -> Result<Client> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                return Ok(client);
+            }
+            Err(e) => {
+                let transient = match e.code() {
+                    Some(code) => TRANSIENT.contains(&code.code()),
+                    // No SQLSTATE: the server could not be reached at all.
+                    None => e.as_db_error().is_none(),
+                };
+                if !transient || started.elapsed() + delay > patience {
+                    return Err(Error::Connect(format!(
+                        "{e} (after {:?})",
+                        started.elapsed()
+                    )));
+                }
+                tracing::info!("database not reachable yet ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Create the database `config` names if it does not exist, connecting to
+/// the `postgres` maintenance database of the same server with the same
+/// credentials. Returns whether it was created. A concurrent creator
+/// (SQLSTATE 42P04, or 23505 from the catalog's unique index) counts as
+/// success.
+///
+/// # Errors
+///
+/// A connection error, or a refusal (e.g. the role may not create
+/// databases: the message says so).
+pub async fn ensure_database(config: &Config) -> Result<bool> {
+    let name = config
+        .get_dbname()
+        .map(str::to_owned)
+        .or_else(|| config.get_user().map(str::to_owned))
+        .ok_or_else(|| Error::Connect("no database name in the configuration".into()))?;
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let client = connect(&admin, Duration::from_secs(30)).await?;
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(Error::postgres("look for the database"))?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    match client
+        .batch_execute(&format!("CREATE DATABASE {}", ident(&name)))
+        .await
+    {
+        Ok(()) => {
+            tracing::info!("created database {name}");
+            Ok(true)
+        }
+        Err(e)
+            if e.code()
+                .is_some_and(|c| c.code() == "42P04" || c.code() == "23505") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::postgres(format!("create database {name}"))(e)),
+    }
+}

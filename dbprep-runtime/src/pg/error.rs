@@ -1,0 +1,221 @@
+//! The engine's error type.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::model::source::SourceErrors;
+
+/// Everything that can go wrong while preparing a database. Each message
+/// names the file, version or table it is about and says what to do next;
+/// none holds a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No connection could be had from the pool or the server.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// One of dbprep's own statements failed.
+    #[error("{what}: {source}")]
+    Postgres {
+        /// What dbprep was doing.
+        what: String,
+        /// The server's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A migration failed; what ran before it in the run is kept.
+    #[error("{0}")]
+    Migration(Box<MigrationError>),
+    /// Another migrator held the lock for longer than the configured wait.
+    #[error("gave up waiting {waited:?} for the migration lock{}; nothing was written (raise Migrator::lock_wait or stop the holder)", holder.as_ref().map(|h| format!(" held by {h}")).unwrap_or_default())]
+    LockTimeout {
+        /// How long dbprep waited.
+        waited: Duration,
+        /// Who held the lock when dbprep started waiting.
+        holder: Option<LockHolder>,
+    },
+    /// A no-transaction migration failed or was interrupted earlier.
+    #[error("migration {version} ({file}) is dirty: a no-transaction migration failed or was interrupted, and may be half-applied; check the database (an invalid index from CREATE INDEX CONCURRENTLY is the usual leftover), fix it by hand, then run `repair`")]
+    Dirty {
+        /// The version.
+        version: i64,
+        /// Its file (or `unknown file` when the binary does not know it).
+        file: String,
+    },
+    /// The database differs from the embedded migrations in a way the
+    /// policies refuse.
+    #[error("the database has drifted from the embedded migrations:\n{}", list(.0))]
+    Drift(Vec<Drift>),
+    /// The requested target is not an embedded version.
+    #[error("target version {0} is not one of the embedded migrations; nothing was applied")]
+    UnknownTarget(i64),
+    /// The migration folder read at run time is invalid.
+    #[error("{0}")]
+    Source(#[from] SourceErrors),
+}
+
+fn list(drifts: &[Drift]) -> String {
+    drifts
+        .iter()
+        .map(|d| format!("  - {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Who holds the migration lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    /// The backend's process id.
+    pub pid: i32,
+    /// Its `application_name` (a dbprep holder writes its start time there).
+    pub application_name: String,
+    /// When its current query started.
+    pub query_start: Option<String>,
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pid {} (application_name {:?}",
+            self.pid, self.application_name
+        )?;
+        if let Some(start) = &self.query_start {
+            write!(f, ", query started {start}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// One way the database differs from the embedded migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Drift {
+    /// An applied migration whose file was edited afterwards.
+    Edited {
+        /// The version.
+        version: i64,
+        /// Its file.
+        file: String,
+        /// The checksum recorded when it was applied.
+        applied: String,
+        /// The checksum of the embedded file.
+        embedded: String,
+    },
+    /// A version the database has and the binary does not.
+    Unknown {
+        /// The version.
+        version: i64,
+        /// The name recorded for it.
+        name: String,
+    },
+    /// A pending version lower than the newest applied one.
+    OutOfOrder {
+        /// The pending version.
+        version: i64,
+        /// Its file.
+        file: String,
+        /// The newest applied version.
+        newest_applied: i64,
+    },
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::Edited { version, file, applied, embedded } => write!(
+                f,
+                "migration {version} ({file}) was edited after it was applied: checksum {applied} in the database, {embedded} in the binary; restore the file, or run `repair` to accept the edit"
+            ),
+            Drift::Unknown { version, name } => write!(
+                f,
+                "version {version} ({name}) is applied but not embedded in this binary: the database is newer than the binary, or a file was deleted"
+            ),
+            Drift::OutOfOrder { version, file, newest_applied } => write!(
+                f,
+                "migration {version} ({file}) is pending but older than the newest applied version {newest_applied}; allow out-of-order migrations to apply it"
+            ),
+        }
+    }
+}
+
+/// A migration that failed, with where and why.
+#[derive(Debug)]
+pub struct MigrationError {
+    /// Its version.
+    pub version: i64,
+    /// Its file.
+    pub file: String,
+    /// 1-based line and column in the file, when the server gave a position
+    /// or the failing statement is known.
+    pub position: Option<(usize, usize)>,
+    /// The server's message.
+    pub message: String,
+    /// The server's detail.
+    pub detail: Option<String>,
+    /// The server's hint.
+    pub hint: Option<String>,
+    /// The SQLSTATE code.
+    pub code: String,
+    /// Versions applied (and kept) in this run before the failure.
+    pub applied: Vec<i64>,
+    /// Pending versions that were not applied because of the failure.
+    pub not_applied: Vec<i64>,
+    /// The driver's error.
+    pub source: Option<tokio_postgres::Error>,
+}
+
+impl fmt::Display for MigrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "migration {} failed: {}", self.version, self.file)?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": {} (SQLSTATE {})", self.message, self.code)?;
+        if let Some(detail) = &self.detail {
+            write!(f, "\n  detail: {detail}")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        let versions = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        if !self.applied.is_empty() {
+            write!(
+                f,
+                "\n  applied before it in this run: {}",
+                versions(&self.applied)
+            )?;
+        }
+        write!(f, "\n  nothing of migration {} was kept", self.version)?;
+        if !self.not_applied.is_empty() {
+            write!(f, "; not applied: {}", versions(&self.not_applied))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MigrationError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+impl Error {
+    /// The SQLSTATE of the server error behind this one, if any.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Postgres { source, .. } => source.code().map(|c| c.code()),
+            Error::Migration(m) => Some(&m.code),
+            Error::LockTimeout { .. } => Some("55P03"),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn postgres(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Postgres { what, source }
+    }
+}
+
+/// The result type of the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

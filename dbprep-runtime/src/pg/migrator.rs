@@ -1,0 +1,480 @@
+//! [`Migrator`]: the one call an application makes at start-up.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::{Object, Pool};
+use tokio_postgres::{CancelToken, Client, NoTls};
+
+use super::batch::{Done, Session};
+use super::error::{Error, Result};
+use super::history::{up_to_date_digests, HistoryRow, HistoryTable, Probe};
+use super::lock;
+use super::plan::{states, Plan, Policies, Policy};
+use super::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
+use super::sql::{bytea, literal};
+use crate::model::migration::{Migration, Migrations};
+
+/// Applies embedded migrations to a database.
+///
+/// # Example
+///
+/// ```no_run
+/// use dbprep_runtime::{Migrations, Migrator};
+///
+/// # async fn start(pool: deadpool_postgres::Pool, migrations: &'static Migrations) -> Result<(), dbprep_runtime::Error> {
+/// let report = Migrator::new(migrations).run(&pool).await?;
+/// println!("{report}");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Migrator<'m> {
+    migrations: &'m Migrations,
+    history: HistoryTable,
+    target: Option<i64>,
+    lock_wait: Duration,
+    policies: Policies,
+}
+
+/// Cancels the server's current query when a run's future is dropped
+/// before it finished (a timeout, a shutdown): the migration then rolls
+/// back instead of running on unattended.
+struct CancelOnDrop(Option<CancelToken>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(token) = self.0.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = token.cancel_query(NoTls).await;
+            });
+        }
+    }
+}
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<'m> Migrator<'m> {
+    /// A migrator for `migrations`, with the defaults: history in
+    /// `public.dbprep_schema_history`, up to the newest version, wait up to
+    /// 60 s for the lock, refuse every kind of drift.
+    pub fn new(migrations: &'m Migrations) -> Self {
+        Migrator {
+            migrations,
+            history: HistoryTable::default(),
+            target: None,
+            lock_wait: Duration::from_secs(60),
+            policies: Policies::default(),
+        }
+    }
+
+    /// The schema of the history table (created if missing).
+    pub fn history_schema(mut self, schema: impl Into<String>) -> Self {
+        self.history.schema = schema.into();
+        self
+    }
+
+    /// The name of the history table.
+    pub fn history_table(mut self, table: impl Into<String>) -> Self {
+        self.history.table = table.into();
+        self
+    }
+
+    /// Stop at `version` instead of the newest one. It must be an embedded
+    /// version: an unknown one is an error before anything runs.
+    pub fn target(mut self, version: i64) -> Self {
+        self.target = Some(version);
+        self
+    }
+
+    /// How long to wait for another migrator's lock before giving up.
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// What to do with a pending version older than the newest applied one
+    /// (Flyway's `outOfOrder`): refuse (default), or apply it.
+    pub fn out_of_order(mut self, policy: Policy) -> Self {
+        self.policies.out_of_order = policy;
+        self
+    }
+
+    /// What to do when an applied migration's file was edited.
+    pub fn on_edited(mut self, policy: Policy) -> Self {
+        self.policies.edited = policy;
+        self
+    }
+
+    /// What to do when the database has versions the binary does not know
+    /// (an older binary during a rolling deployment).
+    pub fn on_unknown(mut self, policy: Policy) -> Self {
+        self.policies.unknown = policy;
+        self
+    }
+
+    /// The history table this migrator uses.
+    pub fn history(&self) -> &HistoryTable {
+        &self.history
+    }
+
+    fn check_target(&self) -> Result<()> {
+        match self.target {
+            Some(t)
+                if self.migrations.get(t).is_none()
+                    && !self.migrations.baselines().iter().any(|b| b.version() == t) =>
+            {
+                Err(Error::UnknownTarget(t))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Bring the database up to the target.
+    ///
+    /// The whole run happens on one connection taken out of the pool and
+    /// closed afterwards, so no lock or failed transaction ever returns to
+    /// the pool. When nothing is pending the run is one round trip, with no
+    /// lock and no write.
+    ///
+    /// # Errors
+    ///
+    /// A failed migration (with file, line and column), a dirty database,
+    /// drift the policies refuse, a lock wait that ran out, or a connection
+    /// error.
+    pub async fn run(&self, pool: &Pool) -> Result<Report> {
+        self.check_target()?;
+        let client = take(pool).await?;
+        self.run_on(&client).await
+    }
+
+    /// [`run`](Self::run) on a connection the caller owns. The connection
+    /// should be used for nothing else afterwards if the run fails.
+    pub async fn run_on(&self, client: &Client) -> Result<Report> {
+        self.check_target()?;
+        let started = Instant::now();
+        let probe = self.history.probe(client).await?;
+        let expected = up_to_date_digests(self.migrations, self.target);
+        if probe.digest.as_ref().is_some_and(|d| expected.contains(d)) {
+            let version = self.target.or(self.migrations.head());
+            tracing::info!(
+                "database up to date at version {} ({:?})",
+                show(version),
+                started.elapsed()
+            );
+            return Ok(Report {
+                applied: Vec::new(),
+                version,
+                elapsed: started.elapsed(),
+            });
+        }
+        if !probe.table_exists && self.migrations.is_empty() {
+            return Ok(Report {
+                applied: Vec::new(),
+                version: None,
+                elapsed: started.elapsed(),
+            });
+        }
+
+        let guard = CancelOnDrop(Some(client.cancel_token()));
+        let session = self.locked_session(client, &probe).await?;
+        let result = self.apply(&session).await;
+        // The batch ended its transaction (or rolled it back), so the
+        // session can release the lock even after a failure; closing the
+        // connection would release it too, but only once the server notices.
+        let released = lock::release(client, self.history.lock_key()).await;
+        guard.disarm();
+        released?;
+        let done = result?;
+        let rows = self.history.read(client).await?;
+        let applied = done
+            .iter()
+            .filter_map(|d| {
+                let m = self.find(d.version)?;
+                let row = rows.iter().find(|r| r.version == d.version);
+                let duration = row.map_or(d.elapsed, |r| {
+                    Duration::from_millis(r.execution_ms.max(0) as u64)
+                });
+                Some(Applied {
+                    version: m.version(),
+                    name: m.name().to_owned(),
+                    file: m.file().to_owned(),
+                    duration,
+                })
+            })
+            .collect();
+        let version = rows.iter().filter(|r| r.success).map(|r| r.version).max();
+        let report = Report {
+            applied,
+            version,
+            elapsed: started.elapsed(),
+        };
+        tracing::info!(
+            "applied {} migration(s), database at version {} ({:?})",
+            report.applied.len(),
+            show(version),
+            report.elapsed
+        );
+        Ok(report)
+    }
+
+    fn find(&self, version: i64) -> Option<&'m Migration> {
+        self.migrations.get(version).or_else(|| {
+            self.migrations
+                .baselines()
+                .iter()
+                .find(|b| b.version() == version)
+        })
+    }
+
+    /// Take the lock (naming this run in `application_name`, so that a
+    /// waiting peer can say who holds it) and make sure the history table
+    /// exists.
+    async fn locked_session<'c>(
+        &'c self,
+        client: &'c Client,
+        probe: &Probe,
+    ) -> Result<Session<'c>> {
+        let run_id = run_id();
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        client
+            .simple_query(&format!(
+                "SELECT pg_catalog.set_config('application_name', {}, false)",
+                literal(&format!("dbprep migrator {run_id} since {since}"))
+            ))
+            .await
+            .map_err(Error::postgres("name the session"))?;
+        lock::acquire(client, self.history.lock_key(), self.lock_wait).await?;
+        if !self.history.exists(client).await? {
+            tracing::info!("creating the history table {}", self.history.qualified());
+            client
+                .batch_execute(&self.history.create_sql())
+                .await
+                .map_err(Error::postgres(format!(
+                    "create the history table {}",
+                    self.history.qualified()
+                )))?;
+        }
+        Ok(Session {
+            client,
+            history: &self.history,
+            run_id,
+            applied_by: probe.user.clone(),
+            role: probe.role.clone(),
+            search_path: probe.search_path.clone(),
+            check_connection: probe.server_version_num >= 140000,
+        })
+    }
+
+    /// Under the lock: read the history again, plan, apply.
+    async fn apply(&self, session: &Session<'_>) -> Result<Vec<Done>> {
+        let rows = self.history.read(session.client).await?;
+        let plan = Plan::new(self.migrations, &rows, self.target, self.policies)?;
+        if plan.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        tracing::info!("applying {} migration(s)", plan.pending.len());
+        let mut done = Vec::new();
+        // Consecutive transactional migrations share one pipelined round
+        // trip; a no-transaction migration runs alone.
+        for segment in plan
+            .pending
+            .chunk_by(|a, b| !a.no_transaction() && !b.no_transaction())
+        {
+            if segment[0].no_transaction() {
+                done.push(session.apply_without_transaction(segment[0]).await?);
+            } else {
+                match session.apply_pipelined(segment).await {
+                    Ok(mut batch) => done.append(&mut batch),
+                    Err((_, error)) => return Err(error),
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// The state of every version: applied (when, how long), pending,
+    /// unknown, edited, dirty. Read-only, without the lock.
+    ///
+    /// # Errors
+    ///
+    /// A connection or query error.
+    pub async fn status(&self, pool: &Pool) -> Result<Status> {
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| Error::Connect(e.to_string()))?;
+        let rows = if self.history.exists(&client).await? {
+            self.history.read(&client).await?
+        } else {
+            Vec::new()
+        };
+        let entries = states(self.migrations, &rows)
+            .into_iter()
+            .map(|(version, m, recorded_name, state)| StatusEntry {
+                version,
+                name: m
+                    .map(|m| m.name().to_owned())
+                    .or(recorded_name.map(str::to_owned))
+                    .unwrap_or_default(),
+                file: m.map(|m| m.file().to_owned()),
+                state,
+            })
+            .collect();
+        Ok(Status { entries })
+    }
+
+    /// Record versions up to `target` (default: the newest) as applied
+    /// without running them: adopting a database whose schema was made by
+    /// other means.
+    ///
+    /// # Errors
+    ///
+    /// An unknown target, a dirty database, or a connection error.
+    pub async fn stamp(&self, pool: &Pool, target: Option<i64>) -> Result<Report> {
+        let migrator = Migrator {
+            target: target.or(self.target),
+            ..self.clone()
+        };
+        migrator.check_target()?;
+        let started = Instant::now();
+        let client = take(pool).await?;
+        let probe = migrator.history.probe(&client).await?;
+        let session = migrator.locked_session(&client, &probe).await?;
+        let rows = migrator.history.read(&client).await?;
+        let plan = Plan::new(
+            migrator.migrations,
+            &rows,
+            migrator.target,
+            Policies {
+                out_of_order: Policy::Allow,
+                ..migrator.policies
+            },
+        )?;
+        let t = migrator.history.qualified();
+        let mut sql = String::from("BEGIN;\n");
+        for m in &plan.pending {
+            sql.push_str(&format!(
+                "INSERT INTO {t} (installed_rank, version, name, checksum, kind, execution_ms, applied_by, success, run_id) \
+                 SELECT coalesce(max(installed_rank), 0) + 1, {}, {}, {}, 'stamp', 0, {}, true, {} FROM {t};\n",
+                m.version(),
+                literal(m.name()),
+                bytea(m.checksum().as_bytes()),
+                literal(&session.applied_by),
+                literal(&session.run_id),
+            ));
+        }
+        sql.push_str("COMMIT;");
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(Error::postgres("stamp the history"))?;
+        lock::release(&client, migrator.history.lock_key()).await?;
+        let applied = plan
+            .pending
+            .iter()
+            .map(|m| Applied {
+                version: m.version(),
+                name: m.name().to_owned(),
+                file: m.file().to_owned(),
+                duration: Duration::ZERO,
+            })
+            .collect();
+        let version = rows
+            .iter()
+            .map(|r| r.version)
+            .chain(plan.pending.iter().map(|m| m.version()))
+            .max();
+        Ok(Report {
+            applied,
+            version,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Remove dirty rows (so those migrations run again) and accept edited
+    /// files by recording their new checksums.
+    ///
+    /// # Errors
+    ///
+    /// A connection or query error.
+    pub async fn repair(&self, pool: &Pool) -> Result<RepairReport> {
+        let client = take(pool).await?;
+        let probe = self.history.probe(&client).await?;
+        if !probe.table_exists {
+            return Ok(RepairReport::default());
+        }
+        let _session = self.locked_session(&client, &probe).await?;
+        let rows = self.history.read(&client).await?;
+        let mut report = RepairReport::default();
+        let t = self.history.qualified();
+        let mut sql = String::from("BEGIN;\n");
+        for (version, m, _, state) in states(self.migrations, &rows) {
+            match (state, m) {
+                (State::Dirty, _) => {
+                    sql.push_str(&format!("DELETE FROM {t} WHERE version = {version};\n"));
+                    report.removed_dirty.push(version);
+                }
+                (State::Edited { .. }, Some(m)) => {
+                    sql.push_str(&format!(
+                        "UPDATE {t} SET checksum = {} WHERE version = {version};\n",
+                        bytea(m.checksum().as_bytes())
+                    ));
+                    report.realigned.push(version);
+                }
+                _ => {}
+            }
+        }
+        sql.push_str("COMMIT;");
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(Error::postgres("repair the history"))?;
+        lock::release(&client, self.history.lock_key()).await?;
+        Ok(report)
+    }
+
+    /// The history rows, in version order (empty when the table is missing).
+    ///
+    /// # Errors
+    ///
+    /// A connection or query error.
+    pub async fn history_rows(&self, pool: &Pool) -> Result<Vec<HistoryRow>> {
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| Error::Connect(e.to_string()))?;
+        if !self.history.exists(&client).await? {
+            return Ok(Vec::new());
+        }
+        self.history.read(&client).await
+    }
+}
+
+/// Take a connection out of the pool for good: it is closed when dropped,
+/// so a session lock or a failed transaction can never return to the pool.
+async fn take(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper> {
+    let object = pool
+        .get()
+        .await
+        .map_err(|e| Error::Connect(e.to_string()))?;
+    Ok(Object::take(object))
+}
+
+fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{:x}-{:x}", nanos, std::process::id())
+}
+
+fn show(version: Option<i64>) -> String {
+    version.map_or("none".into(), |v| v.to_string())
+}

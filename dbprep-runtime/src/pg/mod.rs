@@ -1,0 +1,16 @@
+//! The engine (feature `postgres`): apply, stamp, status and repair
+//! through a deadpool-postgres pool.
+
+mod batch;
+pub mod connect;
+pub mod error;
+pub mod history;
+mod lock;
+mod migrator;
+mod plan;
+pub mod report;
+pub mod sql;
+
+pub use error::{Drift, Error, LockHolder, MigrationError, Result};
+pub use migrator::Migrator;
+pub use plan::Policy;

@@ -1,0 +1,64 @@
+//! Quoting for the SQL dbprep writes itself.
+//!
+//! `simple_query` takes no parameters, so history values travel as
+//! literals: every one goes through [`literal`], every name through
+//! [`ident`].
+
+/// A string literal that reads the same whatever
+/// `standard_conforming_strings` says: `E'…'` with `\` and `'` escaped.
+///
+/// # Example
+///
+/// ```
+/// use dbprep_runtime::pg::sql::literal;
+///
+/// assert_eq!(literal(r"it's a \ test"), r"E'it''s a \\ test'");
+/// ```
+pub fn literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 3);
+    out.push_str("E'");
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A quoted identifier: `"name"` with `"` doubled.
+///
+/// ```
+/// use dbprep_runtime::pg::sql::ident;
+///
+/// assert_eq!(ident(r#"users"; DROP TABLE x; --"#), r#""users""; DROP TABLE x; --""#);
+/// ```
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A `bytea` literal from raw bytes.
+pub fn bytea(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("'\\x{hex}'::bytea")
+}
+
+/// The value of a `simple_query` text column as an `Option<&str>`.
+pub(crate) fn column(row: &tokio_postgres::SimpleQueryRow, index: usize) -> Option<&str> {
+    row.try_get(index).ok().flatten()
+}
+
+/// The rows of a `simple_query` answer.
+pub(crate) fn rows(
+    messages: Vec<tokio_postgres::SimpleQueryMessage>,
+) -> Vec<tokio_postgres::SimpleQueryRow> {
+    messages
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,461 @@
+//! Applying migrations: fresh databases, no-op start-ups, the pipelined
+//! batch and its failures, the lock, no-transaction files, targets, stamp.
+
+use std::time::Duration;
+
+use dbprep_runtime::{Error, Migrations, Migrator, Policy, State};
+
+use crate::support::{database, exists, migrations, recorded, scalar};
+
+static DEMO: Migrations = dbprep_macros::embed_migrations!("../migrations");
+
+fn five(third: &str, fifth: &str) -> Migrations {
+    migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int PRIMARY KEY);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+        ("V3__c.sql", third),
+        ("V4__d.sql", "CREATE TABLE d (id int);"),
+        ("V5__e.sql", fifth),
+    ])
+}
+
+#[tokio::test]
+async fn fresh_database_gets_the_whole_schema_and_its_history() {
+    let db = database().await;
+    let report = Migrator::new(&DEMO).run(db.pool()).await.unwrap();
+    assert_eq!(
+        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(report.version, Some(5));
+    let client = db.connect().await.unwrap();
+    assert_eq!(recorded(&client).await, [1, 2, 3, 4, 5]);
+    assert!(exists(&client, "keypairs").await);
+    assert!(exists(&client, "ix_keypairs_user_id").await);
+    let kinds = scalar(
+        &client,
+        "SELECT string_agg(DISTINCT kind, ',') FROM dbprep_schema_history",
+    )
+    .await;
+    assert_eq!(kinds.as_deref(), Some("migration"));
+    let ranks = scalar(
+        &client,
+        "SELECT string_agg(installed_rank::text, ',' ORDER BY version) FROM dbprep_schema_history",
+    )
+    .await;
+    assert_eq!(ranks.as_deref(), Some("1,2,3,4,5"));
+}
+
+#[tokio::test]
+async fn history_table_goes_to_a_schema_that_does_not_exist_yet() {
+    let db = database().await;
+    let m = migrations(&[("V1__a.sql", "CREATE TABLE a (id int);")]);
+    let _ = Migrator::new(&m)
+        .history_schema("ops")
+        .run(db.pool())
+        .await
+        .unwrap();
+    let client = db.connect().await.unwrap();
+    assert!(exists(&client, "ops.dbprep_schema_history").await);
+    assert!(!exists(&client, "public.dbprep_schema_history").await);
+}
+
+#[tokio::test]
+async fn second_run_is_one_statement_and_writes_nothing() {
+    let db = database().await;
+    let _ = Migrator::new(&DEMO).run(db.pool()).await.unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .unwrap();
+    let before = scalar(
+        &client,
+        "SELECT max(xmin::text::bigint)::text FROM dbprep_schema_history",
+    )
+    .await;
+    client
+        .batch_execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)")
+        .await
+        .unwrap();
+    let report = Migrator::new(&DEMO).run(db.pool()).await.unwrap();
+    assert!(report.was_up_to_date());
+    assert_eq!(report.version, Some(5));
+    let statements = scalar(
+        &client,
+        "SELECT coalesce(sum(calls), 0)::text FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND query NOT LIKE '%pg_stat_statements%'",
+    )
+    .await;
+    assert_eq!(
+        statements.as_deref(),
+        Some("1"),
+        "a no-op start-up sends one statement"
+    );
+    let after = scalar(
+        &client,
+        "SELECT max(xmin::text::bigint)::text FROM dbprep_schema_history",
+    )
+    .await;
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn syntax_error_in_the_last_migration_keeps_the_four_before_it() {
+    let db = database().await;
+    let m = five(
+        "CREATE TABLE c (id int);",
+        "CREATE TABLE e (id int);\nCREATE TABLE f (id int,, x int);",
+    );
+    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    let Error::Migration(failure) = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(failure.version, 5);
+    assert_eq!(failure.code, "42601");
+    assert_eq!(failure.position, Some((2, 24)), "{error}");
+    assert_eq!(failure.applied, [1, 2, 3, 4]);
+    assert!(
+        error
+            .to_string()
+            .contains("V5__e.sql:2:24: syntax error at or near \",\""),
+        "{error}"
+    );
+    let client = db.connect().await.unwrap();
+    assert_eq!(recorded(&client).await, [1, 2, 3, 4]);
+    assert!(exists(&client, "d").await);
+    assert!(!exists(&client, "e").await);
+}
+
+#[tokio::test]
+async fn runtime_error_stops_at_its_migration_and_keeps_nothing_of_it() {
+    let db = database().await;
+    let m = five(
+        "CREATE TABLE c (id int);\nINSERT INTO missing VALUES (1);",
+        "CREATE TABLE e (id int);",
+    );
+    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    let Error::Migration(failure) = &error else {
+        panic!("{error}")
+    };
+    assert_eq!((failure.version, failure.code.as_str()), (3, "42P01"));
+    assert_eq!(failure.position, Some((2, 13)));
+    assert_eq!(failure.not_applied, [4, 5]);
+    let client = db.connect().await.unwrap();
+    assert_eq!(recorded(&client).await, [1, 2]);
+    for table in ["c", "d", "e"] {
+        assert!(!exists(&client, table).await, "{table} exists");
+    }
+}
+
+#[tokio::test]
+async fn deferred_constraint_failing_at_commit_stops_the_migrations_after_it() {
+    let db = database().await;
+    let m = five(
+        "CREATE TABLE c (a_id int REFERENCES a (id) DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO c VALUES (42);",
+        "CREATE TABLE e (id int);",
+    );
+    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    let Error::Migration(failure) = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(
+        (failure.version, failure.code.as_str()),
+        (3, "23503"),
+        "{error}"
+    );
+    let client = db.connect().await.unwrap();
+    assert_eq!(recorded(&client).await, [1, 2]);
+    assert!(!exists(&client, "d").await, "4 ran without its predecessor");
+    assert!(!exists(&client, "e").await);
+    // The next run, with the file fixed, completes.
+    let fixed = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let report = Migrator::new(&fixed).run(db.pool()).await.unwrap();
+    assert_eq!(
+        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+}
+
+#[tokio::test]
+async fn pool_connections_stay_clean_after_a_failed_run() {
+    let db = database().await;
+    let m = five("SELECT 1/0;", "SELECT 1;");
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    for _ in 0..4 {
+        let client = db.pool().get().await.unwrap();
+        assert_eq!(scalar(&client, "SELECT 1").await.as_deref(), Some("1"));
+        let locks = scalar(&client, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").await;
+        assert_eq!(locks.as_deref(), Some("0"));
+    }
+}
+
+#[tokio::test]
+async fn session_settings_do_not_leak_between_migrations() {
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("CREATE SCHEMA elsewhere; CREATE ROLE dbprep_test_nologin NOLOGIN")
+        .await
+        .ok();
+    let m = migrations(&[
+        (
+            "V1__path.sql",
+            "SET search_path = elsewhere;\nCREATE TABLE in_elsewhere (id int);",
+        ),
+        (
+            "V2__role.sql",
+            "SET ROLE dbprep_test_nologin;\nSET statement_timeout = 1;",
+        ),
+        (
+            "V3__after.sql",
+            "CREATE TABLE in_public (id int);\nSELECT pg_sleep(0.05);",
+        ),
+    ]);
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert!(exists(&client, "elsewhere.in_elsewhere").await);
+    assert!(exists(&client, "public.in_public").await);
+    let by = scalar(
+        &client,
+        "SELECT string_agg(DISTINCT applied_by, ',') FROM public.dbprep_schema_history",
+    )
+    .await;
+    assert_eq!(by.as_deref(), Some("postgres"));
+}
+
+#[tokio::test]
+async fn lock_wait_gives_up_naming_the_holder_and_writes_nothing() {
+    let db = database().await;
+    let m = migrations(&[("V1__a.sql", "CREATE TABLE a (id int);")]);
+    let migrator = Migrator::new(&m).lock_wait(Duration::from_millis(300));
+    let holder = db.connect().await.unwrap();
+    holder
+        .batch_execute("SET application_name = 'the holder'")
+        .await
+        .unwrap();
+    holder
+        .batch_execute(&format!(
+            "SELECT pg_advisory_lock({})",
+            migrator.history().lock_key()
+        ))
+        .await
+        .unwrap();
+    let pid: i32 = scalar(&holder, "SELECT pg_backend_pid()")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let error = migrator.run(db.pool()).await.unwrap_err();
+    let Error::LockTimeout {
+        holder: Some(h), ..
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    assert_eq!((h.pid, h.application_name.as_str()), (pid, "the holder"));
+    assert!(error.to_string().contains("the holder"), "{error}");
+    assert!(!exists(&holder, "a").await);
+    assert!(!exists(&holder, "dbprep_schema_history").await);
+}
+
+#[tokio::test]
+async fn eight_migrators_at_once_apply_each_migration_once() {
+    let db = database().await;
+    let files: Vec<(String, String)> = (1..=20)
+        .map(|v| {
+            (
+                format!("V{v}__t{v}.sql"),
+                format!("CREATE TABLE t{v} (id int);"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let m: &'static Migrations = Box::leak(Box::new(migrations(&refs)));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = dbprep_runtime::testing::pool(db.config(), 1);
+            tokio::spawn(async move { Migrator::new(m).run(&pool).await })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        applied += task.await.unwrap().unwrap().applied.len();
+    }
+    assert_eq!(applied, 20);
+    let client = db.connect().await.unwrap();
+    assert_eq!(recorded(&client).await, (1..=20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn no_transaction_migration_runs_concurrently_built_index() {
+    let db = database().await;
+    let m = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        (
+            "V2__ix.sql",
+            "-- dbprep:no-transaction\nCREATE INDEX CONCURRENTLY ix_a ON a (id);\nVACUUM a;",
+        ),
+        ("V3__b.sql", "CREATE TABLE b (id int);"),
+    ]);
+    let report = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert_eq!(report.applied.len(), 3);
+    let client = db.connect().await.unwrap();
+    assert!(exists(&client, "ix_a").await);
+    assert_eq!(recorded(&client).await, [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn failed_no_transaction_migration_is_dirty_until_repair() {
+    let db = database().await;
+    let broken = migrations(&[
+        (
+            "V1__a.sql",
+            "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1), (1);",
+        ),
+        (
+            "V2__ix.sql",
+            "-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY ix_a ON a (id);",
+        ),
+    ]);
+    let error = Migrator::new(&broken).run(db.pool()).await.unwrap_err();
+    let Error::Migration(failure) = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(
+        (failure.version, failure.code.as_str(), failure.position),
+        (2, "23505", Some((2, 1)))
+    );
+    // Every later run refuses, naming the dirty migration.
+    let error = Migrator::new(&broken).run(db.pool()).await.unwrap_err();
+    assert!(matches!(&error, Error::Dirty { version: 2, .. }), "{error}");
+    assert!(error.to_string().contains("V2__ix.sql"), "{error}");
+    let status = Migrator::new(&broken).status(db.pool()).await.unwrap();
+    assert_eq!(status.entries[1].state, State::Dirty);
+    // Fix the data and the leftover invalid index, repair, run again.
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("DELETE FROM a; DROP INDEX ix_a")
+        .await
+        .unwrap();
+    let repaired = Migrator::new(&broken).repair(db.pool()).await.unwrap();
+    assert_eq!(repaired.removed_dirty, [2]);
+    let report = Migrator::new(&broken).run(db.pool()).await.unwrap();
+    assert_eq!(
+        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [2]
+    );
+}
+
+#[tokio::test]
+async fn target_stops_there_and_an_unknown_target_runs_nothing() {
+    let db = database().await;
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let error = Migrator::new(&m)
+        .target(7)
+        .run(db.pool())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::UnknownTarget(7)), "{error}");
+    let client = db.connect().await.unwrap();
+    assert!(!exists(&client, "dbprep_schema_history").await);
+    let report = Migrator::new(&m).target(3).run(db.pool()).await.unwrap();
+    assert_eq!(report.version, Some(3));
+    assert_eq!(recorded(&client).await, [1, 2, 3]);
+    let again = Migrator::new(&m).target(3).run(db.pool()).await.unwrap();
+    assert!(again.was_up_to_date());
+}
+
+#[tokio::test]
+async fn out_of_order_pending_is_refused_unless_allowed() {
+    let db = database().await;
+    let before = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V3__c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let _ = Migrator::new(&before).run(db.pool()).await.unwrap();
+    let after = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+        ("V3__c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let error = Migrator::new(&after).run(db.pool()).await.unwrap_err();
+    assert!(error.to_string().contains("migration 2"), "{error}");
+    let report = Migrator::new(&after)
+        .out_of_order(Policy::Allow)
+        .run(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [2]
+    );
+}
+
+#[tokio::test]
+async fn stamp_records_versions_without_running_them() {
+    let db = database().await;
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let report = Migrator::new(&m).stamp(db.pool(), Some(4)).await.unwrap();
+    assert_eq!(report.applied.len(), 4);
+    let client = db.connect().await.unwrap();
+    assert!(!exists(&client, "a").await);
+    assert_eq!(recorded(&client).await, [1, 2, 3, 4]);
+    let run = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert_eq!(
+        run.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [5]
+    );
+    assert!(exists(&client, "e").await);
+}
+
+#[tokio::test]
+async fn fresh_database_uses_the_baseline() {
+    let db = database().await;
+    let m = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+        (
+            "B2__base.sql",
+            "CREATE TABLE a (id int);\nCREATE TABLE b (id int);\nCREATE TABLE from_baseline ();",
+        ),
+        ("V3__c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let report = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert_eq!(
+        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    let client = db.connect().await.unwrap();
+    assert!(exists(&client, "from_baseline").await);
+    let again = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert!(again.was_up_to_date());
+}
+
+#[tokio::test]
+async fn dropping_the_run_cancels_the_server_query() {
+    let db = database().await;
+    let m = migrations(&[(
+        "V1__slow.sql",
+        "CREATE TABLE slow (id int);\nSELECT pg_sleep(30);",
+    )]);
+    let migrator = Migrator::new(&m);
+    let run = migrator.run(db.pool());
+    assert!(tokio::time::timeout(Duration::from_millis(500), run)
+        .await
+        .is_err());
+    let client = db.connect().await.unwrap();
+    let mut still_running = true;
+    for _ in 0..50 {
+        let n = scalar(&client, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()").await;
+        if n.as_deref() == Some("0") {
+            still_running = false;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!still_running, "the migration still runs on the server");
+    assert!(!exists(&client, "slow").await);
+}
