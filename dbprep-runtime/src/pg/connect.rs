@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::error::{Error, Result};
+use super::error::{describe, Error, Result};
 use super::sql::ident;
 
 /// SQLSTATEs that mean "try again shortly": the server is starting up,
@@ -43,7 +43,10 @@ pub async fn connect(config: &Config, patience: Duration) -> Result<Client> {
                         started.elapsed()
                     )));
                 }
-                tracing::info!("database not reachable yet ({e}); retrying in {delay:?}");
+                tracing::info!(
+                    "database not reachable yet ({}); retrying in {delay:?}",
+                    describe(&e)
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }

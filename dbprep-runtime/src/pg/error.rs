@@ -15,7 +15,7 @@ pub enum Error {
     #[error("cannot connect to the database: {0}")]
     Connect(String),
     /// One of dbprep's own statements failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", describe(source))]
     Postgres {
         /// What dbprep was doing.
         what: String,
@@ -52,6 +52,23 @@ pub enum Error {
     /// The migration folder read at run time is invalid.
     #[error("{0}")]
     Source(#[from] SourceErrors),
+}
+
+/// A driver error as a person needs it: tokio-postgres shows a server
+/// error as just "db error", keeping message, detail, hint and SQLSTATE in
+/// its source.
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        return error.to_string();
+    };
+    let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!("; detail: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!("; hint: {hint}"));
+    }
+    text
 }
 
 fn list(drifts: &[Drift]) -> String {

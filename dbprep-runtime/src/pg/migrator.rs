@@ -6,7 +6,7 @@ use deadpool_postgres::{Object, Pool};
 use tokio_postgres::{CancelToken, Client, NoTls};
 
 use super::batch::{Done, Session};
-use super::error::{Error, Result};
+use super::error::{describe, Error, Result};
 use super::history::{up_to_date_digests, HistoryRow, HistoryTable, Probe};
 use super::lock;
 use super::plan::{states, Plan, Policies, Policy};
@@ -306,10 +306,7 @@ impl<'m> Migrator<'m> {
     ///
     /// A connection or query error.
     pub async fn status(&self, pool: &Pool) -> Result<Status> {
-        let client = pool
-            .get()
-            .await
-            .map_err(|e| Error::Connect(e.to_string()))?;
+        let client = pool.get().await.map_err(pool_error)?;
         let rows = if self.history.exists(&client).await? {
             self.history.read(&client).await?
         } else {
@@ -446,10 +443,7 @@ impl<'m> Migrator<'m> {
     ///
     /// A connection or query error.
     pub async fn history_rows(&self, pool: &Pool) -> Result<Vec<HistoryRow>> {
-        let client = pool
-            .get()
-            .await
-            .map_err(|e| Error::Connect(e.to_string()))?;
+        let client = pool.get().await.map_err(pool_error)?;
         if !self.history.exists(&client).await? {
             return Ok(Vec::new());
         }
@@ -460,11 +454,15 @@ impl<'m> Migrator<'m> {
 /// Take a connection out of the pool for good: it is closed when dropped,
 /// so a session lock or a failed transaction can never return to the pool.
 async fn take(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper> {
-    let object = pool
-        .get()
-        .await
-        .map_err(|e| Error::Connect(e.to_string()))?;
+    let object = pool.get().await.map_err(pool_error)?;
     Ok(Object::take(object))
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> Error {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => Error::Connect(describe(&e)),
+        other => Error::Connect(other.to_string()),
+    }
 }
 
 fn run_id() -> String {

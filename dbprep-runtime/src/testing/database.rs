@@ -19,7 +19,7 @@ pub enum TestingError {
     #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
     BadUrl(String),
     /// The server refused a connection or a statement.
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", crate::pg::error::describe(source))]
     Postgres {
         /// What was being done.
         what: String,

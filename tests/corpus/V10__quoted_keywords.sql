@@ -1,0 +1,2 @@
+CREATE TABLE "begin" ("commit" int);
+SELECT "commit" FROM "begin";

@@ -1,0 +1,1 @@
+SELECT 'a; COMMIT; b', 'it''s; ROLLBACK';

@@ -1,0 +1,1 @@
+SELECT 1 AS U&"d!0061t!+000061;" UESCAPE '!';

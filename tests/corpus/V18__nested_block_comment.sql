@@ -1,0 +1,2 @@
+/* outer /* inner; COMMIT; */ still comment; ROLLBACK; */
+SELECT 2;

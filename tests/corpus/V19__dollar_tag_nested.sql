@@ -1,0 +1,1 @@
+SELECT $outer$ $inner$ ; COMMIT; $inner$ $outer$;

@@ -1,0 +1,2 @@
+CREATE TABLE c26 (a int);
+CREATE INDEX concurrently_built ON c26 (a);

@@ -1,0 +1,3 @@
+CREATE TABLE c28 (a int);
+CREATE INDEX c28_ix ON c28 (a);
+REINDEX TABLE c28;

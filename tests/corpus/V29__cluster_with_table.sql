@@ -1,0 +1,3 @@
+CREATE TABLE c29 (a int);
+CREATE INDEX c29_ix ON c29 (a);
+CLUSTER c29 USING c29_ix;

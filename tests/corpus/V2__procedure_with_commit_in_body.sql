@@ -1,0 +1,6 @@
+CREATE PROCEDURE c02() LANGUAGE plpgsql AS $proc$
+BEGIN
+  COMMIT;
+  ROLLBACK;
+END
+$proc$;

@@ -1,0 +1,2 @@
+CREATE TABLE c30 (a int);
+ANALYZE c30;

@@ -1,0 +1,1 @@
+SELECT ARRAY['x;', 'y']::text[], '{1,2}'::int[] && ARRAY[2];

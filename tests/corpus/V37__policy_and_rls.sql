@@ -1,0 +1,3 @@
+CREATE TABLE c37 (owner text);
+ALTER TABLE c37 ENABLE ROW LEVEL SECURITY;
+CREATE POLICY c37_p ON c37 USING (owner = current_user);

@@ -1,0 +1,7 @@
+DO $$
+BEGIN
+  PERFORM 1;
+EXCEPTION WHEN others THEN
+  RAISE NOTICE 'rollback; commit;';
+END
+$$;

@@ -1,0 +1,2 @@
+CREATE FUNCTION c41_begin() RETURNS int LANGUAGE sql RETURN 1;
+SELECT c41_begin();

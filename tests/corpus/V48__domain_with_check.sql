@@ -1,0 +1,1 @@
+CREATE DOMAIN c48_email AS text CHECK (VALUE ~ '^[^@;]+@[^@]+$');

@@ -1,0 +1,1 @@
+SELECT CASE WHEN 1 = 1 THEN 'commit' END AS "end", 'begin' AS "begin";

@@ -1,0 +1,8 @@
+CREATE FUNCTION c08() RETURNS void LANGUAGE plpgsql AS $body$
+DECLARE i int;
+BEGIN
+  FOR i IN 1..2 LOOP
+    IF i = 1 THEN CONTINUE; END IF;
+  END LOOP;
+END;
+$body$;

@@ -1,0 +1,112 @@
+//! The compile-time checks at run time: the same answer for a folder read
+//! by `Migrations::from_dir`, and no false alarm on a corpus of tricky but
+//! valid migrations, which PostgreSQL applies whole and statement by
+//! statement.
+
+use std::path::Path;
+
+use dbprep_runtime::model::source::read_migrations;
+use dbprep_runtime::{Migrations, Migrator};
+
+use crate::support::{database, exists, recorded};
+
+const MACROS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dbprep-macros/tests");
+
+/// The messages of a trybuild `.stderr` file: each `error: …` up to its
+/// ` --> ` line.
+fn compile_errors(stderr: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    for block in stderr.split("error: ").skip(1) {
+        let message = block.split("\n --> ").next().unwrap_or(block);
+        // rustc indents the continuation lines of a message by 7 spaces.
+        errors.push(message.replace("\n       ", "\n"));
+    }
+    errors
+}
+
+#[test]
+fn run_time_reading_refuses_what_the_macro_refuses_with_the_same_message() {
+    let mut compared = 0;
+    for entry in std::fs::read_dir(Path::new(MACROS).join("ui")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "stderr") {
+            continue;
+        }
+        let case = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        let source = std::fs::read_to_string(path.with_extension("rs")).unwrap();
+        let Some(folder) = source
+            .split("embed_migrations!(\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+        else {
+            continue; // not a folder case (a bad argument)
+        };
+        let expected = compile_errors(&std::fs::read_to_string(&path).unwrap());
+        let found = read_migrations(&Path::new(MACROS).join("..").join(folder), folder)
+            .expect_err(&case)
+            .0
+            .iter()
+            .map(|e| e.to_string().replace("$DIR", ""))
+            .collect::<Vec<_>>();
+        assert_eq!(found, expected, "{case}");
+        compared += 1;
+    }
+    assert!(compared >= 18, "only {compared} cases compared");
+}
+
+#[tokio::test]
+async fn a_refused_folder_fails_before_anything_is_written() {
+    let db = database().await;
+    let error = Migrations::from_dir(Path::new(MACROS).join("cases/commit")).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("V1__a.sql:3:1: COMMIT inside a migration"),
+        "{error}"
+    );
+    let client = db.connect().await.unwrap();
+    assert!(!exists(&client, "dbprep_schema_history").await);
+    assert!(!exists(&client, "a").await);
+}
+
+fn corpus() -> Migrations {
+    Migrations::from_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/corpus"))
+        .unwrap_or_else(|e| panic!("false alarm:\n{e}"))
+}
+
+#[test]
+fn corpus_has_at_least_forty_tricky_migrations_and_no_false_alarm() {
+    assert!(corpus().len() >= 40);
+}
+
+#[tokio::test]
+async fn corpus_applies_whole_on_postgresql() {
+    let db = database().await;
+    let corpus = corpus();
+    let report = Migrator::new(&corpus)
+        .run(db.pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.applied.len(), corpus.len());
+    let client = db.connect().await.unwrap();
+    assert_eq!(recorded(&client).await.len(), corpus.len());
+}
+
+#[tokio::test]
+async fn corpus_splits_where_the_server_does() {
+    // Each statement sent alone must be valid: a wrong split would cut one
+    // in two and the server would reject both halves.
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    for m in corpus().iter() {
+        for statement in m.statements() {
+            if let Err(e) = client.simple_query(statement).await {
+                panic!(
+                    "{}: statement {statement:?} failed alone: {}",
+                    m.file(),
+                    dbprep_runtime::pg::error::describe(&e)
+                );
+            }
+        }
+    }
+}
