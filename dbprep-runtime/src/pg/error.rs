@@ -11,6 +11,9 @@ use crate::model::source::SourceErrors;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The connection settings are invalid.
+    #[error("{0}")]
+    Config(String),
     /// No connection could be had from the pool or the server.
     #[error("cannot connect to the database: {0}")]
     Connect(String),

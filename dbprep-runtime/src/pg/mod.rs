@@ -2,6 +2,7 @@
 //! through a deadpool-postgres pool.
 
 mod batch;
+pub mod config;
 pub mod connect;
 pub mod error;
 pub mod history;

@@ -50,3 +50,39 @@ pub async fn exists(client: &tokio_postgres::Client, relation: &str) -> bool {
     .await;
     found.as_deref() == Some("t")
 }
+
+/// The libpq variables that point a child process at `db`.
+pub fn libpq_env(db: &TestDatabase) -> Vec<(&'static str, String)> {
+    let config = db.config();
+    let mut env = vec![("PGDATABASE", db.name().to_owned())];
+    if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+        env.push(("PGHOST", host.clone()));
+    }
+    if let Some(port) = config.get_ports().first() {
+        env.push(("PGPORT", port.to_string()));
+    }
+    if let Some(user) = config.get_user() {
+        env.push(("PGUSER", user.to_owned()));
+    }
+    if let Some(password) = config.get_password() {
+        env.push(("PGPASSWORD", String::from_utf8_lossy(password).into_owned()));
+    }
+    env
+}
+
+/// Poll `sql` (a one-value query) until it returns `want`, for at most
+/// `seconds`.
+pub async fn eventually(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    want: &str,
+    seconds: u64,
+) -> bool {
+    for _ in 0..seconds * 10 {
+        if scalar(client, sql).await.as_deref() == Some(want) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
