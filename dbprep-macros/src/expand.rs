@@ -48,6 +48,7 @@ fn migration(m: &MigrationSource) -> TokenStream {
         name,
         file,
         sql,
+        history_hash,
         no_transaction,
         baseline,
         ..
@@ -59,7 +60,7 @@ fn migration(m: &MigrationSource) -> TokenStream {
     };
     quote! {
         ::dbprep_runtime::Migration::__embedded(
-            #version, #name, #file, #sql, [#(#checksum),*], #no_transaction, #baseline, #down,
+            #version, #name, #file, #sql, [#(#checksum),*], #history_hash, #no_transaction, #baseline, #down,
         )
     }
 }

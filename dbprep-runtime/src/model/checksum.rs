@@ -76,6 +76,18 @@ impl FromStr for Checksum {
     }
 }
 
+/// The 64-bit hash of one history row, as the engine's digest of the
+/// history table computes it in SQL: the first 8 bytes (big-endian) of the
+/// SHA-256 of `"{version}:{checksum as hex}:{success}"`. The digest is the
+/// XOR of the hashes of all rows, so a start-up compares one short row
+/// instead of reading the history; `embed_migrations!` computes each
+/// migration's hash at compile time.
+pub fn history_row_hash(version: i64, checksum_hex: &str, success: bool) -> i64 {
+    let text = format!("{version}:{checksum_hex}:{success}");
+    let digest = Sha256::digest(text.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

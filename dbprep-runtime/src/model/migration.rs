@@ -18,6 +18,8 @@ pub struct Migration {
     file: Cow<'static, str>,
     sql: Cow<'static, str>,
     checksum: Checksum,
+    /// [`history_row_hash`](super::checksum::history_row_hash) of the row this migration leaves once applied.
+    history_hash: i64,
     no_transaction: bool,
     baseline: bool,
     down: Option<Cow<'static, str>>,
@@ -33,6 +35,7 @@ impl Migration {
         file: &'static str,
         sql: &'static str,
         checksum: [u8; 32],
+        history_hash: i64,
         no_transaction: bool,
         baseline: bool,
         down: Option<&'static str>,
@@ -43,6 +46,7 @@ impl Migration {
             file: Cow::Borrowed(file),
             sql: Cow::Borrowed(sql),
             checksum: Checksum::from_bytes(checksum),
+            history_hash,
             no_transaction,
             baseline,
             down: match down {
@@ -59,6 +63,7 @@ impl Migration {
             file: source.file.into(),
             sql: source.sql.into(),
             checksum: source.checksum,
+            history_hash: source.history_hash,
             no_transaction: source.no_transaction,
             baseline: source.baseline,
             down: source.down.map(Cow::Owned),
@@ -89,6 +94,13 @@ impl Migration {
     /// The SHA-256 of [`sql`](Self::sql).
     pub fn checksum(&self) -> Checksum {
         self.checksum
+    }
+
+    /// [`history_row_hash`](super::checksum::history_row_hash) of the history row this migration leaves once
+    /// applied (computed at compile time for embedded migrations).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn history_hash(&self) -> i64 {
+        self.history_hash
     }
 
     /// Whether the file starts with `-- dbprep:no-transaction`: it runs
@@ -236,6 +248,7 @@ mod tests {
             "m/V1__a.sql",
             "SELECT 1;",
             [0; 32],
+            0,
             false,
             false,
             None,
@@ -246,6 +259,7 @@ mod tests {
             "m/V5__b.sql",
             "VACUUM; SELECT 2",
             [1; 32],
+            0,
             true,
             false,
             Some("SELECT 0;"),
@@ -257,6 +271,7 @@ mod tests {
         "m/B7__base.sql",
         "SELECT 7;",
         [2; 32],
+        0,
         false,
         true,
         None,

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::check::{check_script, SqlProblem};
-use super::checksum::Checksum;
+use super::checksum::{history_row_hash, Checksum};
 use super::directive;
 use super::lexer::split;
 use super::name::{parse_file_name, parse_folder_name, Direction, NameError};
@@ -32,6 +32,9 @@ pub struct MigrationSource {
     pub sql: String,
     /// Its checksum.
     pub checksum: Checksum,
+    /// The hash of the history row it leaves once applied
+    /// ([`history_row_hash`]).
+    pub history_hash: i64,
     /// `-- dbprep:no-transaction`.
     pub no_transaction: bool,
     /// The normalized down SQL, if a down file exists.
@@ -447,11 +450,13 @@ fn read_one(
     if !errors.is_empty() {
         return Err(errors);
     }
+    let checksum = Checksum::of(sql.as_bytes());
     Ok(MigrationSource {
+        history_hash: history_row_hash(up.version, &checksum.to_string(), true),
         version: up.version,
         name: up.name,
         baseline,
-        checksum: Checksum::of(sql.as_bytes()),
+        checksum,
         file: up.file,
         sql,
         no_transaction: directives.no_transaction,

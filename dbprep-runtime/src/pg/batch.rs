@@ -27,7 +27,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
+use futures_util::{stream, StreamExt};
 use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::Client;
 
@@ -36,6 +36,11 @@ use super::history::HistoryTable;
 use super::sql::{bytea, literal};
 use crate::model::lexer::{line_column, split};
 use crate::model::migration::Migration;
+
+/// How many migration messages may be written ahead of their replies: enough
+/// to keep the server busy, few enough that 10,000 pending migrations are
+/// not all held in memory twice.
+const WINDOW: usize = 64;
 
 /// What every message of a run shares.
 pub(crate) struct Session<'a> {
@@ -110,6 +115,7 @@ impl Session<'_> {
     fn insert_history(
         &self,
         m: &Migration,
+        rank: i32,
         previous: Option<i64>,
         success: bool,
         elapsed_sql: &str,
@@ -123,8 +129,8 @@ impl Session<'_> {
         };
         format!(
             "INSERT INTO {t} (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id)\n\
-             SELECT coalesce(max(installed_rank), 0) + 1, {version}, {name}, {checksum}, '{kind}', pg_catalog.clock_timestamp(), {elapsed_sql}, \
-             {by}, {success}, {previous}, {run_id_sql} FROM {t};\n",
+             VALUES ({rank}, {version}, {name}, {checksum}, '{kind}', pg_catalog.clock_timestamp(), {elapsed_sql}, \
+             {by}, {success}, {previous}, {run_id_sql});\n",
             version = m.version(),
             name = literal(m.name()),
             checksum = bytea(m.checksum().as_bytes()),
@@ -138,6 +144,7 @@ impl Session<'_> {
     fn message(
         &self,
         m: &Migration,
+        rank: i32,
         previous: Option<i64>,
         asynchronous_commit: bool,
     ) -> (String, usize) {
@@ -153,34 +160,52 @@ impl Session<'_> {
         message.push_str(&self.own_settings(true));
         let elapsed = "(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.current_setting('dbprep.started', true)::timestamptz) * 1000)::integer";
         let run_id = "nullif(pg_catalog.current_setting('dbprep.run', true), '')";
-        message.push_str(&self.insert_history(m, previous, true, elapsed, run_id));
+        message.push_str(&self.insert_history(m, rank, previous, true, elapsed, run_id));
         message.push_str("COMMIT;");
         (message, prefix_chars)
     }
 
-    /// Apply `pending` (all transactional) as one pipelined round trip.
+    /// Apply `pending` (all transactional), pipelined: one round trip for
+    /// the set, with at most [`WINDOW`] messages written ahead of the
+    /// replies so that memory stays bounded however many are pending.
+    /// `first_rank` is the `installed_rank` of the first.
+    ///
     /// On failure, rolls back, makes what was applied durable, and returns
     /// the first error with its place in the file.
     pub(crate) async fn apply_pipelined(
         &self,
         pending: &[&Migration],
-    ) -> Result<Vec<Done>, (Vec<i64>, Error)> {
+        first_rank: i32,
+    ) -> Result<Vec<Done>, Error> {
         let started = Instant::now();
-        let messages: Vec<(String, usize)> = pending
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
+        let last = pending.len() - 1;
+        // Indices, not references, go through the stream: a closure over
+        // borrowed items would make the run's future lose `Send`.
+        let mut replies = stream::iter(0..pending.len())
+            .map(|i| {
                 let previous = i.checked_sub(1).map(|p| pending[p].version());
-                self.message(m, previous, i + 1 < pending.len())
+                let (sql, prefix_chars) =
+                    self.message(pending[i], first_rank + i as i32, previous, i < last);
+                async move {
+                    self.client
+                        .simple_query(&sql)
+                        .await
+                        .map_err(|e| (e, prefix_chars))
+                }
             })
-            .collect();
-        let replies = join_all(
-            messages
-                .iter()
-                .map(|(sql, _)| self.client.simple_query(sql)),
-        )
-        .await;
-        let Some(failed) = replies.iter().position(Result::is_err) else {
+            .buffered(WINDOW)
+            .enumerate();
+        let mut failure = None;
+        while let Some((i, reply)) = replies.next().await {
+            if let Err(error) = reply {
+                failure = Some((i, error));
+                break;
+            }
+        }
+        // Messages still in flight after a failure fail on their guards;
+        // dropping the stream discards their replies.
+        drop(replies);
+        let Some((failed, (error, prefix_chars))) = failure else {
             let elapsed = started.elapsed() / pending.len().max(1) as u32;
             return Ok(pending
                 .iter()
@@ -197,35 +222,30 @@ impl Session<'_> {
             .client
             .simple_query("SELECT pg_catalog.txid_current()")
             .await;
-        let applied: Vec<i64> = pending[..failed].iter().map(|m| m.version()).collect();
-        let error = replies
-            .into_iter()
-            .nth(failed)
-            .and_then(Result::err)
-            .expect("an error was found");
         let m = pending[failed];
-        let prefix_chars = messages[failed].1;
         let position = error_position(&error)
             .and_then(|p| position_in_sql(m.sql(), p.checked_sub(prefix_chars + 1)?));
+        let applied = pending[..failed].iter().map(|m| m.version()).collect();
         let not_applied = pending[failed + 1..].iter().map(|m| m.version()).collect();
-        Err((
-            applied.clone(),
-            migration_error(m, error, position, applied, not_applied),
-        ))
+        Err(migration_error(m, error, position, applied, not_applied))
     }
 
     /// Apply one `-- dbprep:no-transaction` migration: its history row is
     /// written with `success = false` first and set `true` at the end, so
     /// a failure or a kill leaves it dirty; each statement is a message of
     /// its own, outside any transaction.
-    pub(crate) async fn apply_without_transaction(&self, m: &Migration) -> Result<Done, Error> {
+    pub(crate) async fn apply_without_transaction(
+        &self,
+        m: &Migration,
+        rank: i32,
+    ) -> Result<Done, Error> {
         let started = Instant::now();
         let t = self.history.qualified();
         let begin = format!(
             "{restore}{own}{insert}",
             restore = self.restore_session(),
             own = self.own_settings(false),
-            insert = self.insert_history(m, None, false, "0", &literal(&self.run_id)),
+            insert = self.insert_history(m, rank, None, false, "0", &literal(&self.run_id)),
         );
         self.client
             .simple_query(&begin)

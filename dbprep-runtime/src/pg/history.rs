@@ -5,6 +5,7 @@ use tokio_postgres::Client;
 
 use super::error::{Error, Result};
 use super::sql::{column, ident, literal, rows};
+use crate::model::checksum::history_row_hash;
 use crate::model::migration::{Migration, Migrations};
 
 /// Where the history lives: a schema and a table name, always written
@@ -30,6 +31,26 @@ impl HistoryTable {
     /// `"schema"."table"`.
     pub fn qualified(&self) -> String {
         format!("{}.{}", ident(&self.schema), ident(&self.table))
+    }
+
+    /// The one-row table that summarizes the history: its row count and the
+    /// XOR of a 64-bit hash of each row, kept by a trigger on every change
+    /// (by dbprep or by hand). A start-up reads this row instead of the
+    /// history: one short answer, however many migrations were applied.
+    pub fn digest_table(&self) -> String {
+        format!(
+            "{}.{}",
+            ident(&self.schema),
+            ident(&format!("{}_digest", self.table))
+        )
+    }
+
+    fn digest_function(&self) -> String {
+        format!(
+            "{}.{}",
+            ident(&self.schema),
+            ident(&format!("{}_digest_update", self.table))
+        )
     }
 
     /// The statement that creates the schema and the table if missing.
@@ -60,30 +81,57 @@ CREATE TABLE IF NOT EXISTS {t} (
         )
     }
 
-    /// `to_regclass` of the table: NULL when it does not exist.
-    fn regclass(&self) -> String {
-        format!("pg_catalog.to_regclass({})", literal(&self.qualified()))
+    /// The statement that (re)creates the digest table, its trigger, and
+    /// sets the digest to `digest` (of the rows the history holds now).
+    pub(crate) fn create_digest_sql(&self, digest: HistoryDigest) -> String {
+        let t = self.qualified();
+        let d = self.digest_table();
+        let f = self.digest_function();
+        let trigger = ident(&format!("{}_digest", self.table));
+        let truncate_trigger = ident(&format!("{}_digest_truncate", self.table));
+        let hash = |r: &str| {
+            format!("('x' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({r}.version::text || ':' || coalesce(pg_catalog.encode({r}.checksum, 'hex'), '') || ':' || {r}.success::text, 'UTF8')), 'hex'), 16))::bit(64)::bigint")
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {d} (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    rows     bigint NOT NULL,
+    hash     bigint NOT NULL
+);
+CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $dbprep$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        UPDATE {d} SET rows = 0, hash = 0;
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        UPDATE {d} SET rows = rows - 1, hash = hash # {old};
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        UPDATE {d} SET rows = rows + 1, hash = hash # {new};
+    END IF;
+    RETURN NULL;
+END
+$dbprep$;
+DROP TRIGGER IF EXISTS {trigger} ON {t};
+CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION {f}();
+DROP TRIGGER IF EXISTS {truncate_trigger} ON {t};
+CREATE TRIGGER {truncate_trigger} AFTER TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION {f}();
+INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
+    ON CONFLICT (only_row) DO UPDATE SET rows = EXCLUDED.rows, hash = EXCLUDED.hash;",
+            old = hash("OLD"),
+            new = hash("NEW"),
+            rows = digest.rows,
+            h = digest.hash,
+        )
     }
 
-    /// The one statement of a start-up: whether the table exists, a digest
-    /// of its rows (computed by the server, so that 1,000 rows cost one
-    /// short answer), and the session facts a run needs. It never fails for
-    /// a missing table: `query_to_xml` only reads the table when
-    /// `to_regclass` found it.
+    /// The one statement of a start-up: the history's digest and the
+    /// session facts a run needs.
     pub(crate) fn probe_sql(&self) -> String {
-        let digest_query = format!(
-            "SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(coalesce(pg_catalog.string_agg({row}, ',' ORDER BY version), ''), 'UTF8')), 'hex') AS d FROM {t}",
-            row = DIGEST_ROW,
-            t = self.qualified(),
-        );
         format!(
-            "SELECT r IS NOT NULL, \
-             CASE WHEN r IS NOT NULL THEN (pg_catalog.xpath('/row/d/text()', pg_catalog.query_to_xml({q}, false, true, '')))[1]::text END, \
-             pg_catalog.current_setting('server_version_num'), pg_catalog.current_setting('role'), \
-             pg_catalog.current_setting('search_path'), current_user \
-             FROM (SELECT {regclass} AS r) AS probe",
-            q = literal(&digest_query),
-            regclass = self.regclass(),
+            "SELECT rows, hash, {SESSION_FACTS} FROM {}",
+            self.digest_table()
         )
     }
 
@@ -103,11 +151,7 @@ CREATE TABLE IF NOT EXISTS {t} (
 
     /// Whether the table exists.
     pub(crate) async fn exists(&self, client: &Client) -> Result<bool> {
-        let answer = client
-            .simple_query(&format!("SELECT {} IS NOT NULL", self.regclass()))
-            .await
-            .map_err(Error::postgres("look for the history table"))?;
-        Ok(rows(answer).first().and_then(|r| column(r, 0)) == Some("t"))
+        relation_exists(client, &self.qualified()).await
     }
 
     /// The advisory-lock key of this table: the first 8 bytes of the SHA-256
@@ -119,39 +163,60 @@ CREATE TABLE IF NOT EXISTS {t} (
     }
 }
 
-/// How one row enters the digest, in SQL; [`digest_of`] writes the same
-/// text on the client.
-const DIGEST_ROW: &str =
-    "version::text || ':' || coalesce(pg_catalog.encode(checksum, 'hex'), '') || ':' || success::text";
+/// The session facts a run needs, read with the digest.
+const SESSION_FACTS: &str =
+    "pg_catalog.current_setting('server_version_num'), pg_catalog.current_setting('role'), \
+     pg_catalog.current_setting('search_path'), current_user";
 
-/// The digest the probe returns when the history holds exactly `rows`
-/// (version, checksum hex, success).
-pub(crate) fn digest_of<'a>(rows: impl Iterator<Item = (i64, String, bool)> + 'a) -> String {
-    let text = rows
-        .map(|(version, checksum, success)| format!("{version}:{checksum}:{success}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// A summary of the history: how many rows, and the XOR of a 64-bit hash of
+/// each (version, checksum, success). XOR lets the trigger update it row by
+/// row in either direction; the client computes the same from the embedded
+/// set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct HistoryDigest {
+    pub rows: i64,
+    pub hash: i64,
+}
+
+impl HistoryDigest {
+    /// Add a row's hash.
+    fn with(self, hash: i64) -> Self {
+        HistoryDigest {
+            rows: self.rows + 1,
+            hash: self.hash ^ hash,
+        }
+    }
+
+    /// The digest of history rows as read.
+    pub(crate) fn of_rows(rows: &[HistoryRow]) -> Self {
+        rows.iter().fold(HistoryDigest::default(), |d, r| {
+            d.with(history_row_hash(
+                r.version,
+                r.checksum.as_deref().unwrap_or(""),
+                r.success,
+            ))
+        })
+    }
 }
 
 /// The digests of every up-to-date history `migrations` can leave at
 /// `target`: everything applied one by one, or a baseline followed by the
-/// migrations after it.
-pub(crate) fn up_to_date_digests(migrations: &Migrations, target: Option<i64>) -> Vec<String> {
+/// migrations after it. Only XORs of hashes computed at compile time.
+pub(crate) fn up_to_date_digests(
+    migrations: &Migrations,
+    target: Option<i64>,
+) -> Vec<HistoryDigest> {
     let upto = |m: &&Migration| target.is_none_or(|t| m.version() <= t);
-    let row = |m: &Migration| (m.version(), m.checksum().to_string(), true);
-    let mut digests = vec![digest_of(migrations.iter().filter(upto).map(row))];
-    for baseline in migrations.baselines().iter().filter(upto) {
-        let after = migrations
+    let digest = |from: i64| {
+        migrations
             .iter()
             .filter(upto)
-            .filter(|m| m.version() > baseline.version());
-        digests.push(digest_of(
-            std::iter::once(row(baseline)).chain(after.map(row)),
-        ));
+            .filter(|m| m.version() > from)
+            .fold(HistoryDigest::default(), |d, m| d.with(m.history_hash()))
+    };
+    let mut digests = vec![digest(i64::MIN)];
+    for baseline in migrations.baselines().iter().filter(upto) {
+        digests.push(digest(baseline.version()).with(baseline.history_hash()));
     }
     digests
 }
@@ -199,8 +264,9 @@ impl HistoryRow {
 /// What the start-up probe found.
 #[derive(Debug, Clone)]
 pub(crate) struct Probe {
-    pub table_exists: bool,
-    pub digest: Option<String>,
+    /// `None` when the digest table (and so, normally, the history) does
+    /// not exist yet.
+    pub digest: Option<HistoryDigest>,
     pub server_version_num: i32,
     pub role: String,
     pub search_path: String,
@@ -208,23 +274,72 @@ pub(crate) struct Probe {
 }
 
 impl HistoryTable {
+    /// Read the digest and the session facts in one statement. A missing
+    /// table (SQLSTATE 42P01, or 3F000 for a missing schema) is the answer
+    /// "no history yet", found on a database's first start only; the
+    /// facts are then read on their own.
     pub(crate) async fn probe(&self, client: &Client) -> Result<Probe> {
-        let answer = client
-            .simple_query(&self.probe_sql())
-            .await
-            .map_err(Error::postgres("read the history table"))?;
+        let answer = match client.simple_query(&self.probe_sql()).await {
+            Ok(answer) => answer,
+            Err(e)
+                if e.code()
+                    .is_some_and(|c| c.code() == "42P01" || c.code() == "3F000") =>
+            {
+                return self.probe_facts_only(client).await;
+            }
+            Err(e) => return Err(Error::postgres("read the history digest")(e)),
+        };
         let rows = rows(answer);
-        let row = rows
-            .first()
-            .ok_or_else(|| Error::Connect("the start-up probe returned no row".into()))?;
+        // A digest table without its row (emptied by hand) says nothing.
+        let Some(row) = rows.first() else {
+            return self.probe_facts_only(client).await;
+        };
         let text = |i| column(row, i).unwrap_or_default().to_owned();
         Ok(Probe {
-            table_exists: column(row, 0) == Some("t"),
-            digest: column(row, 1).map(str::to_owned),
+            digest: Some(HistoryDigest {
+                rows: text(0).parse().unwrap_or(-1),
+                hash: text(1).parse().unwrap_or_default(),
+            }),
             server_version_num: text(2).parse().unwrap_or_default(),
             role: text(3),
             search_path: text(4),
             user: text(5),
         })
     }
+
+    async fn probe_facts_only(&self, client: &Client) -> Result<Probe> {
+        let answer = client
+            .simple_query(&format!("SELECT {SESSION_FACTS}"))
+            .await
+            .map_err(Error::postgres("read the session settings"))?;
+        let rows = rows(answer);
+        let row = rows
+            .first()
+            .ok_or_else(|| Error::Connect("the server returned no session settings".into()))?;
+        let text = |i| column(row, i).unwrap_or_default().to_owned();
+        Ok(Probe {
+            digest: None,
+            server_version_num: text(0).parse().unwrap_or_default(),
+            role: text(1),
+            search_path: text(2),
+            user: text(3),
+        })
+    }
+
+    /// Whether the digest table exists.
+    pub(crate) async fn digest_exists(&self, client: &Client) -> Result<bool> {
+        relation_exists(client, &self.digest_table()).await
+    }
+}
+
+/// Whether a (qualified, quoted) relation exists.
+async fn relation_exists(client: &Client, relation: &str) -> Result<bool> {
+    let answer = client
+        .simple_query(&format!(
+            "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
+            literal(relation)
+        ))
+        .await
+        .map_err(Error::postgres(format!("look for {relation}")))?;
+    Ok(rows(answer).first().and_then(|r| column(r, 0)) == Some("t"))
 }

@@ -7,7 +7,7 @@ use tokio_postgres::{CancelToken, Client, NoTls};
 
 use super::batch::{Done, Session};
 use super::error::{describe, Error, Result};
-use super::history::{up_to_date_digests, HistoryRow, HistoryTable, Probe};
+use super::history::{up_to_date_digests, HistoryDigest, HistoryRow, HistoryTable, Probe};
 use super::lock;
 use super::plan::{states, Plan, Policies, Policy};
 use super::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
@@ -158,7 +158,7 @@ impl<'m> Migrator<'m> {
         let started = Instant::now();
         let probe = self.history.probe(client).await?;
         let expected = up_to_date_digests(self.migrations, self.target);
-        if probe.digest.as_ref().is_some_and(|d| expected.contains(d)) {
+        if probe.digest.is_some_and(|d| expected.contains(&d)) {
             let version = self.target.or(self.migrations.head());
             tracing::info!(
                 "database up to date at version {} ({:?})",
@@ -171,7 +171,7 @@ impl<'m> Migrator<'m> {
                 elapsed: started.elapsed(),
             });
         }
-        if !probe.table_exists && self.migrations.is_empty() {
+        if probe.digest.is_none() && self.migrations.is_empty() {
             return Ok(Report {
                 applied: Vec::new(),
                 version: None,
@@ -251,16 +251,7 @@ impl<'m> Migrator<'m> {
             .await
             .map_err(Error::postgres("name the session"))?;
         lock::acquire(client, self.history.lock_key(), self.lock_wait).await?;
-        if !self.history.exists(client).await? {
-            tracing::info!("creating the history table {}", self.history.qualified());
-            client
-                .batch_execute(&self.history.create_sql())
-                .await
-                .map_err(Error::postgres(format!(
-                    "create the history table {}",
-                    self.history.qualified()
-                )))?;
-        }
+        self.ensure_tables(client).await?;
         Ok(Session {
             client,
             history: &self.history,
@@ -272,6 +263,28 @@ impl<'m> Migrator<'m> {
         })
     }
 
+    /// Under the lock: create the history table and its digest if missing
+    /// (in one transaction), or the digest alone for a history that has
+    /// none (made before it, or dropped by hand).
+    async fn ensure_tables(&self, client: &Client) -> Result<()> {
+        let history = &self.history;
+        let sql = if !history.exists(client).await? {
+            tracing::info!("creating the history table {}", history.qualified());
+            history.create_sql() + &history.create_digest_sql(HistoryDigest::default())
+        } else if !history.digest_exists(client).await? {
+            history.create_digest_sql(HistoryDigest::of_rows(&history.read(client).await?))
+        } else {
+            return Ok(());
+        };
+        client
+            .batch_execute(&format!("BEGIN;\n{sql}\nCOMMIT;"))
+            .await
+            .map_err(Error::postgres(format!(
+                "create the history table {}",
+                history.qualified()
+            )))
+    }
+
     /// Under the lock: read the history again, plan, apply.
     async fn apply(&self, session: &Session<'_>) -> Result<Vec<Done>> {
         let rows = self.history.read(session.client).await?;
@@ -281,6 +294,7 @@ impl<'m> Migrator<'m> {
         }
         tracing::info!("applying {} migration(s)", plan.pending.len());
         let mut done = Vec::new();
+        let mut rank = rows.iter().map(|r| r.installed_rank).max().unwrap_or(0) + 1;
         // Consecutive transactional migrations share one pipelined round
         // trip; a no-transaction migration runs alone.
         for segment in plan
@@ -288,13 +302,11 @@ impl<'m> Migrator<'m> {
             .chunk_by(|a, b| !a.no_transaction() && !b.no_transaction())
         {
             if segment[0].no_transaction() {
-                done.push(session.apply_without_transaction(segment[0]).await?);
+                done.push(session.apply_without_transaction(segment[0], rank).await?);
             } else {
-                match session.apply_pipelined(segment).await {
-                    Ok(mut batch) => done.append(&mut batch),
-                    Err((_, error)) => return Err(error),
-                }
+                done.append(&mut session.apply_pipelined(segment, rank).await?);
             }
+            rank += segment.len() as i32;
         }
         Ok(done)
     }
@@ -356,10 +368,12 @@ impl<'m> Migrator<'m> {
         )?;
         let t = migrator.history.qualified();
         let mut sql = String::from("BEGIN;\n");
-        for m in &plan.pending {
+        let first_rank = rows.iter().map(|r| r.installed_rank).max().unwrap_or(0) + 1;
+        for (i, m) in plan.pending.iter().enumerate() {
             sql.push_str(&format!(
                 "INSERT INTO {t} (installed_rank, version, name, checksum, kind, execution_ms, applied_by, success, run_id) \
-                 SELECT coalesce(max(installed_rank), 0) + 1, {}, {}, {}, 'stamp', 0, {}, true, {} FROM {t};\n",
+                 VALUES ({}, {}, {}, {}, 'stamp', 0, {}, true, {});\n",
+                first_rank + i as i32,
                 m.version(),
                 literal(m.name()),
                 bytea(m.checksum().as_bytes()),
@@ -404,7 +418,7 @@ impl<'m> Migrator<'m> {
     pub async fn repair(&self, pool: &Pool) -> Result<RepairReport> {
         let client = take(pool).await?;
         let probe = self.history.probe(&client).await?;
-        if !probe.table_exists {
+        if !self.history.exists(&client).await? {
             return Ok(RepairReport::default());
         }
         let _session = self.locked_session(&client, &probe).await?;

@@ -74,6 +74,21 @@ impl Cluster {
     /// [`ClusterError`] when the binaries are missing or the server does not
     /// come up (the error holds the end of its log).
     pub fn start() -> Result<Cluster, ClusterError> {
+        Cluster::start_with(false)
+    }
+
+    /// Start a new cluster that flushes to disk like a production server
+    /// (`fsync=on`): for benchmarks, where `fsync=off` would flatter every
+    /// commit.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_durable() -> Result<Cluster, ClusterError> {
+        Cluster::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Cluster, ClusterError> {
         let bin_dir = find_bin_dir().ok_or(ClusterError::BinariesNotFound)?;
         let owner = ServerUser::current()?;
         let dir = tempfile::Builder::new()
@@ -91,7 +106,7 @@ impl Cluster {
         let mut last = None;
         for _ in 0..3 {
             let port = free_port()?;
-            let child = start_server(&bin_dir, &dir, port, &owner, &log)?;
+            let child = start_server(&bin_dir, &dir, port, &owner, &log, durable)?;
             reaper.watch(child.id())?;
             match wait_ready(child, &data, port, &log) {
                 Ok(()) => {
@@ -261,11 +276,17 @@ fn start_server(
     port: u16,
     owner: &ServerUser,
     log: &Path,
+    durable: bool,
 ) -> Result<Child, ClusterError> {
     let log_file = fs::File::create(log).map_err(io("create the server log"))?;
     owner.give(log)?;
     let stderr = log_file.try_clone().map_err(io("open the server log"))?;
     let mut command = owner.command(bin_dir.join("postgres"));
+    if !durable {
+        // Tests only: a crash may lose data, which a throwaway cluster never
+        // keeps.
+        command.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+    }
     // pg_stat_statements, when installed, lets tests count the statements a
     // run sends.
     if bin_dir.join("../lib/pg_stat_statements.so").is_file() {
@@ -281,12 +302,6 @@ fn start_server(
         .args([
             "-c",
             "listen_addresses=127.0.0.1",
-            // Tests only: a crash may lose data, which a throwaway cluster
-            // never keeps.
-            "-c",
-            "fsync=off",
-            "-c",
-            "full_page_writes=off",
             "-c",
             "max_connections=300",
             "-c",

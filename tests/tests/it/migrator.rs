@@ -459,3 +459,51 @@ async fn dropping_the_run_cancels_the_server_query() {
     assert!(!still_running, "the migration still runs on the server");
     assert!(!exists(&client, "slow").await);
 }
+
+#[tokio::test]
+async fn a_history_row_deleted_by_hand_is_seen_at_the_next_start() {
+    let db = database().await;
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("DELETE FROM dbprep_schema_history WHERE version = 5; DROP TABLE e;")
+        .await
+        .unwrap();
+    let report = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert_eq!(
+        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [5]
+    );
+    assert!(Migrator::new(&m)
+        .run(db.pool())
+        .await
+        .unwrap()
+        .was_up_to_date());
+}
+
+#[tokio::test]
+async fn a_dropped_digest_table_is_rebuilt_from_the_history() {
+    let db = database().await;
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("DROP TABLE dbprep_schema_history_digest CASCADE")
+        .await
+        .unwrap();
+    assert!(Migrator::new(&m)
+        .run(db.pool())
+        .await
+        .unwrap()
+        .was_up_to_date());
+    assert!(exists(&client, "dbprep_schema_history_digest").await);
+    let rows = scalar(&client, "SELECT rows FROM dbprep_schema_history_digest").await;
+    assert_eq!(rows.as_deref(), Some("5"));
+    // And the fast path works again.
+    assert!(Migrator::new(&m)
+        .run(db.pool())
+        .await
+        .unwrap()
+        .was_up_to_date());
+}

@@ -1,0 +1,354 @@
+//! dbprep's benchmarks, each figure next to its physical baseline measured
+//! in the same run, on a local cluster that flushes to disk (`fsync=on`).
+//!
+//! ```sh
+//! cargo run --release --example bench            # writes BENCHMARKS.md
+//! cargo run --release --example bench -- --runs 3
+//! ```
+//!
+//! Figures: median of the runs with min and max; the ratio is taken per
+//! pair (dbprep and its baseline run back to back, in alternating order).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dbprep_runtime::testing::{pool, Cluster};
+use dbprep_runtime::{Migrations, Migrator};
+
+/// One realistic migration of a generated set: tables with constraints and
+/// indexes, column changes, plpgsql functions, data, views and comments.
+fn migration_sql(i: usize) -> String {
+    let k = (i - 1) % 5;
+    let base = i - k;
+    match k {
+        0 => format!(
+            "CREATE TABLE t{i} (\n    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n    name text NOT NULL,\n    email text UNIQUE,\n    \
+             created_at timestamptz NOT NULL DEFAULT now(),\n    CONSTRAINT t{i}_name_present CHECK (length(name) > 0)\n);\n\
+             CREATE INDEX t{i}_name_ix ON t{i} (name);\nCOMMENT ON TABLE t{i} IS 'generated table {i}; holds people';\n"
+        ),
+        1 => format!(
+            "ALTER TABLE t{base} ADD COLUMN note_{i} text;\nALTER TABLE t{base} ADD CONSTRAINT t{base}_note_{i}_check CHECK (note_{i} <> '');\n\
+             COMMENT ON COLUMN t{base}.note_{i} IS 'free text';\n"
+        ),
+        2 => format!(
+            "CREATE FUNCTION f{i}(a integer) RETURNS integer\nLANGUAGE plpgsql AS $$\nBEGIN\n    IF a IS NULL THEN\n        RETURN {i};\n    END IF;\n    \
+             RETURN a + {i};\nEND;\n$$;\n"
+        ),
+        3 => format!(
+            "INSERT INTO t{base} (name, email)\nSELECT 'name ' || g, 'user{i}_' || g || '@example.com' FROM generate_series(1, 20) AS g;\n"
+        ),
+        _ => format!(
+            "CREATE VIEW v{i} AS SELECT id, name, email FROM t{base} WHERE name LIKE 'name %';\nCOMMENT ON VIEW v{i} IS 'people of t{base}';\n"
+        ),
+    }
+}
+
+/// Write `n` migrations (and their concatenation, for psql) to a folder.
+fn generate(n: usize, sql: impl Fn(usize) -> String) -> (tempfile::TempDir, PathBuf, usize) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut all = String::new();
+    for i in 1..=n {
+        let text = sql(i);
+        std::fs::write(dir.path().join(format!("V{i}__m{i}.sql")), &text)
+            .expect("write a migration");
+        all.push_str(&text);
+    }
+    let file = dir.path().join("all.sql.txt");
+    std::fs::write(&file, &all).expect("write the concatenation");
+    (dir, file, all.len())
+}
+
+struct Stats {
+    median: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    Stats {
+        median: samples[samples.len() / 2],
+        min: samples[0],
+        max: samples[samples.len() - 1],
+    }
+}
+
+fn ratio_stats(mut ratios: Vec<f64>) -> (f64, f64, f64) {
+    ratios.sort_by(f64::total_cmp);
+    (
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1],
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+struct Bench {
+    cluster: Cluster,
+    admin: tokio_postgres::Client,
+    databases: usize,
+}
+
+impl Bench {
+    async fn fresh_database(&mut self) -> String {
+        self.databases += 1;
+        let name = format!("bench_{}", self.databases);
+        self.admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create a database");
+        name
+    }
+
+    async fn dbprep_apply(&mut self, migrations: &Migrations) -> Duration {
+        let name = self.fresh_database().await;
+        let pool = pool(self.cluster.config(&name), 2);
+        let started = Instant::now();
+        let report = Migrator::new(migrations)
+            .run(&pool)
+            .await
+            .expect("dbprep applies the set");
+        let elapsed = started.elapsed();
+        assert_eq!(report.applied.len(), migrations.len());
+        elapsed
+    }
+
+    async fn psql_apply(&mut self, file: &Path) -> Duration {
+        let name = self.fresh_database().await;
+        let started = Instant::now();
+        let status = Command::new(self.cluster.bin_dir().join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-1",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+            ])
+            .arg(self.cluster.port().to_string())
+            .args(["-d", &name, "-f"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run psql");
+        let elapsed = started.elapsed();
+        assert!(status.success(), "psql failed");
+        elapsed
+    }
+}
+
+/// The child process of the memory figure: apply a folder, print the peak
+/// resident set size.
+async fn apply_dir_and_report_memory(folder: &str) {
+    let migrations = Migrations::from_dir(folder).expect("read the folder");
+    let config = dbprep_runtime::pg::config::from_env().expect("libpq variables");
+    let report = Migrator::new(&migrations)
+        .run(&pool(config, 1))
+        .await
+        .expect("apply");
+    assert_eq!(report.applied.len(), migrations.len());
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: 0 kB");
+    println!("{peak}");
+}
+
+fn parse_kib(line: &str) -> u64 {
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--apply-dir") {
+        return apply_dir_and_report_memory(&args[2]).await;
+    }
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(5);
+
+    println!("starting a local PostgreSQL with fsync=on …");
+    let cluster = Cluster::start_durable().expect("start a cluster");
+    let (admin, connection) = cluster
+        .config("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let version = admin
+        .simple_query("SHOW server_version")
+        .await
+        .ok()
+        .and_then(|m| match m.into_iter().next() {
+            Some(tokio_postgres::SimpleQueryMessage::Row(r)) => r.get(0).map(str::to_owned),
+            _ => None,
+        });
+    let mut bench = Bench {
+        cluster,
+        admin,
+        databases: 0,
+    };
+    let mut table = String::new();
+
+    // Fresh apply, next to psql -1 -f of the same SQL.
+    let mut noop_set = None;
+    for n in [10, 100, 1000] {
+        let (dir, file, bytes) = generate(n, migration_sql);
+        let migrations = Migrations::from_dir(dir.path()).expect("generated migrations are valid");
+        let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..runs {
+            let (a, b) = if run % 2 == 0 {
+                let a = bench.dbprep_apply(&migrations).await;
+                (a, bench.psql_apply(&file).await)
+            } else {
+                let b = bench.psql_apply(&file).await;
+                (bench.dbprep_apply(&migrations).await, b)
+            };
+            ratios.push(a.as_secs_f64() / b.as_secs_f64());
+            ours.push(a);
+            theirs.push(b);
+        }
+        let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
+        println!(
+            "fresh apply N={n}: dbprep {} vs psql -1 {} → {r:.2}×",
+            ms(o.median),
+            ms(t.median)
+        );
+        writeln!(
+            table,
+            "| fresh apply, N = {n} ({} KB of SQL) | {} (min {}, max {}) | `psql -1 -f`: {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | ≤ 1.10× at N = 1,000 |",
+            bytes / 1024, ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
+        )
+        .ok();
+        if n == 1000 {
+            noop_set = Some((dir, migrations));
+        }
+    }
+
+    // No-op start-up at N = 1,000, connection excluded, next to SELECT 1.
+    let (_dir, migrations) = noop_set.expect("N = 1,000 ran");
+    let name = bench.fresh_database().await;
+    let pool = pool(bench.cluster.config(&name), 1);
+    let _ = Migrator::new(&migrations).run(&pool).await.expect("apply");
+    let (client, connection) = bench
+        .cluster
+        .config(&name)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let migrator = Migrator::new(&migrations);
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..(runs * 10).max(20) {
+        let started = Instant::now();
+        let report = migrator.run_on(&client).await.expect("no-op run");
+        let a = started.elapsed();
+        assert!(report.was_up_to_date());
+        let started = Instant::now();
+        client.simple_query("SELECT 1").await.expect("SELECT 1");
+        let b = started.elapsed();
+        ratios.push(a.as_secs_f64() / b.as_secs_f64());
+        ours.push(a);
+        theirs.push(b);
+    }
+    let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
+    println!(
+        "no-op start-up N=1000: dbprep {} vs SELECT 1 {} → {r:.2}×",
+        ms(o.median),
+        ms(t.median)
+    );
+    writeln!(
+        table,
+        "| no-op start-up, N = 1,000 applied, connection excluded (1 statement) | {} (min {}, max {}) | one `SELECT 1` round trip: {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | 1 round trip, ≤ 2× |",
+        ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
+    )
+    .ok();
+
+    // Peak memory of a process applying 1,000 migrations of 10 MB in all.
+    let payload = "x".repeat(10_000);
+    let (dir, _file, bytes) = generate(1000, |i| {
+        format!("CREATE TABLE mem{i} (payload text);\nINSERT INTO mem{i} VALUES ('{payload}');\n")
+    });
+    let name = bench.fresh_database().await;
+    let config = bench.cluster.config(&name);
+    let output = Command::new(std::env::current_exe().expect("own path"))
+        .arg("--apply-dir")
+        .arg(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", bench.cluster.port().to_string())
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", &name)
+        .output()
+        .expect("run the memory child");
+    let peak_kib = parse_kib(&String::from_utf8_lossy(&output.stdout));
+    let _ = config;
+    // The same process applying nothing: what the binary and runtime cost
+    // before any SQL is read.
+    let empty = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(empty.path().join("V1__x.sql"), "SELECT 1;").expect("write");
+    let name = bench.fresh_database().await;
+    let output = Command::new(std::env::current_exe().expect("own path"))
+        .arg("--apply-dir")
+        .arg(empty.path())
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", bench.cluster.port().to_string())
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", &name)
+        .output()
+        .expect("run the memory child");
+    let idle_kib = parse_kib(&String::from_utf8_lossy(&output.stdout));
+    let sql_kib = (bytes / 1024) as u64;
+    let ratio = peak_kib as f64 / sql_kib as f64;
+    let above_idle = peak_kib.saturating_sub(idle_kib) as f64 / sql_kib as f64;
+    println!("peak memory: {peak_kib} KiB for {sql_kib} KiB of SQL → {ratio:.2}× ({above_idle:.2}× above an idle run's {idle_kib} KiB)");
+    writeln!(
+        table,
+        "| peak RSS applying 1,000 migrations from a folder | {} MiB (an idle run: {} MiB) | SQL size: {} MiB | **{ratio:.2}×** ({above_idle:.2}× counting only what the SQL adds) | ≤ 3× |",
+        peak_kib / 1024, idle_kib / 1024, sql_kib / 1024
+    )
+    .ok();
+
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| parse_kib(l) / 1024 / 1024))
+        .unwrap_or(0);
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let document = format!(
+        "# Benchmarks\n\n\
+         Measured {date} with `cargo run --release --example bench -- --runs {runs}` on {cores} cores and {memory} GiB, \
+         PostgreSQL {version}, a local cluster with `fsync=on`, client and server on one machine.\n\
+         Each figure is the median of {runs} runs (no-op: {noop} runs) with min and max; the ratio is taken per pair, \
+         dbprep and its baseline back to back in alternating order.\n\n\
+         | figure | dbprep | baseline | ratio (median, min–max) | target |\n|---|---|---|---|---|\n{table}\n\
+         Not measured yet: `verify` with the schema snapshot, fixture populate next to `COPY`, and compile time of \
+         1,000 embedded files (their issues are open).\n",
+        version = version.unwrap_or_default(),
+        noop = (runs * 10).max(20),
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
+    std::fs::write(&path, document).expect("write BENCHMARKS.md");
+    println!("wrote {}", path.display());
+}
