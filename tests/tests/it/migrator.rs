@@ -507,3 +507,61 @@ async fn a_dropped_digest_table_is_rebuilt_from_the_history() {
         .unwrap()
         .was_up_to_date());
 }
+
+#[tokio::test]
+async fn ensure_database_creates_once_under_concurrency() {
+    let db = database().await;
+    let mut config = db.config();
+    let name = format!("{}_made", db.name());
+    config.dbname(&name);
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let config = config.clone();
+            tokio::spawn(async move { dbprep_runtime::ensure_database(&config).await })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        created += usize::from(task.await.unwrap().unwrap());
+    }
+    assert!(created <= 1, "created {created} times");
+    let client = db.connect().await.unwrap();
+    let found = scalar(
+        &client,
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    )
+    .await;
+    assert_eq!(found.as_deref(), Some("1"));
+    assert!(
+        !dbprep_runtime::ensure_database(&config).await.unwrap(),
+        "a second call creates nothing"
+    );
+    client
+        .batch_execute(&format!("DROP DATABASE \"{name}\""))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn connect_gives_up_on_an_unreachable_server_with_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("nobody")
+        .password("s3cret-pw")
+        .dbname("x");
+    let started = std::time::Instant::now();
+    let error = dbprep_runtime::connect(&config, Duration::from_millis(400))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let text = error.to_string();
+    assert!(text.starts_with("cannot connect to the database"), "{text}");
+    assert!(!text.contains("s3cret-pw"), "{text}");
+}
