@@ -1,0 +1,2 @@
+-- dbprep:no-transaction
+COPY a FROM STDIN;

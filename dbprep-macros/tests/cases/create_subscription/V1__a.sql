@@ -1,0 +1,1 @@
+CREATE SUBSCRIPTION sub CONNECTION 'host=primary dbname=app' PUBLICATION pub;

@@ -1,0 +1,1 @@
+CREATE TABLESPACE fast LOCATION '/mnt/fast';
