@@ -33,7 +33,7 @@ pub use pg::connect::{connect, ensure_database};
 #[cfg(feature = "postgres")]
 pub use pg::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
 #[cfg(feature = "postgres")]
-pub use pg::{Drift, Error, MigrationError, Migrator, Policy};
+pub use pg::{Drift, Error, Finding, MigrationError, Migrator, Policy, VerifyReport};
 
 #[cfg(feature = "testing")]
 pub mod testing;

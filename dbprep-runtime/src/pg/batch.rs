@@ -161,6 +161,12 @@ impl Session<'_> {
         let elapsed = "(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.current_setting('dbprep.started', true)::timestamptz) * 1000)::integer";
         let run_id = "nullif(pg_catalog.current_setting('dbprep.run', true), '')";
         message.push_str(&self.insert_history(m, rank, previous, true, elapsed, run_id));
+        if !asynchronous_commit {
+            // The last migration of the batch: its transaction also stores
+            // the schema snapshot, and its synchronous commit makes every
+            // migration before it durable.
+            message.push_str(&self.history.store_snapshot_sql());
+        }
         message.push_str("COMMIT;");
         (message, prefix_chars)
     }

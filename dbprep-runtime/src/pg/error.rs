@@ -129,6 +129,19 @@ pub enum Drift {
         /// The name recorded for it.
         name: String,
     },
+    /// A no-transaction migration that failed or was interrupted.
+    Dirty {
+        /// The version.
+        version: i64,
+        /// Its file.
+        file: String,
+    },
+    /// The schema differs from the snapshot stored by the last run: DDL
+    /// was run by hand.
+    Schema {
+        /// What changed, one line each (`column public.users.nickname added`).
+        changes: Vec<String>,
+    },
     /// A pending version lower than the newest applied one.
     OutOfOrder {
         /// The pending version.
@@ -150,6 +163,15 @@ impl fmt::Display for Drift {
             Drift::Unknown { version, name } => write!(
                 f,
                 "version {version} ({name}) is applied but not embedded in this binary: the database is newer than the binary, or a file was deleted"
+            ),
+            Drift::Dirty { version, file } => write!(
+                f,
+                "migration {version} ({file}) is dirty: a no-transaction migration failed or was interrupted; fix the database, then run `repair`"
+            ),
+            Drift::Schema { changes } => write!(
+                f,
+                "the schema was changed outside migrations since the last run: {}; write a migration for it, or undo it",
+                changes.join("; ")
             ),
             Drift::OutOfOrder { version, file, newest_applied } => write!(
                 f,

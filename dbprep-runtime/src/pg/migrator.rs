@@ -6,12 +6,13 @@ use deadpool_postgres::{Object, Pool};
 use tokio_postgres::{CancelToken, Client, NoTls};
 
 use super::batch::{Done, Session};
-use super::error::{describe, Error, Result};
+use super::error::{describe, Drift, Error, Result};
 use super::history::{up_to_date_digests, HistoryDigest, HistoryRow, HistoryTable, Probe};
 use super::lock;
 use super::plan::{states, Plan, Policies, Policy};
 use super::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
 use super::sql::{bytea, literal};
+use super::verify::{self, VerifyReport};
 use crate::model::migration::{Migration, Migrations};
 
 /// Applies embedded migrations to a database.
@@ -33,6 +34,8 @@ pub struct Migrator<'m> {
     target: Option<i64>,
     lock_wait: Duration,
     policies: Policies,
+    schema_policy: Policy,
+    check_schema: bool,
 }
 
 /// Cancels the server's current query when a run's future is dropped
@@ -68,6 +71,8 @@ impl<'m> Migrator<'m> {
             target: None,
             lock_wait: Duration::from_secs(60),
             policies: Policies::default(),
+            schema_policy: Policy::Error,
+            check_schema: false,
         }
     }
 
@@ -116,6 +121,22 @@ impl<'m> Migrator<'m> {
         self
     }
 
+    /// What `verify` (and `run`, with [`check_schema_on_run`]) does when
+    /// the schema differs from the snapshot stored by the last run.
+    ///
+    /// [`check_schema_on_run`]: Self::check_schema_on_run
+    pub fn on_schema_drift(mut self, policy: Policy) -> Self {
+        self.schema_policy = policy;
+        self
+    }
+
+    /// Compare the schema with the stored snapshot before a run applies
+    /// anything (off by default: it costs a catalog scan at every start).
+    pub fn check_schema_on_run(mut self, check: bool) -> Self {
+        self.check_schema = check;
+        self
+    }
+
     /// The history table this migrator uses.
     pub fn history(&self) -> &HistoryTable {
         &self.history
@@ -156,6 +177,20 @@ impl<'m> Migrator<'m> {
     pub async fn run_on(&self, client: &Client) -> Result<Report> {
         self.check_target()?;
         let started = Instant::now();
+        if self.check_schema {
+            let report = self.verify_on(client).await?;
+            let schema: Vec<Drift> = report
+                .findings
+                .into_iter()
+                .filter(|f| matches!(f.drift, Drift::Schema { .. }))
+                .map(|f| f.drift)
+                .collect();
+            match self.schema_policy {
+                Policy::Error if !schema.is_empty() => return Err(Error::Drift(schema)),
+                Policy::Warn => schema.iter().for_each(|d| tracing::warn!("{d}")),
+                _ => {}
+            }
+        }
         let probe = self.history.probe(client).await?;
         let expected = up_to_date_digests(self.migrations, self.target);
         if probe.digest.is_some_and(|d| expected.contains(&d)) {
@@ -268,14 +303,15 @@ impl<'m> Migrator<'m> {
     /// none (made before it, or dropped by hand).
     async fn ensure_tables(&self, client: &Client) -> Result<()> {
         let history = &self.history;
-        let sql = if !history.exists(client).await? {
+        let mut sql = if !history.exists(client).await? {
             tracing::info!("creating the history table {}", history.qualified());
             history.create_sql() + &history.create_digest_sql(HistoryDigest::default())
         } else if !history.digest_exists(client).await? {
             history.create_digest_sql(HistoryDigest::of_rows(&history.read(client).await?))
         } else {
-            return Ok(());
+            String::new()
         };
+        sql.push_str(&history.create_snapshot_sql());
         client
             .batch_execute(&format!("BEGIN;\n{sql}\nCOMMIT;"))
             .await
@@ -283,6 +319,18 @@ impl<'m> Migrator<'m> {
                 "create the history table {}",
                 history.qualified()
             )))
+    }
+
+    /// Store the schema snapshot in a transaction of its own (after a
+    /// no-transaction migration, or a stamp).
+    async fn store_snapshot(&self, client: &Client) -> Result<()> {
+        client
+            .batch_execute(&format!(
+                "BEGIN;\n{}COMMIT;",
+                self.history.store_snapshot_sql()
+            ))
+            .await
+            .map_err(Error::postgres("store the schema snapshot"))
     }
 
     /// Under the lock: read the history again, plan, apply.
@@ -303,6 +351,9 @@ impl<'m> Migrator<'m> {
         {
             if segment[0].no_transaction() {
                 done.push(session.apply_without_transaction(segment[0], rank).await?);
+                if segment.as_ptr_range().end == plan.pending.as_ptr_range().end {
+                    self.store_snapshot(session.client).await?;
+                }
             } else {
                 done.append(&mut session.apply_pipelined(segment, rank).await?);
             }
@@ -386,6 +437,7 @@ impl<'m> Migrator<'m> {
             .batch_execute(&sql)
             .await
             .map_err(Error::postgres("stamp the history"))?;
+        migrator.store_snapshot(&client).await?;
         lock::release(&client, migrator.history.lock_key()).await?;
         let applied = plan
             .pending
@@ -449,6 +501,33 @@ impl<'m> Migrator<'m> {
             .map_err(Error::postgres("repair the history"))?;
         lock::release(&client, self.history.lock_key()).await?;
         Ok(report)
+    }
+
+    /// Compare the database with the embedded migrations and report every
+    /// difference: edited, unknown, out-of-order pending and dirty
+    /// migrations, and schema changes made outside migrations since the
+    /// last run (with what changed). Read-only: it works with a role that
+    /// may only SELECT, and on a hot standby.
+    ///
+    /// # Errors
+    ///
+    /// A connection or query error; drift is reported, not returned as an
+    /// error (see [`VerifyReport::is_clean`]).
+    pub async fn verify(&self, pool: &Pool) -> Result<VerifyReport> {
+        let client = pool.get().await.map_err(pool_error)?;
+        self.verify_on(&client).await
+    }
+
+    /// [`verify`](Self::verify) on a connection the caller owns.
+    pub async fn verify_on(&self, client: &Client) -> Result<VerifyReport> {
+        let (rows, schema) = verify::read(client, &self.history).await?;
+        Ok(verify::report(
+            self.migrations,
+            &rows,
+            schema,
+            self.policies,
+            self.schema_policy,
+        ))
     }
 
     /// The history rows, in version order (empty when the table is missing).

@@ -10,8 +10,11 @@ mod lock;
 mod migrator;
 mod plan;
 pub mod report;
+pub mod snapshot;
 pub mod sql;
+mod verify;
 
 pub use error::{Drift, Error, LockHolder, MigrationError, Result};
 pub use migrator::Migrator;
 pub use plan::Policy;
+pub use verify::{Finding, VerifyReport};

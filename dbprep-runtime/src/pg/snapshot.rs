@@ -1,0 +1,310 @@
+//! The schema snapshot: a canonical description of the schema, read from
+//! `pg_catalog`, stored after every run and compared by `verify` to say
+//! *what* was changed by hand.
+//!
+//! It is computed with `search_path = pg_catalog` (as pg_dump does; the
+//! `pg_get_*def` functions print names relative to the search path) and is
+//! independent of OIDs and of dropped columns: columns are listed in their
+//! order among live columns, enum labels in their order, never raw
+//! `attnum` or `enumsortorder`. Left out: extension members, `pg_toast`
+//! and temporary schemas, dbprep's own tables and what hangs on them,
+//! owners, ACLs and collation versions.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use super::history::HistoryTable;
+use super::sql::{ident, literal};
+
+/// The schemas a snapshot describes.
+const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
+
+impl HistoryTable {
+    /// The table that holds the last snapshot.
+    pub fn snapshot_table(&self) -> String {
+        format!(
+            "{}.{}",
+            ident(&self.schema),
+            ident("dbprep_schema_snapshot")
+        )
+    }
+
+    /// dbprep's own relations, which no snapshot describes.
+    fn own_relations(&self) -> String {
+        let names = [
+            self.qualified(),
+            self.digest_table(),
+            self.snapshot_table(),
+            self.fixture_table(),
+        ];
+        let regclasses: Vec<String> = names
+            .iter()
+            .map(|n| format!("pg_catalog.to_regclass({})", literal(n)))
+            .collect();
+        // Tables not created yet are NULL, and `x <> ALL` of an array with a
+        // NULL is never true: drop them.
+        format!(
+            "pg_catalog.array_remove(ARRAY[{}]::oid[], NULL)",
+            regclasses.join(", ")
+        )
+    }
+
+    /// The table of applied fixtures.
+    pub fn fixture_table(&self) -> String {
+        format!(
+            "{}.{}",
+            ident(&self.schema),
+            ident("dbprep_fixture_history")
+        )
+    }
+
+    /// The statement that creates the snapshot table if missing.
+    pub(crate) fn create_snapshot_sql(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+    only_row     boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    version      bigint,
+    server_major integer NOT NULL,
+    hash         text NOT NULL,
+    snapshot     jsonb NOT NULL,
+    taken_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+);",
+            self.snapshot_table()
+        )
+    }
+
+    /// An expression of type jsonb: the snapshot of the live schema. Must
+    /// run with `search_path = pg_catalog`.
+    pub(crate) fn snapshot_sql(&self) -> String {
+        let own = self.own_relations();
+        let not_extension = |catalog: &str, oid: &str| {
+            format!(
+                "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep WHERE dep.classid = '{catalog}'::regclass \
+                 AND dep.objid = {oid} AND dep.deptype = 'e')"
+            )
+        };
+        let relations = format!(
+            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid \
+             WHERE {USER_SCHEMA} AND c.oid <> ALL ({own}) AND {}",
+            not_extension("pg_class", "c.oid")
+        );
+        let name = "pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)";
+        format!(
+            "pg_catalog.jsonb_build_object(
+'tables', (SELECT coalesce(pg_catalog.jsonb_object_agg({name}, pg_catalog.jsonb_build_object(
+    'kind', c.relkind,
+    'columns', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+        'name', a.attname, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull,
+        'default', pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'identity', a.attidentity, 'generated', a.attgenerated,
+        'collation', CASE WHEN a.attcollation <> t.typcollation THEN (SELECT collname FROM pg_catalog.pg_collation WHERE oid = a.attcollation) END
+      ) ORDER BY a.attnum), '[]')
+      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))), '{{}}')
+  {relations} AND c.relkind IN ('r', 'p', 'f')),
+'views', (SELECT coalesce(pg_catalog.jsonb_object_agg({name}, pg_catalog.pg_get_viewdef(c.oid)), '{{}}')
+  {relations} AND c.relkind IN ('v', 'm')),
+'sequences', (SELECT coalesce(pg_catalog.jsonb_object_agg({name}, pg_catalog.jsonb_build_object(
+    'type', pg_catalog.format_type(s.seqtypid, NULL), 'start', s.seqstart, 'increment', s.seqincrement,
+    'min', s.seqmin, 'max', s.seqmax, 'cycle', s.seqcycle)), '{{}}')
+  {relations} AND c.relkind = 'S'),
+'indexes', (SELECT coalesce(pg_catalog.jsonb_object_agg(pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), pg_catalog.pg_get_indexdef(i.indexrelid)), '{{}}')
+  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE {USER_SCHEMA} AND i.indrelid <> ALL ({own}) AND {ext_index}),
+'constraints', (SELECT coalesce(pg_catalog.jsonb_object_agg({name} || '.' || pg_catalog.quote_ident(co.conname), pg_catalog.pg_get_constraintdef(co.oid)), '{{}}')
+  FROM pg_catalog.pg_constraint co JOIN pg_catalog.pg_class c ON c.oid = co.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE {USER_SCHEMA} AND c.oid <> ALL ({own}) AND {ext_table}),
+'triggers', (SELECT coalesce(pg_catalog.jsonb_object_agg({name} || '.' || pg_catalog.quote_ident(tg.tgname), pg_catalog.pg_get_triggerdef(tg.oid)), '{{}}')
+  FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE NOT tg.tgisinternal AND {USER_SCHEMA} AND c.oid <> ALL ({own}) AND {ext_table}),
+'functions', (SELECT coalesce(pg_catalog.jsonb_object_agg(pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname) || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')', pg_catalog.pg_get_functiondef(p.oid)), '{{}}')
+  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+  WHERE p.prokind IN ('f', 'p') AND {USER_SCHEMA} AND {ext_proc}
+    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg WHERE tg.tgfoid = p.oid AND tg.tgrelid = ANY ({own}))),
+'enums', (SELECT coalesce(pg_catalog.jsonb_object_agg(pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(ty.typname),
+    (SELECT pg_catalog.jsonb_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = ty.oid)), '{{}}')
+  FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
+  WHERE ty.typtype = 'e' AND {USER_SCHEMA} AND {ext_type}),
+'domains', (SELECT coalesce(pg_catalog.jsonb_object_agg(pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(ty.typname), pg_catalog.jsonb_build_object(
+    'type', pg_catalog.format_type(ty.typbasetype, ty.typtypmod), 'not_null', ty.typnotnull, 'default', ty.typdefault,
+    'checks', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.pg_get_constraintdef(co.oid) ORDER BY co.conname), '[]') FROM pg_catalog.pg_constraint co WHERE co.contypid = ty.oid))), '{{}}')
+  FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
+  WHERE ty.typtype = 'd' AND {USER_SCHEMA} AND {ext_type})
+)",
+            ext_index = not_extension("pg_class", "i.indexrelid"),
+            ext_table = not_extension("pg_class", "c.oid"),
+            ext_proc = not_extension("pg_proc", "p.oid"),
+            ext_type = not_extension("pg_type", "ty.oid"),
+        )
+    }
+
+    /// A statement that stores the live snapshot for `version`, in the
+    /// transaction of the last migration of a run.
+    pub(crate) fn store_snapshot_sql(&self) -> String {
+        format!(
+            "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
+INSERT INTO {t} AS old (only_row, version, server_major, hash, snapshot)
+SELECT true, (SELECT max(version) FROM {h} WHERE success), pg_catalog.current_setting('server_version_num')::integer / 10000,
+       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(s::text, 'UTF8')), 'hex'), s
+FROM (SELECT {snapshot} AS s) AS live
+ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version, server_major = EXCLUDED.server_major,
+    hash = EXCLUDED.hash, snapshot = EXCLUDED.snapshot, taken_at = pg_catalog.clock_timestamp();\n",
+            t = self.snapshot_table(),
+            h = self.qualified(),
+            snapshot = self.snapshot_sql(),
+        )
+    }
+}
+
+/// What changed between a stored snapshot and the live schema, one line per
+/// change: `column public.users.nickname added`, `index public.ix dropped`,
+/// `function public.f() body changed`.
+pub fn diff(stored: &Value, live: &Value) -> Vec<String> {
+    let mut changes = Vec::new();
+    let empty = Map::new();
+    let section = |v: &'_ Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_else(|| empty.clone())
+    };
+    let what = [
+        ("tables", "table"),
+        ("views", "view"),
+        ("sequences", "sequence"),
+        ("indexes", "index"),
+        ("constraints", "constraint"),
+        ("triggers", "trigger"),
+        ("functions", "function"),
+        ("enums", "enum"),
+        ("domains", "domain"),
+    ];
+    for (key, noun) in what {
+        let (old, new) = (section(stored, key), section(live, key));
+        let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+        for name in names {
+            match (old.get(name), new.get(name)) {
+                (Some(_), None) => changes.push(format!("{noun} {name} dropped")),
+                (None, Some(_)) => changes.push(format!("{noun} {name} added")),
+                (Some(a), Some(b)) if a != b => match key {
+                    "tables" => changes.extend(table_changes(name, a, b)),
+                    "functions" => changes.push(format!("function {name} body changed")),
+                    "enums" => changes.push(format!("enum {name} labels changed: {a} → {b}")),
+                    _ => changes.push(format!("{noun} {name} changed: {} → {}", show(a), show(b))),
+                },
+                _ => {}
+            }
+        }
+    }
+    changes
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Column-level changes of one table.
+fn table_changes(table: &str, old: &Value, new: &Value) -> Vec<String> {
+    let columns = |v: &Value| -> Vec<Value> {
+        v.get("columns")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let name = |c: &Value| {
+        c.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (old_columns, new_columns) = (columns(old), columns(new));
+    let old_names: Vec<String> = old_columns.iter().map(name).collect();
+    let new_names: Vec<String> = new_columns.iter().map(name).collect();
+    let mut changes = Vec::new();
+    for column in &old_names {
+        if !new_names.contains(column) {
+            changes.push(format!("column {table}.{column} dropped"));
+        }
+    }
+    for column in &new_names {
+        if !old_names.contains(column) {
+            changes.push(format!("column {table}.{column} added"));
+        }
+    }
+    for a in &old_columns {
+        if let Some(b) = new_columns.iter().find(|b| name(b) == name(a)) {
+            if a != b {
+                let fields = [
+                    "type",
+                    "not_null",
+                    "default",
+                    "identity",
+                    "generated",
+                    "collation",
+                ];
+                let what: Vec<String> = fields
+                    .iter()
+                    .filter(|f| a.get(**f) != b.get(**f))
+                    .map(|f| {
+                        format!(
+                            "{f} {} → {}",
+                            show(a.get(*f).unwrap_or(&Value::Null)),
+                            show(b.get(*f).unwrap_or(&Value::Null))
+                        )
+                    })
+                    .collect();
+                changes.push(format!(
+                    "column {table}.{} changed: {}",
+                    name(a),
+                    what.join(", ")
+                ));
+            }
+        }
+    }
+    let shared_old: Vec<&String> = old_names.iter().filter(|c| new_names.contains(c)).collect();
+    let shared_new: Vec<&String> = new_names.iter().filter(|c| old_names.contains(c)).collect();
+    if shared_old != shared_new {
+        changes.push(format!("table {table} columns reordered"));
+    }
+    if old.get("kind") != new.get("kind") {
+        changes.push(format!("table {table} kind changed"));
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn says_what_changed() {
+        let old = json!({
+            "tables": {"public.users": {"kind": "r", "columns": [{"name": "id", "type": "integer"}, {"name": "email", "type": "text"}]}},
+            "indexes": {"public.ix_users_email": "CREATE INDEX ix_users_email ON public.users USING btree (email)"},
+            "functions": {"public.f()": "body 1"},
+        });
+        let new = json!({
+            "tables": {"public.users": {"kind": "r", "columns": [{"name": "id", "type": "bigint"}, {"name": "email", "type": "text"}, {"name": "nickname", "type": "text"}]}},
+            "indexes": {},
+            "functions": {"public.f()": "body 2"},
+            "triggers": {"public.users.audit": "CREATE TRIGGER audit …"},
+        });
+        assert_eq!(
+            diff(&old, &new),
+            [
+                "column public.users.nickname added",
+                "column public.users.id changed: type integer → bigint",
+                "index public.ix_users_email dropped",
+                "trigger public.users.audit added",
+                "function public.f() body changed",
+            ]
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! `verify`: every way the database differs from the binary, read-only.
+
+use std::fmt;
+
+use serde_json::Value;
+use tokio_postgres::Client;
+
+use super::error::{Drift, Error, Result};
+use super::history::{HistoryRow, HistoryTable};
+use super::plan::{states, Policies, Policy};
+use super::report::State;
+use super::snapshot::diff;
+use super::sql::{column, literal, rows};
+use crate::model::migration::Migrations;
+
+/// What [`Migrator::verify`](super::Migrator::verify) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a verify report says whether the database drifted; check is_clean()"]
+pub struct VerifyReport {
+    /// Every difference, with the policy that applies to it.
+    pub findings: Vec<Finding>,
+    /// Pending versions (not drift: a run would apply them).
+    pub pending: Vec<i64>,
+    /// The newest applied version.
+    pub version: Option<i64>,
+    /// Remarks that are not drift (no snapshot yet, a snapshot from another
+    /// PostgreSQL major version).
+    pub notes: Vec<String>,
+}
+
+/// One difference and its policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What differs.
+    pub drift: Drift,
+    /// What the migrator's policy says to do about it.
+    pub policy: Policy,
+}
+
+impl VerifyReport {
+    /// Whether nothing the policies refuse was found.
+    pub fn is_clean(&self) -> bool {
+        self.findings.iter().all(|f| f.policy != Policy::Error)
+    }
+
+    /// The findings whose policy is [`Policy::Error`].
+    pub fn errors(&self) -> impl Iterator<Item = &Drift> {
+        self.findings
+            .iter()
+            .filter(|f| f.policy == Policy::Error)
+            .map(|f| &f.drift)
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let version = self.version.map_or("none".to_owned(), |v| v.to_string());
+        if self.findings.is_empty() {
+            write!(f, "database at version {version}: no drift")?;
+        } else {
+            write!(
+                f,
+                "database at version {version}: {} finding(s)",
+                self.findings.len()
+            )?;
+            for finding in &self.findings {
+                let level = match finding.policy {
+                    Policy::Error => "error",
+                    Policy::Warn => "warning",
+                    Policy::Allow => "allowed",
+                };
+                write!(f, "\n  {level}: {}", finding.drift)?;
+            }
+        }
+        if !self.pending.is_empty() {
+            let pending: Vec<String> = self.pending.iter().map(i64::to_string).collect();
+            write!(f, "\n  pending: {}", pending.join(", "))?;
+        }
+        for note in &self.notes {
+            write!(f, "\n  note: {note}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The schema part of a verification.
+pub(crate) struct SchemaCheck {
+    pub changes: Option<Vec<String>>,
+    pub notes: Vec<String>,
+}
+
+/// Read what verify needs: history rows, and the schema check. Only
+/// SELECTs and `set_config(…, true)`, so it runs with a read-only role and
+/// on a hot standby.
+pub(crate) async fn read(
+    client: &Client,
+    history: &HistoryTable,
+) -> Result<(Vec<HistoryRow>, Option<SchemaCheck>)> {
+    let present = client
+        .simple_query(&format!(
+            "SELECT pg_catalog.to_regclass({}) IS NOT NULL, pg_catalog.to_regclass({}) IS NOT NULL",
+            literal(&history.qualified()),
+            literal(&history.snapshot_table())
+        ))
+        .await
+        .map_err(Error::postgres("look for the history"))?;
+    let present = rows(present);
+    let (has_history, has_snapshot) = present.first().map_or((false, false), |r| {
+        (column(r, 0) == Some("t"), column(r, 1) == Some("t"))
+    });
+    let rows = if has_history {
+        history.read(client).await?
+    } else {
+        Vec::new()
+    };
+    if !has_snapshot {
+        return Ok((rows, None));
+    }
+    Ok((rows, Some(schema(client, history).await?)))
+}
+
+async fn schema(client: &Client, history: &HistoryTable) -> Result<SchemaCheck> {
+    let hashes = format!(
+        "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
+SELECT stored.hash, stored.server_major, pg_catalog.current_setting('server_version_num')::integer / 10000,
+       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(live.s::text, 'UTF8')), 'hex'), stored.version
+FROM (SELECT {} AS s) AS live LEFT JOIN {} AS stored ON true",
+        history.snapshot_sql(),
+        history.snapshot_table()
+    );
+    let answer = client
+        .simple_query(&hashes)
+        .await
+        .map_err(Error::postgres("read the schema snapshot"))?;
+    let answer = rows(answer);
+    // The first row is set_config's; the answer is the last.
+    let row = answer
+        .last()
+        .ok_or_else(|| Error::Connect("the snapshot query returned no row".into()))?;
+    let mut notes = Vec::new();
+    let (Some(stored_hash), Some(stored_major)) = (column(row, 0), column(row, 1)) else {
+        notes.push(
+            "no schema snapshot stored yet: the next run that applies a migration stores one"
+                .to_owned(),
+        );
+        return Ok(SchemaCheck {
+            changes: None,
+            notes,
+        });
+    };
+    let live_major = column(row, 2).unwrap_or_default();
+    if stored_major != live_major {
+        notes.push(format!(
+            "the schema snapshot was taken on PostgreSQL {stored_major} and the server runs {live_major}: not compared (the next run takes a new one)"
+        ));
+        return Ok(SchemaCheck {
+            changes: None,
+            notes,
+        });
+    }
+    if column(row, 3) == Some(stored_hash) {
+        return Ok(SchemaCheck {
+            changes: Some(Vec::new()),
+            notes,
+        });
+    }
+    // Only now fetch both documents, to say what changed.
+    let documents = format!(
+        "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
+SELECT stored.snapshot::text, ({})::text FROM {} AS stored",
+        history.snapshot_sql(),
+        history.snapshot_table()
+    );
+    let answer = client
+        .simple_query(&documents)
+        .await
+        .map_err(Error::postgres("read the schema snapshot"))?;
+    let answer = rows(answer);
+    // The first row is set_config's; the answer is the last.
+    let row = answer
+        .last()
+        .ok_or_else(|| Error::Connect("the snapshot query returned no row".into()))?;
+    let parse = |i| {
+        column(row, i)
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .unwrap_or(Value::Null)
+    };
+    let mut changes = diff(&parse(0), &parse(1));
+    if changes.is_empty() {
+        changes.push("the schema changed in a way the snapshot does not itemize".to_owned());
+    }
+    Ok(SchemaCheck {
+        changes: Some(changes),
+        notes,
+    })
+}
+
+/// Turn history rows and the schema check into a report.
+pub(crate) fn report(
+    migrations: &Migrations,
+    rows: &[HistoryRow],
+    schema: Option<SchemaCheck>,
+    policies: Policies,
+    schema_policy: Policy,
+) -> VerifyReport {
+    let mut findings = Vec::new();
+    let mut pending = Vec::new();
+    let newest = rows.iter().map(|r| r.version).max();
+    for (version, m, name, state) in states(migrations, rows) {
+        let file = m.map_or("unknown file".to_owned(), |m| m.file().to_owned());
+        match state {
+            State::Dirty => findings.push(Finding {
+                drift: Drift::Dirty { version, file },
+                policy: Policy::Error,
+            }),
+            State::Edited { applied, embedded } => findings.push(Finding {
+                drift: Drift::Edited {
+                    version,
+                    file,
+                    applied,
+                    embedded,
+                },
+                policy: policies.edited,
+            }),
+            State::Unknown => findings.push(Finding {
+                drift: Drift::Unknown {
+                    version,
+                    name: name.unwrap_or_default().to_owned(),
+                },
+                policy: policies.unknown,
+            }),
+            State::Pending => {
+                pending.push(version);
+                if let Some(newest) = newest.filter(|n| version < *n) {
+                    findings.push(Finding {
+                        drift: Drift::OutOfOrder {
+                            version,
+                            file,
+                            newest_applied: newest,
+                        },
+                        policy: policies.out_of_order,
+                    });
+                }
+            }
+            State::Applied { .. } | State::InBaseline { .. } => {}
+        }
+    }
+    let mut notes = Vec::new();
+    if let Some(schema) = schema {
+        notes = schema.notes;
+        if let Some(changes) = schema.changes.filter(|c| !c.is_empty()) {
+            findings.push(Finding {
+                drift: Drift::Schema { changes },
+                policy: schema_policy,
+            });
+        }
+    } else if !rows.is_empty() {
+        notes.push(
+            "no schema snapshot table: the next run that applies a migration creates one"
+                .to_owned(),
+        );
+    }
+    VerifyReport {
+        findings,
+        pending,
+        version: rows.iter().filter(|r| r.success).map(|r| r.version).max(),
+        notes,
+    }
+}

@@ -1,0 +1,261 @@
+//! Drift: edited, unknown, out-of-order and dirty migrations, and schema
+//! changes made by hand, each found by `verify` and held to its policy.
+
+use dbprep_runtime::{Drift, Error, Migrations, Migrator, Policy};
+
+use crate::support::{database, migrations};
+
+const USERS: &str = "CREATE TABLE users (id int PRIMARY KEY, email text);\nCREATE INDEX ix_users_email ON users (email);";
+const AUDIT: &str =
+    "CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;";
+
+fn three() -> Migrations {
+    migrations(&[
+        ("V1__users.sql", USERS),
+        ("V2__audit.sql", AUDIT),
+        ("V3__t.sql", "CREATE TABLE t (a int);"),
+    ])
+}
+
+#[tokio::test]
+async fn a_freshly_migrated_database_verifies_clean() {
+    let db = database().await;
+    let m = three();
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
+    assert!(report.findings.is_empty(), "{report}");
+    assert!(report.notes.is_empty(), "{report}");
+    assert!(report.is_clean());
+    assert_eq!(report.version, Some(3));
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_reported_with_both_checksums() {
+    let db = database().await;
+    let _ = Migrator::new(&three()).run(db.pool()).await.unwrap();
+    let edited = migrations(&[
+        ("V1__users.sql", USERS),
+        ("V2__audit.sql", "CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;"),
+        ("V3__t.sql", "CREATE TABLE t (a int);"),
+    ]);
+    let report = Migrator::new(&edited).verify(db.pool()).await.unwrap();
+    assert!(!report.is_clean());
+    let [drift] = report.errors().collect::<Vec<_>>()[..] else {
+        panic!("{report}")
+    };
+    let Drift::Edited {
+        version: 2,
+        applied,
+        embedded,
+        ..
+    } = drift
+    else {
+        panic!("{report}")
+    };
+    assert_eq!(embedded, &edited.get(2).unwrap().checksum().to_string());
+    assert_eq!(applied, &three().get(2).unwrap().checksum().to_string());
+    // run refuses by default, and goes on when told to warn.
+    let error = Migrator::new(&edited).run(db.pool()).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Drift(d) if matches!(d[..], [Drift::Edited { version: 2, .. }])),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("V2__audit.sql) was edited after it was applied"),
+        "{error}"
+    );
+    let _ = Migrator::new(&edited)
+        .on_edited(Policy::Warn)
+        .run(db.pool())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_older_binary_sees_unknown_versions_and_may_start_without_touching_them() {
+    let db = database().await;
+    let _ = Migrator::new(&three()).run(db.pool()).await.unwrap();
+    let older = migrations(&[("V1__users.sql", USERS), ("V2__audit.sql", AUDIT)]);
+    let report = Migrator::new(&older).verify(db.pool()).await.unwrap();
+    assert_eq!(
+        report.errors().collect::<Vec<_>>(),
+        [&Drift::Unknown {
+            version: 3,
+            name: "t".into()
+        }]
+    );
+    assert!(Migrator::new(&older).run(db.pool()).await.is_err());
+    let report = Migrator::new(&older)
+        .on_unknown(Policy::Allow)
+        .run(db.pool())
+        .await
+        .unwrap();
+    assert!(report.was_up_to_date());
+    assert!(Migrator::new(&older)
+        .on_unknown(Policy::Allow)
+        .verify(db.pool())
+        .await
+        .unwrap()
+        .is_clean());
+}
+
+#[tokio::test]
+async fn an_out_of_order_pending_migration_is_reported() {
+    let db = database().await;
+    let gap = migrations(&[
+        ("V1__users.sql", USERS),
+        ("V3__t.sql", "CREATE TABLE t (a int);"),
+    ]);
+    let _ = Migrator::new(&gap).run(db.pool()).await.unwrap();
+    let report = Migrator::new(&three()).verify(db.pool()).await.unwrap();
+    assert_eq!(report.pending, [2]);
+    assert!(
+        matches!(
+            report.errors().collect::<Vec<_>>()[..],
+            [Drift::OutOfOrder {
+                version: 2,
+                newest_applied: 3,
+                ..
+            }]
+        ),
+        "{report}"
+    );
+    let allowed = Migrator::new(&three())
+        .out_of_order(Policy::Allow)
+        .verify(db.pool())
+        .await
+        .unwrap();
+    assert!(allowed.is_clean());
+}
+
+#[tokio::test]
+async fn a_dirty_migration_is_reported() {
+    let db = database().await;
+    let m = migrations(&[
+        (
+            "V1__users.sql",
+            "CREATE TABLE users (id int);\nINSERT INTO users VALUES (1), (1);",
+        ),
+        (
+            "V2__ix.sql",
+            "-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY ix ON users (id);",
+        ),
+    ]);
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
+    let errors = report.errors().collect::<Vec<_>>();
+    assert!(
+        matches!(errors[0], Drift::Dirty { version: 2, .. }),
+        "{report}"
+    );
+    // The leftover of the failed CREATE INDEX CONCURRENTLY is seen too.
+    let Drift::Schema { changes } = errors[1] else {
+        panic!("{report}")
+    };
+    assert_eq!(changes, &["index public.ix added"]);
+}
+
+#[tokio::test]
+async fn hand_made_schema_changes_are_itemized() {
+    let db = database().await;
+    let m = migrations(&[
+        ("V1__users.sql", USERS),
+        ("V2__audit.sql", AUDIT),
+        (
+            "V3__f.sql",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';",
+        ),
+    ]);
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE users ADD COLUMN nickname text;
+             DROP INDEX ix_users_email;
+             CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 2';
+             CREATE TRIGGER users_audit BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION audit();",
+        )
+        .await
+        .unwrap();
+    let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
+    let [Drift::Schema { changes }] = &report.errors().collect::<Vec<_>>()[..] else {
+        panic!("{report}")
+    };
+    assert_eq!(
+        changes,
+        &[
+            "column public.users.nickname added",
+            "index public.ix_users_email dropped",
+            "trigger public.users.users_audit added",
+            "function public.f() body changed",
+        ],
+        "{report}"
+    );
+    // run checks the schema only when asked.
+    assert!(Migrator::new(&m).run(db.pool()).await.is_ok());
+    let error = Migrator::new(&m)
+        .check_schema_on_run(true)
+        .run(db.pool())
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("column public.users.nickname added"),
+        "{error}"
+    );
+    let warned = Migrator::new(&m)
+        .on_schema_drift(Policy::Warn)
+        .verify(db.pool())
+        .await
+        .unwrap();
+    assert!(warned.is_clean() && !warned.findings.is_empty());
+}
+
+#[tokio::test]
+async fn the_snapshot_ignores_dropped_columns_and_is_stable() {
+    let db = database().await;
+    let m = migrations(&[
+        ("V1__t.sql", "CREATE TABLE t (a int, b int, c int);"),
+        ("V2__drop.sql", "ALTER TABLE t DROP COLUMN b;"),
+    ]);
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    // The same live schema built without the dropped column in between.
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("ALTER TABLE t DROP COLUMN c; ALTER TABLE t ADD COLUMN c int;")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
+        assert!(report.findings.is_empty(), "{report}");
+    }
+}
+
+#[tokio::test]
+async fn verify_works_with_a_read_only_role() {
+    let db = database().await;
+    let m = three();
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    let role = format!("{}_reader", db.name());
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE \"{role}\" LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{role}\";
+             ALTER ROLE \"{role}\" SET default_transaction_read_only = on;"
+        ))
+        .await
+        .unwrap();
+    let mut config = db.config();
+    config.user(&role);
+    let pool = dbprep_runtime::testing::pool(config, 1);
+    let report = Migrator::new(&m).verify(&pool).await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    drop(pool);
+    client
+        .batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\";"))
+        .await
+        .ok();
+}
