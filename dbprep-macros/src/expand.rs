@@ -4,6 +4,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use dbprep_runtime::model::source::{read_migrations, MigrationSource};
+use dbprep_runtime::model::sum::SUM_FILE;
 
 use crate::args::Folder;
 
@@ -22,11 +23,18 @@ pub fn migrations(folder: &Folder) -> syn::Result<TokenStream> {
             .expect("an error list is never empty")
     })?;
 
-    // Editing any file must rebuild the crate: rustc tracks include_bytes!.
-    let includes = sources.iter().flat_map(|m| &m.paths).map(|path| {
-        let path = path.to_string_lossy();
-        quote! { const _: &[u8] = include_bytes!(#path); }
-    });
+    // Editing any file (or the sum file) must rebuild the crate: rustc
+    // tracks include_bytes!.
+    let sum = folder.path().join(SUM_FILE);
+    let sum = sum.is_file().then(|| sum.canonicalize().unwrap_or(sum));
+    let includes = sources
+        .iter()
+        .flat_map(|m| &m.paths)
+        .chain(&sum)
+        .map(|path| {
+            let path = path.to_string_lossy();
+            quote! { const _: &[u8] = include_bytes!(#path); }
+        });
     let (baselines, versioned): (Vec<_>, Vec<_>) = sources.iter().partition(|m| m.baseline);
     let versioned_len = versioned.len();
     let baselines_len = baselines.len();

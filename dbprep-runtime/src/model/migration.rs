@@ -226,6 +226,126 @@ impl Migrations {
     }
 }
 
+/// How the embedded set differs from a folder on disk, from
+/// [`Migrations::diff_dir`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirMismatch {
+    /// The folder.
+    pub dir: String,
+    /// Files on disk the binary does not embed (added since the build).
+    pub not_embedded: Vec<String>,
+    /// Files whose content differs from what the binary embeds.
+    pub stale: Vec<String>,
+    /// Migrations the binary embeds that the folder no longer holds.
+    pub gone: Vec<String>,
+    /// The folder's own problems (bad names, a stale `dbprep.sum`, …).
+    pub invalid: Option<SourceErrors>,
+}
+
+impl std::fmt::Display for DirMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(errors) = &self.invalid {
+            return write!(f, "{} cannot be read as migrations:\n{errors}", self.dir);
+        }
+        write!(
+            f,
+            "the binary embeds other migrations than {} holds now:",
+            self.dir
+        )?;
+        for (what, files) in [
+            (
+                "not embedded (added since the last build)",
+                &self.not_embedded,
+            ),
+            ("stale (edited since the last build)", &self.stale),
+            ("embedded but gone from the folder", &self.gone),
+        ] {
+            if !files.is_empty() {
+                write!(f, "\n  {what}: {}", files.join(", "))?;
+            }
+        }
+        write!(
+            f,
+            "\nCargo rebuilds when a migration is edited, not when one is added: put `println!(\"cargo:rerun-if-changed={}\");` in build.rs",
+            self.dir
+        )
+    }
+}
+
+impl std::error::Error for DirMismatch {}
+
+impl Migrations {
+    /// Compare what the binary embeds with what `dir` holds now (same
+    /// files, same checksums, and a current `dbprep.sum` if there is one).
+    /// `dir` is relative to the current directory, which is the package's
+    /// root under `cargo test`.
+    ///
+    /// # Errors
+    ///
+    /// A [`DirMismatch`] listing what is missing, stale or gone.
+    pub fn diff_dir(&self, dir: impl AsRef<Path>) -> Result<(), DirMismatch> {
+        let dir = dir.as_ref();
+        let mut mismatch = DirMismatch {
+            dir: dir.display().to_string(),
+            not_embedded: Vec::new(),
+            stale: Vec::new(),
+            gone: Vec::new(),
+            invalid: None,
+        };
+        let on_disk = match Migrations::from_dir(dir) {
+            Ok(m) => m,
+            Err(errors) => {
+                mismatch.invalid = Some(errors);
+                return Err(mismatch);
+            }
+        };
+        let all = |m: &Migrations| -> Vec<Migration> {
+            m.versioned
+                .iter()
+                .chain(m.baselines.iter())
+                .cloned()
+                .collect()
+        };
+        let (embedded, disk) = (all(self), all(&on_disk));
+        let same_slot =
+            |a: &Migration, b: &Migration| a.version == b.version && a.baseline == b.baseline;
+        for d in &disk {
+            match embedded.iter().find(|e| same_slot(e, d)) {
+                None => mismatch.not_embedded.push(d.file().to_owned()),
+                Some(e) if e.checksum != d.checksum => mismatch.stale.push(d.file().to_owned()),
+                Some(_) => {}
+            }
+        }
+        for e in &embedded {
+            if !disk.iter().any(|d| same_slot(e, d)) {
+                mismatch.gone.push(e.file().to_owned());
+            }
+        }
+        if mismatch.not_embedded.is_empty() && mismatch.stale.is_empty() && mismatch.gone.is_empty()
+        {
+            Ok(())
+        } else {
+            Err(mismatch)
+        }
+    }
+
+    /// Panic unless the binary embeds exactly what `dir` holds now: the
+    /// one-line test that catches a migration added without a rebuild.
+    ///
+    /// ```ignore
+    /// #[test]
+    /// fn embedded_migrations_are_current() {
+    ///     MIGRATIONS.assert_matches_dir("migrations");
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn assert_matches_dir(&self, dir: impl AsRef<Path>) {
+        if let Err(mismatch) = self.diff_dir(dir) {
+            panic!("{mismatch}");
+        }
+    }
+}
+
 impl<'a> IntoIterator for &'a Migrations {
     type Item = &'a Migration;
     type IntoIter = std::slice::Iter<'a, Migration>;

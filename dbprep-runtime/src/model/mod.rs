@@ -10,3 +10,4 @@ pub mod migration;
 pub mod name;
 pub mod normalize;
 pub mod source;
+pub mod sum;

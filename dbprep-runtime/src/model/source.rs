@@ -16,6 +16,7 @@ use super::directive;
 use super::lexer::split;
 use super::name::{parse_file_name, parse_folder_name, Direction, NameError};
 use super::normalize::normalize;
+use super::sum::{check as check_sum, SUM_FILE};
 
 /// One migration read from a folder, with everything the embedding needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +134,44 @@ pub enum SourceError {
         /// The directive as written.
         directive: String,
     },
+    /// A migration listed in `dbprep.sum` whose content changed.
+    #[error("{file}: changed since it was recorded in {sum} (recorded {recorded}, now {actual}); an applied migration must not change: restore the file, or, if it was never applied anywhere, regenerate the sum file")]
+    SumChanged {
+        /// The migration file.
+        file: String,
+        /// The checksum in the sum file.
+        recorded: String,
+        /// The file's checksum now.
+        actual: String,
+        /// The sum file.
+        sum: String,
+    },
+    /// A migration listed in `dbprep.sum` that is gone.
+    #[error("{sum}: lists {file}, which is no longer in the folder; restore it, or regenerate the sum file if its removal is intended")]
+    SumMissing {
+        /// The file as listed.
+        file: String,
+        /// The sum file.
+        sum: String,
+    },
+    /// A migration that `dbprep.sum` does not list.
+    #[error("{file}: not listed in {sum}; {how}")]
+    SumUnlisted {
+        /// The migration file.
+        file: String,
+        /// The sum file.
+        sum: String,
+        /// How to update it.
+        how: String,
+    },
+    /// A sum file whose own hash does not match its lines.
+    #[error("{sum}: its hash does not match its lines (edited or merged by hand); {how}")]
+    SumCorrupt {
+        /// The sum file.
+        sum: String,
+        /// How to update it.
+        how: String,
+    },
     /// SQL refused by the checks of [`check`](super::check).
     #[error("{}", problem.in_file(file))]
     Sql {
@@ -157,7 +196,10 @@ impl SourceError {
             | SourceError::NotUtf8 { file, .. }
             | SourceError::SymlinkOutside { file, .. }
             | SourceError::UnknownDirective { file, .. }
-            | SourceError::Sql { file, .. } => file,
+            | SourceError::Sql { file, .. }
+            | SourceError::SumChanged { file, .. }
+            | SourceError::SumUnlisted { file, .. } => file,
+            SourceError::SumMissing { sum, .. } | SourceError::SumCorrupt { sum, .. } => sum,
         }
     }
 }
@@ -203,6 +245,27 @@ struct Candidate {
 /// assert_eq!(migrations[0].sql, "CREATE TABLE t (id int);\n");
 /// ```
 pub fn read_migrations(dir: &Path, shown_as: &str) -> Result<Vec<MigrationSource>, SourceErrors> {
+    let migrations = read_migrations_unchecked(dir, shown_as)?;
+    match fs::read_to_string(dir.join(SUM_FILE)) {
+        Ok(sum) => check_sum(&migrations, shown_as, &sum).map_err(SourceErrors)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            let path = format!("{}/{SUM_FILE}", shown_as.trim_end_matches('/'));
+            return Err(SourceErrors(vec![SourceError::Io {
+                path,
+                message: e.to_string(),
+            }]));
+        }
+    }
+    Ok(migrations)
+}
+
+/// [`read_migrations`] without the `dbprep.sum` check (to write the sum
+/// file).
+pub fn read_migrations_unchecked(
+    dir: &Path,
+    shown_as: &str,
+) -> Result<Vec<MigrationSource>, SourceErrors> {
     let shown_as = shown_as.trim_end_matches('/');
     let single = |e| Err(SourceErrors(vec![e]));
     let meta = match fs::metadata(dir) {

@@ -5,5 +5,6 @@ mod checks;
 mod drift;
 mod kill;
 mod migrator;
+mod sum;
 mod support;
 mod test_databases;
