@@ -51,8 +51,8 @@ pub(crate) struct Session<'a> {
     /// `role` and `search_path` as the connection had them before the run.
     pub role: String,
     pub search_path: String,
-    /// PostgreSQL 14+: abort a migration when the client is gone.
-    pub check_connection: bool,
+    /// The server's `server_version_num`.
+    pub server_version_num: i32,
 }
 
 /// A migration applied by this run.
@@ -85,7 +85,8 @@ impl Session<'_> {
         if asynchronous_commit {
             settings.push("pg_catalog.set_config('synchronous_commit', 'off', true)".to_owned());
         }
-        if self.check_connection {
+        if self.server_version_num >= 140000 {
+            // PostgreSQL 14+: abort a migration when the client is gone.
             settings.push(
                 "pg_catalog.set_config('client_connection_check_interval', '1000', true)"
                     .to_owned(),
@@ -261,7 +262,8 @@ impl Session<'_> {
                 m.version()
             )))?;
         let mut session = self.restore_session();
-        if self.check_connection {
+        if self.server_version_num >= 140000 {
+            // PostgreSQL 14+: abort a migration when the client is gone.
             session.push_str("SELECT pg_catalog.set_config('client_connection_check_interval', '1000', false);\n");
         }
         self.client

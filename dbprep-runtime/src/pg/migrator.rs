@@ -294,7 +294,7 @@ impl<'m> Migrator<'m> {
             applied_by: probe.user.clone(),
             role: probe.role.clone(),
             search_path: probe.search_path.clone(),
-            check_connection: probe.server_version_num >= 140000,
+            server_version_num: probe.server_version_num,
         })
     }
 
@@ -323,8 +323,9 @@ impl<'m> Migrator<'m> {
 
     /// Store the schema snapshot in a transaction of its own (after a
     /// no-transaction migration, or a stamp).
-    async fn store_snapshot(&self, client: &Client) -> Result<()> {
-        client
+    async fn store_snapshot(&self, session: &Session<'_>) -> Result<()> {
+        session
+            .client
             .batch_execute(&format!(
                 "BEGIN;\n{}COMMIT;",
                 self.history.store_snapshot_sql()
@@ -352,7 +353,7 @@ impl<'m> Migrator<'m> {
             if segment[0].no_transaction() {
                 done.push(session.apply_without_transaction(segment[0], rank).await?);
                 if segment.as_ptr_range().end == plan.pending.as_ptr_range().end {
-                    self.store_snapshot(session.client).await?;
+                    self.store_snapshot(session).await?;
                 }
             } else {
                 done.append(&mut session.apply_pipelined(segment, rank).await?);
@@ -437,7 +438,7 @@ impl<'m> Migrator<'m> {
             .batch_execute(&sql)
             .await
             .map_err(Error::postgres("stamp the history"))?;
-        migrator.store_snapshot(&client).await?;
+        migrator.store_snapshot(&session).await?;
         lock::release(&client, migrator.history.lock_key()).await?;
         let applied = plan
             .pending

@@ -44,9 +44,10 @@ impl HistoryTable {
             .map(|n| format!("pg_catalog.to_regclass({})", literal(n)))
             .collect();
         // Tables not created yet are NULL, and `x <> ALL` of an array with a
-        // NULL is never true: drop them.
+        // NULL is never true: drop them. In a sub-select, so that it is
+        // evaluated once, not for every catalog row.
         format!(
-            "pg_catalog.array_remove(ARRAY[{}]::oid[], NULL)",
+            "(SELECT pg_catalog.array_remove(ARRAY[{}]::oid[], NULL))::oid[]",
             regclasses.join(", ")
         )
     }
@@ -68,6 +69,7 @@ impl HistoryTable {
     version      bigint,
     server_major integer NOT NULL,
     hash         text NOT NULL,
+    fingerprint  text NOT NULL,
     snapshot     jsonb NOT NULL,
     taken_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );",
@@ -98,11 +100,11 @@ impl HistoryTable {
     'kind', c.relkind,
     'columns', (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
         'name', a.attname, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull,
-        'default', pg_catalog.pg_get_expr(d.adbin, d.adrelid), 'identity', a.attidentity, 'generated', a.attgenerated,
+        'default', (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum),
+        'identity', a.attidentity, 'generated', a.attgenerated,
         'collation', CASE WHEN a.attcollation <> t.typcollation THEN (SELECT collname FROM pg_catalog.pg_collation WHERE oid = a.attcollation) END
       ) ORDER BY a.attnum), '[]')
       FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))), '{{}}')
   {relations} AND c.relkind IN ('r', 'p', 'f')),
 'views', (SELECT coalesce(pg_catalog.jsonb_object_agg({name}, pg_catalog.pg_get_viewdef(c.oid)), '{{}}')
@@ -141,20 +143,68 @@ impl HistoryTable {
         )
     }
 
+    /// An expression of type text: a hash of the identity and `xmin` of
+    /// every catalog row the snapshot is made from. Any DDL that changes an
+    /// object writes a new version of its catalog rows, with a new `xmin`,
+    /// so an equal fingerprint means "nothing changed" at a fraction of the
+    /// snapshot's cost (no deparsing). It depends on OIDs and on how each
+    /// object was made, so when it differs `verify` compares the full
+    /// snapshots, which decide.
+    pub(crate) fn fingerprint_sql(&self) -> String {
+        let own = self.own_relations();
+        let user_relations = format!(
+            "SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE {USER_SCHEMA} AND c.oid <> ALL ({own})"
+        );
+        let user_schema_rows = |catalog: &str, alias: &str, namespace: &str| {
+            format!(
+                "SELECT pg_catalog.string_agg({alias}.oid::text || ':' || {alias}.xmin::text, ',' ORDER BY {alias}.oid) \
+                 FROM pg_catalog.{catalog} {alias} JOIN pg_catalog.pg_namespace n ON n.oid = {alias}.{namespace} WHERE {USER_SCHEMA}"
+            )
+        };
+        let parts = [
+            "SELECT pg_catalog.string_agg(c.oid::text || ':' || c.xmin::text, ',' ORDER BY c.oid) FROM pg_catalog.pg_class c JOIN u ON u.oid = c.oid".to_owned(),
+            "SELECT pg_catalog.string_agg(a.attrelid::text || '.' || a.attnum::text || ':' || a.xmin::text, ',' ORDER BY a.attrelid, a.attnum) \
+             FROM pg_catalog.pg_attribute a JOIN u ON u.oid = a.attrelid WHERE a.attnum > 0".to_owned(),
+            "SELECT pg_catalog.string_agg(d.oid::text || ':' || d.xmin::text, ',' ORDER BY d.oid) FROM pg_catalog.pg_attrdef d JOIN u ON u.oid = d.adrelid".to_owned(),
+            "SELECT pg_catalog.string_agg(i.indexrelid::text || ':' || i.xmin::text, ',' ORDER BY i.indexrelid) FROM pg_catalog.pg_index i JOIN u ON u.oid = i.indrelid".to_owned(),
+            "SELECT pg_catalog.string_agg(r.oid::text || ':' || r.xmin::text, ',' ORDER BY r.oid) FROM pg_catalog.pg_rewrite r JOIN u ON u.oid = r.ev_class".to_owned(),
+            "SELECT pg_catalog.string_agg(tg.oid::text || ':' || tg.xmin::text, ',' ORDER BY tg.oid) FROM pg_catalog.pg_trigger tg JOIN u ON u.oid = tg.tgrelid".to_owned(),
+            "SELECT pg_catalog.string_agg(s.seqrelid::text || ':' || s.xmin::text, ',' ORDER BY s.seqrelid) FROM pg_catalog.pg_sequence s JOIN u ON u.oid = s.seqrelid".to_owned(),
+            user_schema_rows("pg_constraint", "co", "connamespace"),
+            user_schema_rows("pg_proc", "p", "pronamespace"),
+            user_schema_rows("pg_type", "ty", "typnamespace"),
+            "SELECT pg_catalog.string_agg(e.oid::text || ':' || e.xmin::text, ',' ORDER BY e.oid) \
+             FROM pg_catalog.pg_enum e JOIN pg_catalog.pg_type ty ON ty.oid = e.enumtypid JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace WHERE "
+                .to_owned()
+                + USER_SCHEMA,
+        ];
+        let parts: Vec<String> = parts
+            .iter()
+            .map(|p| format!("coalesce(({p}), '')"))
+            .collect();
+        format!(
+            "(WITH u AS MATERIALIZED ({user_relations}) \
+             SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.concat_ws('|', {}), 'UTF8')), 'hex'))",
+            parts.join(", ")
+        )
+    }
+
     /// A statement that stores the live snapshot for `version`, in the
     /// transaction of the last migration of a run.
     pub(crate) fn store_snapshot_sql(&self) -> String {
         format!(
             "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
-INSERT INTO {t} AS old (only_row, version, server_major, hash, snapshot)
+INSERT INTO {t} AS old (only_row, version, server_major, hash, fingerprint, snapshot)
 SELECT true, (SELECT max(version) FROM {h} WHERE success), pg_catalog.current_setting('server_version_num')::integer / 10000,
-       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(s::text, 'UTF8')), 'hex'), s
+       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(s::text, 'UTF8')), 'hex'), {fingerprint}, s
 FROM (SELECT {snapshot} AS s) AS live
 ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version, server_major = EXCLUDED.server_major,
-    hash = EXCLUDED.hash, snapshot = EXCLUDED.snapshot, taken_at = pg_catalog.clock_timestamp();\n",
+    hash = EXCLUDED.hash, fingerprint = EXCLUDED.fingerprint, snapshot = EXCLUDED.snapshot, taken_at = pg_catalog.clock_timestamp();\n",
             t = self.snapshot_table(),
             h = self.qualified(),
             snapshot = self.snapshot_sql(),
+            fingerprint = self.fingerprint_sql(),
         )
     }
 }

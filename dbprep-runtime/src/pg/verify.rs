@@ -120,16 +120,16 @@ pub(crate) async fn read(
 }
 
 async fn schema(client: &Client, history: &HistoryTable) -> Result<SchemaCheck> {
-    let hashes = format!(
+    // First the cheap fingerprint; the full snapshot only when it differs.
+    let fingerprints = format!(
         "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
-SELECT stored.hash, stored.server_major, pg_catalog.current_setting('server_version_num')::integer / 10000,
-       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(live.s::text, 'UTF8')), 'hex'), stored.version
-FROM (SELECT {} AS s) AS live LEFT JOIN {} AS stored ON true",
-        history.snapshot_sql(),
+SELECT stored.fingerprint, stored.server_major, pg_catalog.current_setting('server_version_num')::integer / 10000, {}, stored.hash
+FROM (SELECT 1) AS one LEFT JOIN {} AS stored ON true",
+        history.fingerprint_sql(),
         history.snapshot_table()
     );
     let answer = client
-        .simple_query(&hashes)
+        .simple_query(&fingerprints)
         .await
         .map_err(Error::postgres("read the schema snapshot"))?;
     let answer = rows(answer);
@@ -138,7 +138,7 @@ FROM (SELECT {} AS s) AS live LEFT JOIN {} AS stored ON true",
         .last()
         .ok_or_else(|| Error::Connect("the snapshot query returned no row".into()))?;
     let mut notes = Vec::new();
-    let (Some(stored_hash), Some(stored_major)) = (column(row, 0), column(row, 1)) else {
+    let (Some(stored_fingerprint), Some(stored_major)) = (column(row, 0), column(row, 1)) else {
         notes.push(
             "no schema snapshot stored yet: the next run that applies a migration stores one"
                 .to_owned(),
@@ -158,16 +158,19 @@ FROM (SELECT {} AS s) AS live LEFT JOIN {} AS stored ON true",
             notes,
         });
     }
-    if column(row, 3) == Some(stored_hash) {
+    if column(row, 3) == Some(stored_fingerprint) {
         return Ok(SchemaCheck {
             changes: Some(Vec::new()),
             notes,
         });
     }
-    // Only now fetch both documents, to say what changed.
+    // The fingerprint moved: compare the documents themselves (an object
+    // recreated as it was only moves the fingerprint).
+    let stored_hash = column(row, 4).unwrap_or_default().to_owned();
     let documents = format!(
         "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
-SELECT stored.snapshot::text, ({})::text FROM {} AS stored",
+SELECT stored.snapshot::text, live.s::text, pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(live.s::text, 'UTF8')), 'hex')
+FROM (SELECT {} AS s) AS live, {} AS stored",
         history.snapshot_sql(),
         history.snapshot_table()
     );
@@ -176,10 +179,15 @@ SELECT stored.snapshot::text, ({})::text FROM {} AS stored",
         .await
         .map_err(Error::postgres("read the schema snapshot"))?;
     let answer = rows(answer);
-    // The first row is set_config's; the answer is the last.
     let row = answer
         .last()
         .ok_or_else(|| Error::Connect("the snapshot query returned no row".into()))?;
+    if column(row, 2) == Some(stored_hash.as_str()) {
+        return Ok(SchemaCheck {
+            changes: Some(Vec::new()),
+            notes,
+        });
+    }
     let parse = |i| {
         column(row, i)
             .and_then(|t| serde_json::from_str::<Value>(t).ok())

@@ -205,11 +205,11 @@ async fn session_settings_do_not_leak_between_migrations() {
         ),
         (
             "V2__role.sql",
-            "SET ROLE dbprep_test_nologin;\nSET statement_timeout = 1;",
+            "SET ROLE dbprep_test_nologin;\nSET statement_timeout = '100ms';",
         ),
         (
             "V3__after.sql",
-            "CREATE TABLE in_public (id int);\nSELECT pg_sleep(0.05);",
+            "CREATE TABLE in_public (id int);\nSELECT pg_sleep(0.3);",
         ),
     ]);
     let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
