@@ -3,6 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
+use dbprep_runtime::model::fixture::read_fixtures;
 use dbprep_runtime::model::source::{read_migrations, MigrationSource};
 use dbprep_runtime::model::sum::SUM_FILE;
 
@@ -71,4 +72,27 @@ fn migration(m: &MigrationSource) -> TokenStream {
             #version, #name, #file, #sql, [#(#checksum),*], #history_hash, #no_transaction, #baseline, #down,
         )
     }
+}
+
+/// Expand `embed_fixtures!`, or a compile error naming the bad file.
+pub fn fixtures(folder: &Folder) -> syn::Result<TokenStream> {
+    let sources = read_fixtures(&folder.path(), &folder.shown_as())
+        .map_err(|e| syn::Error::new(folder.literal.span(), e))?;
+    let includes = sources.iter().map(|f| {
+        let path = f.path.to_string_lossy();
+        quote! { const _: &[u8] = include_bytes!(#path); }
+    });
+    let len = sources.len();
+    let items = sources.iter().map(|f| {
+        let (name, file, text) = (&f.name, &f.file, &f.text);
+        let checksum = f.checksum.as_bytes();
+        quote! { ::dbprep_runtime::Fixture::__embedded(#name, #file, #text, [#(#checksum),*]) }
+    });
+    Ok(quote! {
+        {
+            #(#includes)*
+            static FIXTURES: [::dbprep_runtime::Fixture; #len] = [#(#items),*];
+            ::dbprep_runtime::Fixtures::__embedded(&FIXTURES)
+        }
+    })
 }

@@ -1,4 +1,4 @@
-//! Compile-time embedding of dbprep migrations.
+//! Compile-time embedding of dbprep migrations and fixtures.
 //!
 //! `embed_migrations!("migrations")` reads the folder (relative to the
 //! calling crate's `Cargo.toml`), checks every file with the same model code
@@ -20,6 +20,22 @@ mod args;
 mod expand;
 
 use proc_macro::TokenStream;
+
+/// Embed the fixtures (`*.json`) of a folder as a
+/// `dbprep_runtime::Fixtures`, each checked (valid JSON, an object of
+/// tables, each an array of row objects, valid names, no duplicate key) and
+/// named after its file stem.
+///
+/// ```ignore
+/// static FIXTURES: dbprep_runtime::Fixtures = dbprep_macros::embed_fixtures!("fixtures");
+/// ```
+#[proc_macro]
+pub fn embed_fixtures(input: TokenStream) -> TokenStream {
+    let folder = syn::parse_macro_input!(input as args::Folder);
+    expand::fixtures(&folder)
+        .unwrap_or_else(|e| e.to_compile_error())
+        .into()
+}
 
 /// Embed the migrations of a folder as a `dbprep_runtime::Migrations`.
 ///

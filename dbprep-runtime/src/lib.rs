@@ -26,6 +26,7 @@ pub mod model;
 pub mod pg;
 
 pub use model::checksum::Checksum;
+pub use model::fixture::{Fixture, FixtureError, Fixtures};
 pub use model::migration::{Migration, Migrations};
 pub use model::source::{SourceError, SourceErrors};
 #[cfg(feature = "postgres")]

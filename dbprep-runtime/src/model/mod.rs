@@ -5,6 +5,7 @@
 pub mod check;
 pub mod checksum;
 pub mod directive;
+pub mod fixture;
 pub mod lexer;
 pub mod migration;
 pub mod name;

@@ -1,0 +1,5 @@
+static FIXTURES: dbprep_runtime::Fixtures = dbprep_macros::embed_fixtures!("tests/cases/fixture_not_an_object");
+
+fn main() {
+    let _ = &FIXTURES;
+}
