@@ -13,10 +13,11 @@ use std::error::Error;
 use std::str::FromStr;
 
 use dbprep_runtime::testing::Cluster;
-use dbprep_runtime::{ensure_database, Migrations, Migrator};
+use dbprep_runtime::{ensure_database, Fixtures, Migrations, Migrator};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 static MIGRATIONS: Migrations = dbprep_macros::embed_migrations!("../migrations");
+static FIXTURES: Fixtures = dbprep_macros::embed_fixtures!("../fixtures");
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -46,17 +47,23 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     let pool = Pool::builder(manager).max_size(8).build()?;
 
-    let report = Migrator::new(&MIGRATIONS).run(&pool).await?;
+    let migrator = Migrator::new(&MIGRATIONS);
+    let report = migrator.run(&pool).await?;
     println!("{report}");
 
-    let status = Migrator::new(&MIGRATIONS).status(&pool).await?;
+    // Seed data: the admin keypairs, in one transaction, once.
+    if let Some(keypairs) = FIXTURES.get("example-keypairs") {
+        println!("{}", migrator.populate(&pool, keypairs, None).await?);
+    }
+
+    let status = migrator.status(&pool).await?;
     println!("\n{:>7}  {:<26} state", "version", "name");
     for entry in &status.entries {
         println!("{:>7}  {:<26} {}", entry.version, entry.name, entry.state);
     }
 
     // A second start-up finds nothing to do, in one round trip.
-    let again = Migrator::new(&MIGRATIONS).run(&pool).await?;
+    let again = migrator.run(&pool).await?;
     println!("\nsecond start-up: {again} in {:?}", again.elapsed);
     Ok(())
 }

@@ -52,6 +52,13 @@ pub enum Error {
     /// The requested target is not an embedded version.
     #[error("target version {0} is not one of the embedded migrations; nothing was applied")]
     UnknownTarget(i64),
+    /// The database refused a fixture row; nothing of the fixture was
+    /// written.
+    #[error("{0}")]
+    Fixture(Box<super::populate::FixtureFailure>),
+    /// A fixture file is invalid.
+    #[error("{0}")]
+    FixtureFile(#[from] crate::model::fixture::FixtureError),
     /// The migration folder read at run time is invalid.
     #[error("{0}")]
     Source(#[from] SourceErrors),

@@ -531,6 +531,22 @@ impl<'m> Migrator<'m> {
         ))
     }
 
+    /// Load a fixture in one transaction, recorded in
+    /// `dbprep_fixture_history` beside the migration history (see
+    /// [`populate`](super::populate::populate)).
+    ///
+    /// # Errors
+    ///
+    /// As [`populate`](super::populate::populate).
+    pub async fn populate(
+        &self,
+        pool: &Pool,
+        fixture: &crate::model::fixture::Fixture,
+        conflict: Option<super::populate::Conflict>,
+    ) -> Result<super::populate::PopulateReport> {
+        super::populate::populate(pool, &self.history, fixture, conflict).await
+    }
+
     /// The history rows, in version order (empty when the table is missing).
     ///
     /// # Errors

@@ -9,6 +9,7 @@ pub mod history;
 mod lock;
 mod migrator;
 mod plan;
+pub mod populate;
 pub mod report;
 pub mod snapshot;
 pub mod sql;

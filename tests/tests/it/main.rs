@@ -3,6 +3,7 @@
 
 mod checks;
 mod drift;
+mod fixtures;
 mod kill;
 mod migrator;
 mod sum;

@@ -1,0 +1,600 @@
+//! Loading a fixture: one transaction per fixture, one INSERT per table and
+//! distinct set of columns, every name checked against the catalog first.
+//!
+//! Rows go to the server as one JSON array per statement:
+//!
+//! ```sql
+//! INSERT INTO "t" ("a", "b") [OVERRIDING SYSTEM VALUE]
+//! SELECT "a", "b" FROM json_populate_recordset(NULL::"t", $1::text::json)
+//! [ON CONFLICT ("id") DO NOTHING | DO UPDATE SET "b" = EXCLUDED."b"]
+//! ```
+//!
+//! Only the columns the rows name are listed, so the others get their
+//! defaults (`json_populate_recordset` alone would give them NULL); rows
+//! with other keys form another statement.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Object, Pool};
+use serde_json::{Map, Value};
+use tokio_postgres::Client;
+
+use super::error::{Error, Result};
+use super::history::HistoryTable;
+use super::sql::{ident, literal};
+use crate::model::fixture::{Fixture, FixtureTable, Mode};
+
+/// What to do with a row whose primary key already exists. Overrides the
+/// fixture's `__mode` when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Fail, and write nothing.
+    Error,
+    /// Keep the existing row (`ON CONFLICT (<primary key>) DO NOTHING`).
+    Skip,
+    /// Update the existing row's other columns from the fixture.
+    Update,
+}
+
+/// What [`populate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a populate report says whether anything was written"]
+pub struct PopulateReport {
+    /// The fixture's name.
+    pub fixture: String,
+    /// Whether it was loaded, and why.
+    pub outcome: Outcome,
+    /// Rows inserted or updated per table, in file order.
+    pub tables: Vec<(String, u64)>,
+    /// Rows inserted or updated in all.
+    pub rows: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Whether a fixture was loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Loaded for the first time.
+    Populated,
+    /// Loaded again because its content changed since the last time.
+    Repopulated {
+        /// The checksum recorded the last time, as hex.
+        previous: String,
+    },
+    /// Already loaded with this very content: nothing was written.
+    Unchanged,
+}
+
+impl fmt::Display for PopulateReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.outcome {
+            Outcome::Unchanged => write!(
+                f,
+                "fixture '{}' already populated with this content: nothing to do",
+                self.fixture
+            ),
+            outcome => {
+                let again = if matches!(outcome, Outcome::Repopulated { .. }) {
+                    " (changed since last populated)"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "fixture '{}'{again}: {} rows in {:?}",
+                    self.fixture, self.rows, self.elapsed
+                )?;
+                for (table, rows) in &self.tables {
+                    write!(f, "\n  {table}: {rows}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A fixture row the database refused.
+#[derive(Debug)]
+pub struct FixtureFailure {
+    /// The fixture.
+    pub fixture: String,
+    /// The table, as written in the file.
+    pub table: String,
+    /// The row's index in the table's array (0-based, as in `$.users[3]`).
+    pub row: Option<usize>,
+    /// The column, when it could be found.
+    pub column: Option<String>,
+    /// The value, when it could be found.
+    pub value: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for FixtureFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fixture '{}': table {}", self.fixture, self.table)?;
+        if let Some(row) = self.row {
+            write!(f, ", row {row} ($.{}[{row}])", self.table)?;
+        }
+        if let Some(column) = &self.column {
+            write!(f, ", column {column}")?;
+        }
+        if let Some(value) = &self.value {
+            write!(f, ", value {value}")?;
+        }
+        write!(f, ": {}; nothing of the fixture was written", self.message)
+    }
+}
+
+impl std::error::Error for FixtureFailure {}
+
+/// A table's columns as the catalog knows them.
+struct Columns {
+    /// The table, quoted and qualified, for SQL.
+    quoted: String,
+    names: Vec<String>,
+    /// `GENERATED ALWAYS AS IDENTITY` columns.
+    always_identity: Vec<String>,
+    /// Columns with an owned sequence (identity or serial).
+    sequenced: Vec<String>,
+    /// Generated (computed) columns, which cannot be written.
+    generated: Vec<String>,
+    primary_key: Vec<String>,
+}
+
+impl HistoryTable {
+    fn create_fixture_table_sql(&self) -> String {
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS {};
+CREATE TABLE IF NOT EXISTS {} (
+    name       text PRIMARY KEY,
+    checksum   bytea NOT NULL,
+    rows       bigint NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);",
+            ident(&self.schema),
+            self.fixture_table()
+        )
+    }
+}
+
+/// Load `fixture` in one transaction. Populating the same content again
+/// writes nothing; changed content is loaded again under the conflict
+/// policy (`conflict`, else the fixture's `__mode`: insert skips existing
+/// keys, update updates them).
+///
+/// # Errors
+///
+/// An unknown table or column, a value PostgreSQL cannot convert, a row
+/// that violates a constraint, two rows with one primary key: each names
+/// the fixture, table, row and column, and nothing is written.
+pub async fn populate(
+    pool: &Pool,
+    history: &HistoryTable,
+    fixture: &Fixture,
+    conflict: Option<Conflict>,
+) -> Result<PopulateReport> {
+    let started = Instant::now();
+    let object = pool
+        .get()
+        .await
+        .map_err(|e| Error::Connect(e.to_string()))?;
+    // A connection of its own, closed afterwards: a failed transaction
+    // never returns to the pool.
+    let client = Object::take(object);
+    client
+        .batch_execute(&format!(
+            "{}\nBEGIN;\nSELECT pg_catalog.set_config('TimeZone', 'UTC', true);",
+            history.create_fixture_table_sql()
+        ))
+        .await
+        .map_err(Error::postgres("start the fixture transaction"))?;
+    let result = load(&client, history, fixture, conflict, started).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    client
+        .batch_execute(end)
+        .await
+        .map_err(Error::postgres(format!("{end} the fixture")))?;
+    let report = result?;
+    if report.outcome != Outcome::Unchanged {
+        tracing::info!(
+            "Populating fixture '{}' … done ({} rows in {} ms)",
+            report.fixture,
+            report.rows,
+            report.elapsed.as_millis()
+        );
+    } else {
+        tracing::info!(
+            "Fixture '{}' already populated with this content: nothing to do",
+            report.fixture
+        );
+    }
+    Ok(report)
+}
+
+async fn load(
+    client: &Client,
+    history: &HistoryTable,
+    fixture: &Fixture,
+    conflict: Option<Conflict>,
+    started: Instant,
+) -> Result<PopulateReport> {
+    let name = fixture.name().to_owned();
+    let checksum = fixture.checksum();
+    let recorded = client
+        .query_opt(
+            &format!(
+                "SELECT pg_catalog.encode(checksum, 'hex') FROM {} WHERE name = $1",
+                history.fixture_table()
+            ),
+            &[&name],
+        )
+        .await
+        .map_err(Error::postgres("read the fixture history"))?
+        .map(|row| row.get::<_, String>(0));
+    let outcome = match recorded {
+        Some(previous) if previous == checksum.to_string() => {
+            return Ok(PopulateReport {
+                fixture: name,
+                outcome: Outcome::Unchanged,
+                tables: Vec::new(),
+                rows: 0,
+                elapsed: started.elapsed(),
+            })
+        }
+        Some(previous) => Outcome::Repopulated { previous },
+        None => Outcome::Populated,
+    };
+    let content = fixture.content().map_err(Error::FixtureFile)?;
+    let conflict = conflict.unwrap_or(match content.mode {
+        Mode::Insert => Conflict::Skip,
+        Mode::Update => Conflict::Update,
+    });
+    let fail = |table: &FixtureTable,
+                row: Option<usize>,
+                column: Option<&str>,
+                value: Option<&Value>,
+                message: String| {
+        Error::Fixture(Box::new(FixtureFailure {
+            fixture: name.clone(),
+            table: table.display_name(),
+            row,
+            column: column.map(str::to_owned),
+            value: value.map(Value::to_string),
+            message,
+        }))
+    };
+
+    // Every name is checked before anything is written: json_populate_recordset
+    // would silently ignore an unknown column.
+    let mut catalog = Vec::with_capacity(content.tables.len());
+    for table in &content.tables {
+        let columns = columns(client, table).await?.ok_or_else(|| {
+            fail(table, None, None, None, "no such table (check the name and the schema; tables load in file order, parents first)".into())
+        })?;
+        for (i, row) in table.rows.iter().enumerate() {
+            for (column, value) in row {
+                if !columns.names.contains(column) {
+                    return Err(fail(
+                        table,
+                        Some(i),
+                        Some(column),
+                        Some(value),
+                        "no such column".into(),
+                    ));
+                }
+                if columns.generated.contains(column) {
+                    return Err(fail(
+                        table,
+                        Some(i),
+                        Some(column),
+                        Some(value),
+                        "a generated column cannot be written".into(),
+                    ));
+                }
+            }
+        }
+        if !columns.primary_key.is_empty() {
+            let mut seen: std::collections::HashMap<Vec<String>, usize> =
+                std::collections::HashMap::new();
+            for (i, row) in table.rows.iter().enumerate() {
+                let key: Option<Vec<String>> = columns
+                    .primary_key
+                    .iter()
+                    .map(|k| row.iter().find(|(c, _)| c == k).map(|(_, v)| v.to_string()))
+                    .collect();
+                if let Some(key) = key {
+                    if let Some(first) = seen.insert(key.clone(), i) {
+                        return Err(fail(
+                            table,
+                            Some(i),
+                            None,
+                            None,
+                            format!(
+                                "same primary key ({}) = ({}) as row {first}",
+                                columns.primary_key.join(", "),
+                                key.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        } else if conflict == Conflict::Update && !table.rows.is_empty() {
+            return Err(fail(
+                table,
+                None,
+                None,
+                None,
+                "the table has no primary key, which update mode needs to find existing rows"
+                    .into(),
+            ));
+        }
+        catalog.push(columns);
+    }
+
+    let mut tables = Vec::new();
+    let mut total = 0;
+    for (table, columns) in content.tables.iter().zip(&catalog) {
+        let mut written = 0;
+        // Rows that give identity or serial values go first, and their
+        // sequences move past them before the other rows draw from them:
+        // else a generated value could take a key the file gives later.
+        let (with_sequence, without): (Vec<_>, Vec<_>) = groups(&table.rows)
+            .into_iter()
+            .partition(|(keys, _)| keys.iter().any(|k| columns.sequenced.contains(k)));
+        for (i, (keys, indices)) in with_sequence.iter().chain(&without).enumerate() {
+            if i == with_sequence.len() {
+                advance_sequences(client, columns, table, &with_sequence).await?;
+            }
+            let rows: Vec<Value> = indices
+                .iter()
+                .map(|&i| {
+                    Value::Object(
+                        table.rows[i]
+                            .iter()
+                            .cloned()
+                            .collect::<Map<String, Value>>(),
+                    )
+                })
+                .collect();
+            let json = Value::Array(rows).to_string();
+            let sql = insert_sql(columns, keys, conflict);
+            client
+                .batch_execute("SAVEPOINT dbprep_fixture")
+                .await
+                .map_err(Error::postgres("set a savepoint"))?;
+            match client.execute(&sql, &[&json]).await {
+                Ok(n) => written += n,
+                Err(e) => {
+                    client
+                        .batch_execute("ROLLBACK TO SAVEPOINT dbprep_fixture")
+                        .await
+                        .map_err(Error::postgres("roll back"))?;
+                    return Err(
+                        locate(client, columns, table, indices, keys, conflict, e, &fail).await,
+                    );
+                }
+            }
+        }
+        if without.is_empty() {
+            advance_sequences(client, columns, table, &with_sequence).await?;
+        }
+        tables.push((table.display_name(), written));
+        total += written;
+    }
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} (name, checksum, rows) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, rows = EXCLUDED.rows, applied_at = pg_catalog.clock_timestamp()",
+                history.fixture_table()
+            ),
+            &[&name, &checksum.as_bytes().as_slice(), &(total as i64)],
+        )
+        .await
+        .map_err(Error::postgres("record the fixture"))?;
+    Ok(PopulateReport {
+        fixture: name,
+        outcome,
+        tables,
+        rows: total,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Move the sequences of the identity or serial columns that `groups` give
+/// values for past the largest value in the table.
+async fn advance_sequences(
+    client: &Client,
+    columns: &Columns,
+    table: &FixtureTable,
+    groups: &[(Vec<String>, Vec<usize>)],
+) -> Result<()> {
+    for column in columns
+        .sequenced
+        .iter()
+        .filter(|c| groups.iter().any(|(keys, _)| keys.contains(c)))
+    {
+        let sql = format!(
+            "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence({table}, {column}), m) FROM (SELECT max({col}) AS m FROM {quoted}) AS x WHERE m IS NOT NULL",
+            table = literal(&columns.quoted),
+            column = literal(column),
+            col = ident(column),
+            quoted = columns.quoted,
+        );
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(Error::postgres(format!(
+                "advance the sequence of {}.{column}",
+                table.display_name()
+            )))?;
+    }
+    Ok(())
+}
+
+/// Rows grouped by their set of keys, groups in order of first appearance.
+fn groups(rows: &[Vec<(String, Value)>]) -> Vec<(Vec<String>, Vec<usize>)> {
+    let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let mut keys: Vec<String> = row.iter().map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        match groups.iter_mut().find(|(k, _)| *k == keys) {
+            Some((_, indices)) => indices.push(i),
+            None => groups.push((keys, vec![i])),
+        }
+    }
+    groups
+}
+
+fn insert_sql(columns: &Columns, keys: &[String], conflict: Conflict) -> String {
+    let list = keys.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+    let overriding = if keys.iter().any(|k| columns.always_identity.contains(k)) {
+        " OVERRIDING SYSTEM VALUE"
+    } else {
+        ""
+    };
+    let pk = columns
+        .primary_key
+        .iter()
+        .map(|k| ident(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let on_conflict = match conflict {
+        Conflict::Error => String::new(),
+        Conflict::Skip if pk.is_empty() => String::new(),
+        Conflict::Skip => format!(" ON CONFLICT ({pk}) DO NOTHING"),
+        Conflict::Update => {
+            let set: Vec<String> = keys
+                .iter()
+                .filter(|k| !columns.primary_key.contains(k))
+                .map(|k| format!("{c} = EXCLUDED.{c}", c = ident(k)))
+                .collect();
+            if set.is_empty() {
+                format!(" ON CONFLICT ({pk}) DO NOTHING")
+            } else {
+                format!(" ON CONFLICT ({pk}) DO UPDATE SET {}", set.join(", "))
+            }
+        }
+    };
+    format!(
+        "INSERT INTO {t} ({list}){overriding} SELECT {list} FROM pg_catalog.json_populate_recordset(NULL::{t}, $1::text::json){on_conflict}",
+        t = columns.quoted
+    )
+}
+
+/// The table's columns, or `None` when there is no such table.
+async fn columns(client: &Client, table: &FixtureTable) -> Result<Option<Columns>> {
+    let quoted = match &table.schema {
+        Some(schema) => format!("{}.{}", ident(schema), ident(&table.table)),
+        None => ident(&table.table),
+    };
+    let rows = client
+        .query(
+            "SELECT a.attname::text, a.attidentity::text, a.attgenerated::text, \
+                    pg_catalog.pg_get_serial_sequence(c.oid::regclass::text, a.attname) IS NOT NULL, \
+                    coalesce(a.attnum = ANY (pk.indkey), false), \
+                    pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             LEFT JOIN pg_catalog.pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary \
+             WHERE c.oid = pg_catalog.to_regclass($1) AND c.relkind IN ('r', 'p') ORDER BY a.attnum",
+            &[&quoted],
+        )
+        .await
+        .map_err(Error::postgres(format!("look up table {}", table.display_name())))?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let mut columns = Columns {
+        quoted: first.get(5),
+        names: Vec::new(),
+        always_identity: Vec::new(),
+        sequenced: Vec::new(),
+        generated: Vec::new(),
+        primary_key: Vec::new(),
+    };
+    for row in &rows {
+        let name: String = row.get(0);
+        if row.get::<_, String>(1) == "a" {
+            columns.always_identity.push(name.clone());
+        }
+        if !row.get::<_, String>(2).is_empty() {
+            columns.generated.push(name.clone());
+        }
+        if row.get::<_, bool>(3) {
+            columns.sequenced.push(name.clone());
+        }
+        if row.get::<_, bool>(4) {
+            columns.primary_key.push(name.clone());
+        }
+        columns.names.push(name);
+    }
+    Ok(Some(columns))
+}
+
+/// Find the row (and, for a conversion error, the column) behind a failed
+/// statement, by trying its rows one at a time under a savepoint.
+#[allow(clippy::too_many_arguments)]
+async fn locate(
+    client: &Client,
+    columns: &Columns,
+    table: &FixtureTable,
+    indices: &[usize],
+    keys: &[String],
+    conflict: Conflict,
+    error: tokio_postgres::Error,
+    fail: &impl Fn(&FixtureTable, Option<usize>, Option<&str>, Option<&Value>, String) -> Error,
+) -> Error {
+    let sql = insert_sql(columns, keys, conflict);
+    let message = |e: &tokio_postgres::Error| super::error::describe(e);
+    for &i in indices {
+        let row = &table.rows[i];
+        let json = Value::Array(vec![Value::Object(row.iter().cloned().collect())]).to_string();
+        let _ = client.batch_execute("SAVEPOINT dbprep_row").await;
+        let result = client.execute(&sql, &[&json]).await;
+        let _ = client
+            .batch_execute("ROLLBACK TO SAVEPOINT dbprep_row")
+            .await;
+        let Err(row_error) = result else { continue };
+        // A value that does not convert: try each one alone.
+        for (column, value) in row {
+            let one = Value::Array(vec![Value::Object(
+                std::iter::once((column.clone(), value.clone())).collect(),
+            )])
+            .to_string();
+            let probe = format!(
+                "SELECT {} FROM pg_catalog.json_populate_recordset(NULL::{}, $1::text::json)",
+                ident(column),
+                columns.quoted
+            );
+            let _ = client.batch_execute("SAVEPOINT dbprep_value").await;
+            let converted = client.execute(&probe, &[&one]).await;
+            let _ = client
+                .batch_execute("ROLLBACK TO SAVEPOINT dbprep_value")
+                .await;
+            if let Err(e) = converted {
+                return fail(table, Some(i), Some(column), Some(value), message(&e));
+            }
+        }
+        // A constraint: the server may name the column.
+        let column = row_error
+            .as_db_error()
+            .and_then(|d| d.column())
+            .map(str::to_owned);
+        let value = column
+            .as_ref()
+            .and_then(|c| row.iter().find(|(k, _)| k == c).map(|(_, v)| v));
+        return fail(
+            table,
+            Some(i),
+            column.as_deref(),
+            value,
+            message(&row_error),
+        );
+    }
+    // Every row passes alone: the rows conflict with each other.
+    fail(table, None, None, None, message(&error))
+}
