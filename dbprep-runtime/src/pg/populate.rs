@@ -142,6 +142,19 @@ struct Columns {
     /// Generated (computed) columns, which cannot be written.
     generated: Vec<String>,
     primary_key: Vec<String>,
+    /// How each column takes a JSON value in COPY text, by name.
+    kinds: Vec<(String, ColumnKind)>,
+}
+
+/// How a column's values are written in COPY's text format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ColumnKind {
+    /// `json`/`jsonb`: any JSON value, as JSON text.
+    Json,
+    /// An array type: a JSON array becomes an array literal.
+    Array,
+    /// Anything else: a JSON scalar, as the text of its value.
+    Scalar,
 }
 
 impl HistoryTable {
@@ -338,6 +351,18 @@ async fn load(
     let mut total = 0;
     for (table, columns) in content.tables.iter().zip(&catalog) {
         let mut written = 0;
+        let empty = table.rows.is_empty()
+            || client
+                .query_one(
+                    &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", columns.quoted),
+                    &[],
+                )
+                .await
+                .map_err(Error::postgres(format!(
+                    "look into {}",
+                    table.display_name()
+                )))?
+                .get::<_, bool>(0);
         // Rows that give identity or serial values go first, and their
         // sequences move past them before the other rows draw from them:
         // else a generated value could take a key the file gives later.
@@ -348,24 +373,38 @@ async fn load(
             if i == with_sequence.len() {
                 advance_sequences(client, columns, table, &with_sequence).await?;
             }
-            let rows: Vec<Value> = indices
-                .iter()
-                .map(|&i| {
-                    Value::Object(
-                        table.rows[i]
-                            .iter()
-                            .cloned()
-                            .collect::<Map<String, Value>>(),
-                    )
-                })
-                .collect();
-            let json = Value::Array(rows).to_string();
-            let sql = insert_sql(columns, keys, conflict);
             client
                 .batch_execute("SAVEPOINT dbprep_fixture")
                 .await
                 .map_err(Error::postgres("set a savepoint"))?;
-            match client.execute(&sql, &[&json]).await {
+            let copy = match conflict {
+                Conflict::Error => copy_text(columns, table, keys, indices),
+                // No existing row can conflict with a table that is empty
+                // (and the file's own keys were checked above).
+                _ if empty => copy_text(columns, table, keys, indices),
+                _ => None,
+            };
+            let result = match copy {
+                Some(text) => copy_in(client, columns, keys, text).await,
+                None => {
+                    let rows: Vec<Value> = indices
+                        .iter()
+                        .map(|&i| {
+                            Value::Object(
+                                table.rows[i]
+                                    .iter()
+                                    .cloned()
+                                    .collect::<Map<String, Value>>(),
+                            )
+                        })
+                        .collect();
+                    let json = Value::Array(rows).to_string();
+                    client
+                        .execute(&insert_sql(columns, keys, conflict), &[&json])
+                        .await
+                }
+            };
+            match result {
                 Ok(n) => written += n,
                 Err(e) => {
                     client
@@ -435,6 +474,115 @@ async fn advance_sequences(
     Ok(())
 }
 
+/// The rows of a group in COPY's text format, or `None` when a value can
+/// only be built by `json_populate_recordset` (a composite, or an object
+/// where neither JSON nor an array is expected).
+fn copy_text(
+    columns: &Columns,
+    table: &FixtureTable,
+    keys: &[String],
+    indices: &[usize],
+) -> Option<Vec<u8>> {
+    let kinds: Vec<ColumnKind> = keys
+        .iter()
+        .map(|k| {
+            columns
+                .kinds
+                .iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, kind)| *kind)
+        })
+        .collect::<Option<_>>()?;
+    let mut out = String::with_capacity(indices.len() * 64);
+    let mut field = String::new();
+    for &i in indices {
+        let row = &table.rows[i];
+        for (n, (key, kind)) in keys.iter().zip(&kinds).enumerate() {
+            if n > 0 {
+                out.push('\t');
+            }
+            let value = row.iter().find(|(k, _)| k == key).map(|(_, v)| v)?;
+            field.clear();
+            match (value, kind) {
+                (Value::Null, _) => {
+                    out.push_str("\\N");
+                    continue;
+                }
+                (Value::String(s), ColumnKind::Scalar | ColumnKind::Array) => field.push_str(s),
+                (Value::Number(_) | Value::Bool(_), ColumnKind::Scalar) => {
+                    field.push_str(&value.to_string())
+                }
+                (Value::Array(_), ColumnKind::Array) => array_literal(value, &mut field)?,
+                (_, ColumnKind::Json) => field.push_str(&value.to_string()),
+                _ => return None,
+            }
+            for c in field.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
+        out.push('\n');
+    }
+    Some(out.into_bytes())
+}
+
+/// A JSON array as a PostgreSQL array literal: `["a", null, 1]` becomes
+/// `{"a",NULL,"1"}`; `None` for an object inside.
+fn array_literal(value: &Value, out: &mut String) -> Option<()> {
+    let Value::Array(items) = value else {
+        return None;
+    };
+    out.push('{');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match item {
+            Value::Array(_) => array_literal(item, out)?,
+            Value::Null => out.push_str("NULL"),
+            Value::Object(_) => return None,
+            scalar => {
+                let text = match scalar {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                out.push('"');
+                for c in text.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+        }
+    }
+    out.push('}');
+    Some(())
+}
+
+/// `COPY t (keys) FROM STDIN` with `text`.
+async fn copy_in(
+    client: &Client,
+    columns: &Columns,
+    keys: &[String],
+    text: Vec<u8>,
+) -> Result<u64, tokio_postgres::Error> {
+    use futures_util::SinkExt;
+    let list = keys.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+    let sink = client
+        .copy_in::<_, bytes::Bytes>(&format!("COPY {} ({list}) FROM STDIN", columns.quoted))
+        .await?;
+    futures_util::pin_mut!(sink);
+    sink.send(bytes::Bytes::from(text)).await?;
+    sink.finish().await
+}
+
 /// Rows grouped by their set of keys, groups in order of first appearance.
 fn groups(rows: &[Vec<(String, Value)>]) -> Vec<(Vec<String>, Vec<usize>)> {
     let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
@@ -496,9 +644,12 @@ async fn columns(client: &Client, table: &FixtureTable) -> Result<Option<Columns
             "SELECT a.attname::text, a.attidentity::text, a.attgenerated::text, \
                     pg_catalog.pg_get_serial_sequence(c.oid::regclass::text, a.attname) IS NOT NULL, \
                     coalesce(a.attnum = ANY (pk.indkey), false), \
-                    pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) \
+                    pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), \
+                    CASE WHEN t.typname IN ('json', 'jsonb') AND t.typnamespace = 'pg_catalog'::regnamespace THEN 'j' \
+                         WHEN t.typcategory = 'A' THEN 'a' WHEN t.typtype IN ('c', 'd') THEN 'c' ELSE 's' END \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+             JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
              LEFT JOIN pg_catalog.pg_index pk ON pk.indrelid = c.oid AND pk.indisprimary \
              WHERE c.oid = pg_catalog.to_regclass($1) AND c.relkind IN ('r', 'p') ORDER BY a.attnum",
             &[&quoted],
@@ -515,6 +666,7 @@ async fn columns(client: &Client, table: &FixtureTable) -> Result<Option<Columns
         sequenced: Vec::new(),
         generated: Vec::new(),
         primary_key: Vec::new(),
+        kinds: Vec::new(),
     };
     for row in &rows {
         let name: String = row.get(0);
@@ -529,6 +681,17 @@ async fn columns(client: &Client, table: &FixtureTable) -> Result<Option<Columns
         }
         if row.get::<_, bool>(4) {
             columns.primary_key.push(name.clone());
+        }
+        let kind = match row.get::<_, String>(6).as_str() {
+            "j" => Some(ColumnKind::Json),
+            "a" => Some(ColumnKind::Array),
+            "s" => Some(ColumnKind::Scalar),
+            // Composite and domain types: only json_populate_recordset
+            // knows how to build them from JSON.
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            columns.kinds.push((name.clone(), kind));
         }
         columns.names.push(name);
     }

@@ -68,8 +68,29 @@ async fn the_demo_keypairs_load_once() {
 }
 
 #[tokio::test]
-async fn json_values_reach_every_column_type() {
+async fn json_values_reach_every_column_type_through_copy() {
+    every_column_type(false).await;
+}
+
+#[tokio::test]
+async fn json_values_reach_every_column_type_through_json_populate_recordset() {
+    // A table that already holds rows takes the ON CONFLICT path.
+    every_column_type(true).await;
+}
+
+async fn every_column_type(prefilled: bool) {
     let (db, migrator) = with_schema().await;
+    if prefilled {
+        let client = db.connect().await.unwrap();
+        client
+            .batch_execute("INSERT INTO kinds (small) VALUES (-100)")
+            .await
+            .unwrap();
+        client
+            .batch_execute("SELECT setval(pg_get_serial_sequence('kinds', 'id'), 1, false)")
+            .await
+            .unwrap();
+    }
     let f = fixture(
         r#"{
         "parents": [{"id": 1, "name": "p"}],
