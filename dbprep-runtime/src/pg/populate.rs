@@ -586,13 +586,34 @@ async fn copy_in(
 /// Rows grouped by their set of keys, groups in order of first appearance.
 fn groups(rows: &[Vec<(String, Value)>]) -> Vec<(Vec<String>, Vec<usize>)> {
     let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    let mut last: Option<(usize, usize)> = None; // (group, a row of it)
     for (i, row) in rows.iter().enumerate() {
+        // Most rows name the same keys in the same order as the row before.
+        if let Some((group, previous)) = last {
+            let same = rows[previous].len() == row.len()
+                && rows[previous]
+                    .iter()
+                    .zip(row)
+                    .all(|((a, _), (b, _))| a == b);
+            if same {
+                groups[group].1.push(i);
+                last = Some((group, i));
+                continue;
+            }
+        }
         let mut keys: Vec<String> = row.iter().map(|(k, _)| k.clone()).collect();
         keys.sort();
-        match groups.iter_mut().find(|(k, _)| *k == keys) {
-            Some((_, indices)) => indices.push(i),
-            None => groups.push((keys, vec![i])),
-        }
+        let group = match groups.iter().position(|(k, _)| *k == keys) {
+            Some(group) => {
+                groups[group].1.push(i);
+                group
+            }
+            None => {
+                groups.push((keys, vec![i]));
+                groups.len() - 1
+            }
+        };
+        last = Some((group, i));
     }
     groups
 }
