@@ -38,5 +38,7 @@ pub use pg::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
 #[cfg(feature = "postgres")]
 pub use pg::{Drift, Error, Finding, MigrationError, Migrator, Policy, VerifyReport};
 
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,0 +1,510 @@
+//! What each subcommand does.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde_json::json;
+use tokio_postgres::{Config, NoTls};
+
+use super::output::{history_table, status_table, Table};
+use super::{Cli, Command, FixtureCommand, OnConflict};
+use crate::model::fixture::{Fixture, Fixtures};
+use crate::model::migration::Migrations;
+use crate::pg::error::{describe, Error, Result};
+use crate::pg::populate::Conflict;
+use crate::pg::sql::{ident, literal};
+use crate::pg::{config, Migrator};
+
+/// The connection settings: `url` (else `DATABASE_URL`), the libpq
+/// variables for the rest, and the password file.
+fn connection(url: Option<&str>, password_file: Option<&Path>) -> Result<Config> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut config = config::from_vars(|name| match name {
+        "DATABASE_URL" => url.map(str::to_owned).or_else(|| env(name)),
+        other => env(other),
+    })?;
+    if let Some(file) = password_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the password file {}: {e}",
+                file.display()
+            ))
+        })?;
+        config.password(text.lines().next().unwrap_or_default());
+    }
+    Ok(config)
+}
+
+/// `user@host:port/database`, never with the password.
+pub(super) fn target(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("?")
+    )
+}
+
+fn pool(config: Config) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(2)
+        .build()
+        .map_err(|e| Error::Connect(e.to_string()))
+}
+
+fn print(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+pub(super) async fn execute(
+    cli: &Cli,
+    migrations: &Migrations,
+    fixtures: &Fixtures,
+) -> Result<ExitCode> {
+    let g = &cli.global;
+    let json = g.json;
+    let migrator = || {
+        Migrator::new(migrations)
+            .history_schema(&g.history_schema)
+            .lock_wait(Duration::from_secs(g.lock_wait))
+    };
+    let database = || -> Result<(Config, Pool)> {
+        let config = connection(g.url.as_deref(), g.password_file.as_deref())?;
+        Ok((config.clone(), pool(config)?))
+    };
+    let needs_migrations = matches!(
+        cli.command,
+        Command::Upgrade { .. }
+            | Command::Oneshot
+            | Command::Stamp { .. }
+            | Command::Status
+            | Command::Verify
+    );
+    if needs_migrations && migrations.is_empty() {
+        tracing::warn!(
+            "no migrations: give the folder with --migrations DIR (default: ./migrations)"
+        );
+    }
+    match &cli.command {
+        Command::Upgrade { to } => {
+            let (_, pool) = database()?;
+            let migrator = match to {
+                Some(version) => migrator().target(*version),
+                None => migrator(),
+            };
+            let report = migrator.run(&pool).await?;
+            print(json, report_json(&report), || report.to_string());
+        }
+        Command::Oneshot => {
+            let (config, pool) = database()?;
+            let created = crate::pg::connect::ensure_database(&config).await?;
+            if created && !json {
+                println!(
+                    "created database {}",
+                    config.get_dbname().unwrap_or_default()
+                );
+            }
+            let report = migrator().run(&pool).await?;
+            let mut value = report_json(&report);
+            value["created_database"] = json!(created);
+            print(json, value, || report.to_string());
+        }
+        Command::Status => {
+            let (_, pool) = database()?;
+            let status = migrator().status(&pool).await?;
+            let entries: Vec<_> = status
+                .entries
+                .iter()
+                .map(|e| json!({"version": e.version, "name": e.name, "file": e.file, "state": state_name(&e.state), "detail": e.state.to_string()}))
+                .collect();
+            print(json, json!({ "versions": entries }), || {
+                status_table(&status).to_string()
+            });
+        }
+        Command::History => {
+            let (_, pool) = database()?;
+            let rows = migrator().history_rows(&pool).await?;
+            let value: Vec<_> = rows
+                .iter()
+                .map(|r| json!({"installed_rank": r.installed_rank, "version": r.version, "name": r.name, "checksum": r.checksum,
+                    "kind": r.kind, "applied_at": r.applied_at, "execution_ms": r.execution_ms, "applied_by": r.applied_by, "success": r.success}))
+                .collect();
+            print(json, json!({ "history": value }), || {
+                history_table(&rows).to_string()
+            });
+        }
+        Command::Stamp { target } => {
+            let version = match target.as_str() {
+                "head" => None,
+                v => Some(v.parse::<i64>().map_err(|_| {
+                    Error::Config(format!("stamp takes a version number or `head`, not {v:?}"))
+                })?),
+            };
+            let (_, pool) = database()?;
+            let report = migrator().stamp(&pool, version).await?;
+            print(json, report_json(&report), || {
+                format!("stamped {} version(s); {}", report.applied.len(), report)
+            });
+        }
+        Command::Verify => {
+            let (_, pool) = database()?;
+            let report = migrator().verify(&pool).await?;
+            let findings: Vec<_> = report
+                .findings
+                .iter()
+                .map(|f| json!({"kind": drift_kind(&f.drift), "policy": format!("{:?}", f.policy).to_lowercase(), "message": f.drift.to_string()}))
+                .collect();
+            let value = json!({"clean": report.is_clean(), "version": report.version, "findings": findings, "pending": report.pending, "notes": report.notes});
+            print(json, value, || report.to_string());
+            if !report.is_clean() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Repair => {
+            let (_, pool) = database()?;
+            let report = migrator().repair(&pool).await?;
+            let value =
+                json!({"removed_dirty": report.removed_dirty, "realigned": report.realigned});
+            print(json, value, || {
+                format!(
+                    "removed dirty rows: {:?}; realigned checksums: {:?}",
+                    report.removed_dirty, report.realigned
+                )
+            });
+        }
+        Command::Fixture {
+            command: FixtureCommand::List,
+        } => {
+            let value: Vec<_> = fixtures
+                .iter()
+                .map(|f| json!({"name": f.name(), "file": f.file(), "checksum": f.checksum().to_string()}))
+                .collect();
+            print(json, json!({ "fixtures": value }), || {
+                let mut table = Table::new(["name", "checksum", "file"]);
+                for f in fixtures.iter() {
+                    table.row([
+                        f.name().to_owned(),
+                        f.checksum().short(),
+                        f.file().to_owned(),
+                    ]);
+                }
+                table.to_string()
+            });
+        }
+        Command::Fixture {
+            command:
+                FixtureCommand::Populate {
+                    fixture,
+                    on_conflict,
+                },
+        } => {
+            let fixture = match fixtures.get(fixture) {
+                Some(f) => f.clone(),
+                None if Path::new(fixture).is_file() => Fixture::from_path(fixture)?,
+                None => {
+                    let known: Vec<&str> = fixtures.iter().map(Fixture::name).collect();
+                    return Err(Error::Config(format!(
+                        "no fixture named {fixture:?} and no such file; known fixtures: {}",
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    )));
+                }
+            };
+            let conflict = on_conflict.map(|c| match c {
+                OnConflict::Error => Conflict::Error,
+                OnConflict::Skip => Conflict::Skip,
+                OnConflict::Update => Conflict::Update,
+            });
+            let (_, pool) = database()?;
+            let report = migrator().populate(&pool, &fixture, conflict).await?;
+            let tables: Vec<_> = report
+                .tables
+                .iter()
+                .map(|(t, n)| json!({"table": t, "rows": n}))
+                .collect();
+            let outcome = match &report.outcome {
+                crate::pg::populate::Outcome::Populated => "populated",
+                crate::pg::populate::Outcome::Repopulated { .. } => "repopulated",
+                crate::pg::populate::Outcome::Unchanged => "unchanged",
+            };
+            print(
+                json,
+                json!({"fixture": report.fixture, "outcome": outcome, "rows": report.rows, "tables": tables}),
+                || report.to_string(),
+            );
+        }
+        Command::Check => {
+            let config = connection(g.url.as_deref(), g.password_file.as_deref())?;
+            return Ok(check(&config, &migrator(), json).await);
+        }
+        Command::CreateDatabase {
+            name,
+            owner,
+            admin_url,
+        } => {
+            let admin = connection(
+                admin_url.as_deref().or(g.url.as_deref()),
+                g.password_file.as_deref(),
+            )?;
+            let client = crate::pg::connect::connect(&admin, Duration::from_secs(10)).await?;
+            let exists = client
+                .query_opt(
+                    "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+                    &[name],
+                )
+                .await
+                .map_err(Error::postgres("look for the database"))?
+                .is_some();
+            if !exists {
+                let owner_clause = owner
+                    .as_ref()
+                    .map(|o| format!(" OWNER {}", ident(o)))
+                    .unwrap_or_default();
+                match client
+                    .batch_execute(&format!("CREATE DATABASE {}{owner_clause}", ident(name)))
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e)
+                        if e.code()
+                            .is_some_and(|c| c.code() == "42P04" || c.code() == "23505") => {}
+                    Err(e) => return Err(Error::postgres(format!("create database {name}"))(e)),
+                }
+            }
+            let text = if exists {
+                format!("database {name} already exists")
+            } else {
+                format!("created database {name}")
+            };
+            print(json, json!({"database": name, "created": !exists}), || text);
+        }
+        Command::CreateRole {
+            name,
+            password_stdin,
+            password_from_file,
+            password_from_env,
+            admin_url,
+        } => {
+            let password = if *password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map_err(|e| {
+                    Error::Config(format!("cannot read the password from stdin: {e}"))
+                })?;
+                Some(line.trim_end_matches(['\n', '\r']).to_owned())
+            } else if let Some(file) = password_from_file {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    Error::Config(format!(
+                        "cannot read the password file {}: {e}",
+                        file.display()
+                    ))
+                })?;
+                Some(text.lines().next().unwrap_or_default().to_owned())
+            } else if let Some(var) = password_from_env {
+                Some(
+                    std::env::var(var)
+                        .map_err(|_| Error::Config(format!("the variable {var} is not set")))?,
+                )
+            } else {
+                None
+            };
+            let admin = connection(
+                admin_url.as_deref().or(g.url.as_deref()),
+                g.password_file.as_deref(),
+            )?;
+            let client = crate::pg::connect::connect(&admin, Duration::from_secs(10)).await?;
+            let exists = client
+                .query_opt(
+                    "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+                    &[name],
+                )
+                .await
+                .map_err(Error::postgres("look for the role"))?
+                .is_some();
+            // The server receives a SCRAM verifier, never the password
+            // itself: statement logs cannot leak it.
+            let password_clause = password
+                .map(|p| {
+                    format!(
+                        " PASSWORD {}",
+                        literal(&postgres_protocol::password::scram_sha_256(p.as_bytes()))
+                    )
+                })
+                .unwrap_or_default();
+            let verb = if exists { "ALTER" } else { "CREATE" };
+            client
+                .batch_execute(&format!(
+                    "{verb} ROLE {} LOGIN{password_clause}",
+                    ident(name)
+                ))
+                .await
+                .map_err(Error::postgres(format!(
+                    "{} role {name}",
+                    verb.to_lowercase()
+                )))?;
+            let text = if exists {
+                format!("role {name} already exists (login and password updated)")
+            } else {
+                format!("created role {name}")
+            };
+            print(json, json!({"role": name, "created": !exists}), || text);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check`: each step a person would try, in order, with what to do when it
+/// fails.
+async fn check(config: &Config, migrator: &Migrator<'_>, json: bool) -> ExitCode {
+    let mut steps: Vec<(String, bool, String)> = Vec::new();
+    let target = target(config);
+    let result = config.connect(NoTls).await;
+    let client = match result {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            steps.push(("server reachable".into(), true, target.clone()));
+            steps.push((
+                "authentication".into(),
+                true,
+                format!("as {}", config.get_user().unwrap_or("?")),
+            ));
+            steps.push((
+                "database exists".into(),
+                true,
+                config.get_dbname().unwrap_or("?").to_owned(),
+            ));
+            Some(client)
+        }
+        Err(e) => {
+            let (step, hint) = match e.code().map(|c| c.code()) {
+                Some("28P01") | Some("28000") => (
+                    "authentication",
+                    "check the user and password (PGUSER, PGPASSWORD or --password-file) and pg_hba.conf".to_owned(),
+                ),
+                Some("3D000") => ("database exists", "create it: `dbprep create-database NAME` or `dbprep oneshot`".to_owned()),
+                Some(_) => ("server reachable", "the server refused the connection".to_owned()),
+                None => ("server reachable", format!("is PostgreSQL running and listening at {target}?")),
+            };
+            if step != "server reachable" {
+                steps.push(("server reachable".into(), true, target.clone()));
+            }
+            if step == "database exists" {
+                steps.push((
+                    "authentication".into(),
+                    true,
+                    format!("as {}", config.get_user().unwrap_or("?")),
+                ));
+            }
+            steps.push((step.into(), false, format!("{}; {hint}", describe(&e))));
+            None
+        }
+    };
+    if let Some(client) = client {
+        let version = client
+            .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
+            .await;
+        match version {
+            Ok(row) if row.get::<_, i32>(0) >= 120000 => {
+                steps.push(("server version".into(), true, row.get::<_, String>(1)))
+            }
+            Ok(row) => steps.push((
+                "server version".into(),
+                false,
+                format!(
+                    "{} is too old: dbprep needs PostgreSQL 12 or newer",
+                    row.get::<_, String>(1)
+                ),
+            )),
+            Err(e) => steps.push(("server version".into(), false, describe(&e))),
+        }
+        let history = migrator.history();
+        let privileges = client
+            .query_one(
+                "SELECT has_schema_privilege(n.oid, 'CREATE'), to_regclass($2) IS NOT NULL AND has_table_privilege(to_regclass($2), 'SELECT') \
+                 FROM pg_namespace n WHERE n.nspname = $1 UNION ALL SELECT has_database_privilege(current_database(), 'CREATE'), false LIMIT 1",
+                &[&history.schema, &history.qualified()],
+            )
+            .await;
+        match privileges {
+            Ok(row) if row.get::<_, bool>(0) => steps.push(("privileges".into(), true, format!("can create tables in schema {}", history.schema))),
+            Ok(row) if row.get::<_, bool>(1) => steps.push(("privileges".into(), true, "can read the history (verify and status only)".into())),
+            Ok(_) => steps.push((
+                "privileges".into(),
+                false,
+                format!("cannot create tables in schema {}: grant CREATE on it (PostgreSQL 15+ no longer grants it on public) or make the role its owner", history.schema),
+            )),
+            Err(e) => steps.push(("privileges".into(), false, describe(&e))),
+        }
+    }
+    let ok = steps.iter().all(|(_, passed, _)| *passed);
+    let value: Vec<_> = steps
+        .iter()
+        .map(|(step, passed, detail)| json!({"step": step, "ok": passed, "detail": detail}))
+        .collect();
+    print(json, json!({"ok": ok, "steps": value}), || {
+        steps
+            .iter()
+            .map(|(step, passed, detail)| {
+                format!("{} {step}: {detail}", if *passed { "ok  " } else { "FAIL" })
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn report_json(report: &crate::pg::report::Report) -> serde_json::Value {
+    let applied: Vec<_> = report
+        .applied
+        .iter()
+        .map(|a| json!({"version": a.version, "name": a.name, "file": a.file, "duration_ms": a.duration.as_millis() as u64}))
+        .collect();
+    json!({"applied": applied, "version": report.version, "elapsed_ms": report.elapsed.as_millis() as u64})
+}
+
+fn state_name(state: &crate::pg::report::State) -> &'static str {
+    use crate::pg::report::State;
+    match state {
+        State::Applied { .. } => "applied",
+        State::InBaseline { .. } => "in_baseline",
+        State::Pending => "pending",
+        State::Unknown => "unknown",
+        State::Edited { .. } => "edited",
+        State::Dirty => "dirty",
+    }
+}
+
+fn drift_kind(drift: &crate::pg::Drift) -> &'static str {
+    use crate::pg::Drift;
+    match drift {
+        Drift::Edited { .. } => "edited",
+        Drift::Unknown { .. } => "unknown",
+        Drift::Dirty { .. } => "dirty",
+        Drift::Schema { .. } => "schema",
+        Drift::OutOfOrder { .. } => "out_of_order",
+    }
+}

@@ -1,0 +1,224 @@
+//! The command-line front end (feature `cli`).
+//!
+//! An application adds the subcommands to its own binary with
+//! [`run`], on the migrations and fixtures it embeds:
+//!
+//! ```no_run
+//! use dbprep_runtime::{Fixtures, Migrations};
+//! # static MIGRATIONS: Migrations = Migrations::__embedded(&[], &[]);
+//! # static FIXTURES: Fixtures = Fixtures::__embedded(&[]);
+//!
+//! fn main() -> std::process::ExitCode {
+//!     dbprep_runtime::cli::run(&MIGRATIONS, &FIXTURES)
+//! }
+//! ```
+//!
+//! The standalone `dbprep` binary does the same on folders read at run time
+//! (`--migrations DIR --fixtures DIR`).
+//!
+//! Connection settings, in this order: `--url`, `DATABASE_URL`, then the
+//! libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
+//! `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`); `--password-file`
+//! overrides the password. No output ever shows a password.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::fixture::Fixtures;
+use crate::model::migration::Migrations;
+
+/// Prepare a PostgreSQL database: migrations, fixtures, drift.
+#[derive(Debug, Parser)]
+#[command(name = "dbprep", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args)]
+struct Global {
+    /// Connection URL (else DATABASE_URL, then PGHOST, PGUSER, …).
+    #[arg(long, global = true, value_name = "URL")]
+    url: Option<String>,
+    /// Read the password from this file (first line), so that it needs no
+    /// escaping and never appears in a process list.
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Schema of dbprep's history tables.
+    #[arg(long, global = true, default_value = "public")]
+    history_schema: String,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log lines (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// How long to wait for another migrator's lock, in seconds.
+    #[arg(long, global = true, default_value_t = 60)]
+    lock_wait: u64,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply pending migrations (up to --to).
+    Upgrade {
+        /// Stop at this version.
+        #[arg(long)]
+        to: Option<i64>,
+    },
+    /// Create the database if missing, install the schema and stamp it, in
+    /// one step.
+    Oneshot,
+    /// Every version: applied (when, how long), pending, unknown, edited,
+    /// dirty.
+    Status,
+    /// The history table's rows.
+    History,
+    /// Record versions as applied without running them (adopt a database).
+    Stamp {
+        /// A version, or `head`.
+        target: String,
+    },
+    /// Compare the database with the migrations; exit 1 on drift.
+    Verify,
+    /// Forget dirty rows and accept edited checksums.
+    Repair,
+    /// Fixtures.
+    Fixture {
+        #[command(subcommand)]
+        command: FixtureCommand,
+    },
+    /// Diagnose the connection step by step.
+    Check,
+    /// Create a database from an admin connection (idempotent).
+    CreateDatabase {
+        /// Its name.
+        name: String,
+        /// Its owner.
+        #[arg(long)]
+        owner: Option<String>,
+        /// The admin connection (else the libpq variables).
+        #[arg(long, value_name = "URL")]
+        admin_url: Option<String>,
+    },
+    /// Create a login role from an admin connection (idempotent). The
+    /// password comes from stdin, a file or a variable, never a flag.
+    CreateRole {
+        /// Its name.
+        name: String,
+        /// Read the password from standard input.
+        #[arg(long, conflicts_with_all = ["password_from_file", "password_from_env"])]
+        password_stdin: bool,
+        /// Read the password from this file.
+        #[arg(long, value_name = "FILE")]
+        password_from_file: Option<PathBuf>,
+        /// Read the password from this environment variable.
+        #[arg(long, value_name = "VAR")]
+        password_from_env: Option<String>,
+        /// The admin connection (else the libpq variables).
+        #[arg(long, value_name = "URL")]
+        admin_url: Option<String>,
+    },
+}
+
+/// Fixture subcommands.
+#[derive(Debug, Subcommand)]
+enum FixtureCommand {
+    /// The embedded fixtures.
+    List,
+    /// Load a fixture by name, or a JSON file by path.
+    Populate {
+        /// A fixture name, or a path to a JSON file.
+        fixture: String,
+        /// What to do with rows whose primary key exists (default: the
+        /// file's __mode).
+        #[arg(long, value_enum)]
+        on_conflict: Option<OnConflict>,
+    },
+}
+
+/// `--on-conflict`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OnConflict {
+    Error,
+    Skip,
+    Update,
+}
+
+/// Run the command line of this process on `migrations` and `fixtures`,
+/// and return the exit code: 0 on success, 1 on failure or drift, 2 on a
+/// usage error.
+pub fn run(migrations: &Migrations, fixtures: &Fixtures) -> ExitCode {
+    run_from(std::env::args_os(), migrations, fixtures)
+}
+
+/// [`run`] with explicit arguments (the first is the program name).
+pub fn run_from<I, T>(args: I, migrations: &Migrations, fixtures: &Fixtures) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::execute(&cli, migrations, fixtures)) {
+        Ok(code) => code,
+        Err(e) => {
+            if cli.global.json {
+                println!("{}", serde_json::json!({ "error": e.to_string() }));
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(global: &Global) {
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("dbprep_runtime={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,315 @@
+//! The `dbprep` binary end to end against a real PostgreSQL: every
+//! subcommand, its exit code, its `--json` shape, and its error paths.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dbprep_runtime::testing::TestDatabase;
+use serde_json::Value;
+
+const DBPREP: &str = env!("CARGO_BIN_EXE_dbprep");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `dbprep` on the demo folders, pointed at `db` by the libpq variables.
+fn dbprep(db: &TestDatabase, args: &[&str]) -> Output {
+    let config = db.config();
+    let mut command = Command::new(DBPREP);
+    command
+        .arg("--migrations")
+        .arg(workspace().join("migrations"))
+        .arg("--fixtures")
+        .arg(workspace().join("fixtures"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("PGDATABASE", db.name());
+    if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+        command.env("PGHOST", host);
+    }
+    if let Some(port) = config.get_ports().first() {
+        command.env("PGPORT", port.to_string());
+    }
+    if let Some(user) = config.get_user() {
+        command.env("PGUSER", user);
+    }
+    if let Some(password) = config.get_password() {
+        command.env("PGPASSWORD", String::from_utf8_lossy(password).into_owned());
+    }
+    command.output().expect("run dbprep")
+}
+
+fn json(output: &Output) -> Value {
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {text}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+async fn database() -> TestDatabase {
+    TestDatabase::new().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn upgrade_status_history_verify_and_fixtures() {
+    let db = database().await;
+    let up = dbprep(&db, &["upgrade", "--json"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let up = json(&up);
+    assert_eq!(up["version"], 5);
+    assert_eq!(up["applied"].as_array().unwrap().len(), 5);
+
+    let status = json(&dbprep(&db, &["status", "--json"]));
+    let versions = status["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 5);
+    assert_eq!(versions[0]["state"], "applied");
+    assert!(versions[4]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("V5__index_keypairs_by_user.sql"));
+
+    let text = String::from_utf8_lossy(&dbprep(&db, &["status"]).stdout).into_owned();
+    assert!(text.starts_with("version  name"), "{text}");
+
+    let history = json(&dbprep(&db, &["history", "--json"]));
+    assert_eq!(history["history"][4]["version"], 5);
+
+    let verify = dbprep(&db, &["verify", "--json"]);
+    assert!(verify.status.success());
+    assert_eq!(json(&verify)["clean"], true);
+
+    let list = json(&dbprep(&db, &["fixture", "list", "--json"]));
+    assert_eq!(list["fixtures"][0]["name"], "example-keypairs");
+    let populate = json(&dbprep(
+        &db,
+        &["fixture", "populate", "example-keypairs", "--json"],
+    ));
+    assert_eq!(
+        (populate["outcome"].as_str(), populate["rows"].as_u64()),
+        (Some("populated"), Some(8))
+    );
+    let again = json(&dbprep(
+        &db,
+        &["fixture", "populate", "example-keypairs", "--json"],
+    ));
+    assert_eq!(again["outcome"], "unchanged");
+
+    // Drift: exit 1, and the JSON says what changed.
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("ALTER TABLE users ADD COLUMN nickname text")
+        .await
+        .unwrap();
+    let verify = dbprep(&db, &["verify", "--json"]);
+    assert_eq!(verify.status.code(), Some(1));
+    let report = json(&verify);
+    assert_eq!(report["clean"], false);
+    assert_eq!(report["findings"][0]["kind"], "schema");
+    assert!(report["findings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("column public.users.nickname added"));
+}
+
+#[tokio::test]
+async fn stamp_then_repair_and_oneshot() {
+    let db = database().await;
+    let stamp = dbprep(&db, &["stamp", "3", "--json"]);
+    assert!(
+        stamp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stamp.stderr)
+    );
+    assert_eq!(json(&stamp)["applied"].as_array().unwrap().len(), 3);
+    let bad = dbprep(&db, &["stamp", "latest"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("a version number or `head`"));
+    let repair = json(&dbprep(&db, &["repair", "--json"]));
+    assert_eq!(repair["removed_dirty"], serde_json::json!([]));
+
+    // oneshot on a database that does not exist yet.
+    let fresh = database().await;
+    let client = fresh.connect().await.unwrap();
+    let name = format!("{}_oneshot", fresh.name());
+    let mut output = {
+        let mut c = Command::new(DBPREP);
+        c.arg("--migrations").arg(workspace().join("migrations"));
+        c
+    };
+    let config = fresh.config();
+    if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+        output.env("PGHOST", host);
+    }
+    output
+        .env("PGPORT", config.get_ports()[0].to_string())
+        .env("PGUSER", config.get_user().unwrap());
+    output
+        .env("PGDATABASE", &name)
+        .env_remove("DATABASE_URL")
+        .args(["oneshot", "--json"]);
+    let result = output.output().unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let value = json(&result);
+    assert_eq!(
+        (
+            value["created_database"].as_bool(),
+            value["version"].as_i64()
+        ),
+        (Some(true), Some(5))
+    );
+    client
+        .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn check_walks_the_steps_and_names_the_failing_one() {
+    let db = database().await;
+    let ok = dbprep(&db, &["check", "--json"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let steps = json(&ok)["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        steps,
+        [
+            "server reachable",
+            "authentication",
+            "database exists",
+            "server version",
+            "privileges"
+        ]
+    );
+
+    let missing = dbprep(
+        &db,
+        &[
+            "check",
+            "--url",
+            &format!("postgres://postgres@{}/no_such_db", host_port(&db)),
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&missing.stdout);
+    assert!(text.contains("FAIL database exists"), "{text}");
+    assert!(text.contains("dbprep create-database"), "{text}");
+}
+
+fn host_port(db: &TestDatabase) -> String {
+    let config = db.config();
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "localhost".into(),
+    };
+    format!("{host}:{}", config.get_ports()[0])
+}
+
+#[tokio::test]
+async fn create_database_and_role_are_idempotent() {
+    let db = database().await;
+    let name = format!("{}_made", db.name());
+    let role = format!("{}_app", db.name());
+    let first = json(&dbprep(&db, &["create-database", &name, "--json"]));
+    assert_eq!(first["created"], true);
+    let second = dbprep(&db, &["create-database", &name]);
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stdout).contains("already exists"));
+
+    let mut command = Command::new(DBPREP);
+    command.args([
+        "create-role",
+        &role,
+        "--password-from-env",
+        "APP_PASSWORD",
+        "--url",
+        &format!("postgres://postgres@{}/{}", host_port(&db), db.name()),
+    ]);
+    let out = command.env("APP_PASSWORD", "p@ss:w/rd%").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = db.connect().await.unwrap();
+    let stored = client
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap();
+    let stored: Option<String> = stored.get(0);
+    assert!(
+        stored.unwrap().starts_with("SCRAM-SHA-256$"),
+        "the server got a verifier, not the password"
+    );
+    client
+        .batch_execute(&format!("DROP DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!("DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_password_never_appears_in_output() {
+    let db = database().await;
+    for url in [
+        "postgres://app:s3cret-pw@127.0.0.1:1/db",
+        "postgres://app:s3cret-pw@host:notaport/db",
+    ] {
+        for args in [vec!["upgrade"], vec!["upgrade", "--json"], vec!["check"]] {
+            let mut all = args.clone();
+            all.extend(["--url", url]);
+            let out = dbprep(&db, &all);
+            assert!(!out.status.success());
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!text.contains("s3cret-pw"), "{args:?} {url}: {text}");
+            assert!(!text.is_empty());
+        }
+    }
+}
+
+#[test]
+fn a_bad_migrations_folder_is_refused_before_connecting() {
+    let out = Command::new(DBPREP)
+        .args(["--migrations"])
+        .arg(workspace().join("dbprep-macros/tests/cases/commit"))
+        .args(["upgrade"])
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("V1__a.sql:3:1: COMMIT inside a migration"),
+        "{text}"
+    );
+}
