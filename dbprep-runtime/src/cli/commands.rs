@@ -85,6 +85,7 @@ pub(super) async fn execute(
         Migrator::new(migrations)
             .history_schema(&g.history_schema)
             .lock_wait(Duration::from_secs(g.lock_wait))
+            .fixtures(fixtures)
     };
     let database = || -> Result<(Config, Pool)> {
         let config = connection(g.url.as_deref(), g.password_file.as_deref())?;
@@ -506,5 +507,6 @@ fn drift_kind(drift: &crate::pg::Drift) -> &'static str {
         Drift::Dirty { .. } => "dirty",
         Drift::Schema { .. } => "schema",
         Drift::OutOfOrder { .. } => "out_of_order",
+        Drift::FixtureChanged { .. } => "fixture_changed",
     }
 }

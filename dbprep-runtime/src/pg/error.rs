@@ -149,6 +149,17 @@ pub enum Drift {
         /// What changed, one line each (`column public.users.nickname added`).
         changes: Vec<String>,
     },
+    /// A fixture populated earlier whose file changed since.
+    FixtureChanged {
+        /// The fixture's name.
+        name: String,
+        /// Its file.
+        file: String,
+        /// The checksum recorded when it was populated.
+        applied: String,
+        /// The checksum of the embedded file.
+        embedded: String,
+    },
     /// A pending version lower than the newest applied one.
     OutOfOrder {
         /// The pending version.
@@ -179,6 +190,10 @@ impl fmt::Display for Drift {
                 f,
                 "the schema was changed outside migrations since the last run: {}; write a migration for it, or undo it",
                 changes.join("; ")
+            ),
+            Drift::FixtureChanged { name, file, applied, embedded } => write!(
+                f,
+                "fixture '{name}' ({file}) changed since it was populated: checksum {applied} in the database, {embedded} in the binary; populate it again to apply the change"
             ),
             Drift::OutOfOrder { version, file, newest_applied } => write!(
                 f,

@@ -13,6 +13,7 @@ use super::plan::{states, Plan, Policies, Policy};
 use super::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
 use super::sql::{bytea, literal};
 use super::verify::{self, VerifyReport};
+use crate::model::fixture::Fixtures;
 use crate::model::migration::{Migration, Migrations};
 
 /// Applies embedded migrations to a database.
@@ -36,6 +37,8 @@ pub struct Migrator<'m> {
     policies: Policies,
     schema_policy: Policy,
     check_schema: bool,
+    fixtures: Option<&'m Fixtures>,
+    fixture_policy: Policy,
 }
 
 /// Cancels the server's current query when a run's future is dropped
@@ -73,6 +76,8 @@ impl<'m> Migrator<'m> {
             policies: Policies::default(),
             schema_policy: Policy::Error,
             check_schema: false,
+            fixtures: None,
+            fixture_policy: Policy::Error,
         }
     }
 
@@ -134,6 +139,19 @@ impl<'m> Migrator<'m> {
     /// anything (off by default: it costs a catalog scan at every start).
     pub fn check_schema_on_run(mut self, check: bool) -> Self {
         self.check_schema = check;
+        self
+    }
+
+    /// The fixtures the binary embeds, so that `verify` reports those
+    /// whose content changed since they were populated.
+    pub fn fixtures(mut self, fixtures: &'m Fixtures) -> Self {
+        self.fixtures = Some(fixtures);
+        self
+    }
+
+    /// What `verify` does with a populated fixture whose file changed since.
+    pub fn on_fixture_changed(mut self, policy: Policy) -> Self {
+        self.fixture_policy = policy;
         self
     }
 
@@ -522,13 +540,19 @@ impl<'m> Migrator<'m> {
     /// [`verify`](Self::verify) on a connection the caller owns.
     pub async fn verify_on(&self, client: &Client) -> Result<VerifyReport> {
         let (rows, schema) = verify::read(client, &self.history).await?;
-        Ok(verify::report(
+        let mut report = verify::report(
             self.migrations,
             &rows,
             schema,
             self.policies,
             self.schema_policy,
-        ))
+        );
+        if let Some(fixtures) = self.fixtures {
+            report.findings.extend(
+                verify::fixtures(client, &self.history, fixtures, self.fixture_policy).await?,
+            );
+        }
+        Ok(report)
     }
 
     /// Load a fixture in one transaction, recorded in

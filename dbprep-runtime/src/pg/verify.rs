@@ -11,6 +11,7 @@ use super::plan::{states, Policies, Policy};
 use super::report::State;
 use super::snapshot::diff;
 use super::sql::{column, literal, rows};
+use crate::model::fixture::Fixtures;
 use crate::model::migration::Migrations;
 
 /// What [`Migrator::verify`](super::Migrator::verify) found.
@@ -201,6 +202,51 @@ FROM (SELECT {} AS s) AS live, {} AS stored",
         changes: Some(changes),
         notes,
     })
+}
+
+/// Populated fixtures whose embedded content changed since.
+pub(crate) async fn fixtures(
+    client: &Client,
+    history: &HistoryTable,
+    fixtures: &Fixtures,
+    policy: Policy,
+) -> Result<Vec<Finding>> {
+    let table = history.fixture_table();
+    let present = client
+        .simple_query(&format!(
+            "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
+            literal(&table)
+        ))
+        .await
+        .map_err(Error::postgres("look for the fixture history"))?;
+    if rows(present).first().and_then(|r| column(r, 0)) != Some("t") {
+        return Ok(Vec::new());
+    }
+    let answer = client
+        .simple_query(&format!(
+            "SELECT name, pg_catalog.encode(checksum, 'hex') FROM {table} ORDER BY name"
+        ))
+        .await
+        .map_err(Error::postgres("read the fixture history"))?;
+    let mut findings = Vec::new();
+    for row in rows(answer) {
+        let (Some(name), Some(applied)) = (column(&row, 0), column(&row, 1)) else {
+            continue;
+        };
+        if let Some(fixture) = fixtures.get(name) {
+            let embedded = fixture.checksum().to_string();
+            if embedded != applied {
+                let drift = Drift::FixtureChanged {
+                    name: name.to_owned(),
+                    file: fixture.file().to_owned(),
+                    applied: applied.to_owned(),
+                    embedded,
+                };
+                findings.push(Finding { drift, policy });
+            }
+        }
+    }
+    Ok(findings)
 }
 
 /// Turn history rows and the schema check into a report.

@@ -310,3 +310,43 @@ async fn an_empty_table_does_not_stop_the_tables_after_it() {
         ]
     );
 }
+
+#[tokio::test]
+async fn verify_reports_a_fixture_changed_since_it_was_populated() {
+    let (db, migrator) = with_schema().await;
+    let before = fixture(r#"{"parents": [{"id": 1, "name": "p"}]}"#);
+    let _ = migrator.populate(db.pool(), &before, None).await.unwrap();
+    let changed = fixture(r#"{"parents": [{"id": 1, "name": "q"}]}"#);
+    let embedded = Fixtures::from_dir({
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::write(dir.join("test.json"), changed.text()).unwrap();
+        dir
+    })
+    .unwrap();
+    let report = migrator
+        .clone()
+        .fixtures(&embedded)
+        .verify(db.pool())
+        .await
+        .unwrap();
+    assert!(!report.is_clean(), "{report}");
+    assert!(report.to_string().contains("fixture 'test'"), "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains("changed since it was populated"),
+        "{report}"
+    );
+    let same = Fixtures::from_dir({
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::write(dir.join("test.json"), before.text()).unwrap();
+        dir
+    })
+    .unwrap();
+    assert!(migrator
+        .fixtures(&same)
+        .verify(db.pool())
+        .await
+        .unwrap()
+        .is_clean());
+}
