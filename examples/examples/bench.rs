@@ -200,9 +200,11 @@ async fn main() {
         .simple_query("SHOW server_version")
         .await
         .ok()
-        .and_then(|m| match m.into_iter().next() {
-            Some(tokio_postgres::SimpleQueryMessage::Row(r)) => r.get(0).map(str::to_owned),
-            _ => None,
+        .and_then(|messages| {
+            messages.into_iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
         });
     let mut bench = Bench {
         cluster,

@@ -210,6 +210,7 @@ impl<'m> Migrator<'m> {
             }
         }
         let probe = self.history.probe(client).await?;
+        tracing::debug!("read the history digest ({:?})", started.elapsed());
         let expected = up_to_date_digests(self.migrations, self.target);
         if probe.digest.is_some_and(|d| expected.contains(&d)) {
             let version = self.target.or(self.migrations.head());
@@ -233,7 +234,12 @@ impl<'m> Migrator<'m> {
         }
 
         let guard = CancelOnDrop(Some(client.cancel_token()));
+        let step = Instant::now();
         let session = self.locked_session(client, &probe).await?;
+        tracing::info!(
+            "took the migration lock and checked the history tables ({:?})",
+            step.elapsed()
+        );
         let result = self.apply(&session).await;
         // The batch ended its transaction (or rolled it back), so the
         // session can release the lock even after a failure; closing the
@@ -368,13 +374,25 @@ impl<'m> Migrator<'m> {
             .pending
             .chunk_by(|a, b| !a.no_transaction() && !b.no_transaction())
         {
+            let step = Instant::now();
             if segment[0].no_transaction() {
                 done.push(session.apply_without_transaction(segment[0], rank).await?);
+                tracing::info!(
+                    "applied migration {} outside a transaction ({:?})",
+                    segment[0].version(),
+                    step.elapsed()
+                );
                 if segment.as_ptr_range().end == plan.pending.as_ptr_range().end {
                     self.store_snapshot(session).await?;
                 }
             } else {
                 done.append(&mut session.apply_pipelined(segment, rank).await?);
+                tracing::info!(
+                    "applied migrations {}..={} in one pipelined round trip ({:?})",
+                    segment[0].version(),
+                    segment[segment.len() - 1].version(),
+                    step.elapsed()
+                );
             }
             rank += segment.len() as i32;
         }
