@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example bench            # writes BENCHMARKS.md
 //! cargo run --release --example bench -- --runs 3
+//! cargo run --release --example bench -- --compile   # adds the compile-time figure (minutes)
 //! ```
 //!
 //! Figures: median of the runs with min and max; the ratio is taken per
@@ -167,6 +168,90 @@ async fn apply_dir_and_report_memory(folder: &str) {
         .find(|l| l.starts_with("VmHWM:"))
         .unwrap_or("VmHWM: 0 kB");
     println!("{peak}");
+}
+
+/// Incremental release rebuild of a crate embedding 1,000 migrations after
+/// one file is edited, next to the same crate with `include_str!`s.
+fn compile_time(table: &mut String, runs: usize) {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("workspace");
+    let root = tempfile::tempdir().expect("temporary directory");
+    let target = root.path().join("target");
+    let migrations = root.path().join("migrations");
+    std::fs::create_dir(&migrations).expect("mkdir");
+    for i in 1..=1000 {
+        std::fs::write(migrations.join(format!("V{i}__m{i}.sql")), migration_sql(i))
+            .expect("write");
+    }
+    let make = |name: &str, main: String| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n[workspace]\n[dependencies]\n\
+                 dbprep-runtime = {{ path = \"{w}/dbprep-runtime\", default-features = false }}\n\
+                 dbprep-macros = {{ path = \"{w}/dbprep-macros\" }}\n",
+                w = workspace.display()
+            ),
+        )
+        .expect("write");
+        std::fs::copy(workspace.join("Cargo.lock"), dir.join("Cargo.lock")).expect("lock");
+        std::fs::write(dir.join("src/main.rs"), main).expect("write");
+        dir
+    };
+    let embedded = make(
+        "embedded",
+        format!(
+            "static M: dbprep_runtime::Migrations = dbprep_macros::embed_migrations!(\"{}\");\nfn main() {{ println!(\"{{}}\", M.len()); }}\n",
+            migrations.display()
+        ),
+    );
+    let includes: String = (1..=1000)
+        .map(|i| format!("include_str!(\"{}/V{i}__m{i}.sql\"),", migrations.display()))
+        .collect();
+    let plain = make(
+        "plain",
+        format!("static M: [&str; 1000] = [{includes}];\nfn main() {{ println!(\"{{}}\", M.len()); }}\n"),
+    );
+    let build = |dir: &Path| {
+        let started = Instant::now();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "--offline"])
+            .current_dir(dir)
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "build of {} failed", dir.display());
+        started.elapsed()
+    };
+    println!("compile time: first builds (not measured) …");
+    build(&embedded);
+    build(&plain);
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let file = migrations.join("V500__m500.sql");
+        std::fs::write(&file, format!("{}-- edit {run}\n", migration_sql(500))).expect("edit");
+        let a = build(&embedded);
+        let b = build(&plain);
+        ratios.push(a.as_secs_f64() / b.as_secs_f64());
+        ours.push(a);
+        theirs.push(b);
+    }
+    let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
+    println!(
+        "compile time after editing one of 1,000 files: {} vs include_str! {} → {r:.2}×",
+        ms(o.median),
+        ms(t.median)
+    );
+    writeln!(
+        table,
+        "| incremental release rebuild, 1,000 embedded files, one edited | {} (min {}, max {}) | 1,000 `include_str!` in a static array: {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | ≤ 1.5× |",
+        ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
+    )
+    .ok();
 }
 
 fn parse_kib(line: &str) -> u64 {
@@ -454,6 +539,10 @@ async fn main() {
     )
     .ok();
 
+    if args.iter().any(|a| a == "--compile") {
+        compile_time(&mut table, runs.min(3));
+    }
+
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -471,9 +560,15 @@ async fn main() {
          Each figure is the median of {runs} runs (no-op: {noop} runs) with min and max; the ratio is taken per pair, \
          dbprep and its baseline back to back in alternating order.\n\n\
          | figure | dbprep | baseline | ratio (median, min–max) | target |\n|---|---|---|---|---|\n{table}\n\
-         Not measured yet: compile time of 1,000 embedded files.\n",
+         {compile_note}\n",
         version = version.unwrap_or_default(),
         noop = (runs * 10).max(20),
+        compile_note = if args.iter().any(|a| a == "--compile") {
+            "Compile time: a crate of 1,000 migration files, `cargo build --release` after editing one file, \
+             next to the same crate with the macro replaced by 1,000 `include_str!` in a static array."
+        } else {
+            "Compile time is measured with `--compile` (it builds two crates in release mode)."
+        },
     );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
     std::fs::write(&path, document).expect("write BENCHMARKS.md");
