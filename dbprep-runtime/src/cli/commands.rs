@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use serde_json::json;
 use tokio_postgres::{Config, NoTls};
 
@@ -37,6 +37,24 @@ fn connection(url: Option<&str>, password_file: Option<&Path>) -> Result<Config>
     Ok(config)
 }
 
+/// A connection from the admin settings, and whether `sql` (a lookup by
+/// `$1 = name`) finds a row.
+async fn admin_lookup(
+    admin_url: Option<&str>,
+    password_file: Option<&Path>,
+    sql: &str,
+    name: &str,
+) -> Result<(tokio_postgres::Client, bool)> {
+    let admin = connection(admin_url, password_file)?;
+    let client = crate::pg::connect::connect(&admin, Duration::from_secs(10)).await?;
+    let exists = client
+        .query_opt(sql, &[&name])
+        .await
+        .map_err(Error::postgres(format!("look for {name}")))?
+        .is_some();
+    Ok((client, exists))
+}
+
 /// `user@host:port/database`, never with the password.
 pub(super) fn target(config: &Config) -> String {
     let host = match config.get_hosts().first() {
@@ -50,20 +68,6 @@ pub(super) fn target(config: &Config) -> String {
         config.get_user().unwrap_or("?"),
         config.get_dbname().unwrap_or("?")
     )
-}
-
-fn pool(config: Config) -> Result<Pool> {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(2)
-        .build()
-        .map_err(|e| Error::Connect(e.to_string()))
 }
 
 fn print(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
@@ -89,7 +93,7 @@ pub(super) async fn execute(
     };
     let database = || -> Result<(Config, Pool)> {
         let config = connection(g.url.as_deref(), g.password_file.as_deref())?;
-        Ok((config.clone(), pool(config)?))
+        Ok((config.clone(), crate::pg::connect::pool(config, 2)))
     };
     let needs_migrations = matches!(
         cli.command,
@@ -264,19 +268,13 @@ pub(super) async fn execute(
             owner,
             admin_url,
         } => {
-            let admin = connection(
+            let (client, exists) = admin_lookup(
                 admin_url.as_deref().or(g.url.as_deref()),
                 g.password_file.as_deref(),
-            )?;
-            let client = crate::pg::connect::connect(&admin, Duration::from_secs(10)).await?;
-            let exists = client
-                .query_opt(
-                    "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
-                    &[name],
-                )
-                .await
-                .map_err(Error::postgres("look for the database"))?
-                .is_some();
+                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+                name,
+            )
+            .await?;
             if !exists {
                 let owner_clause = owner
                     .as_ref()
@@ -329,19 +327,13 @@ pub(super) async fn execute(
             } else {
                 None
             };
-            let admin = connection(
+            let (client, exists) = admin_lookup(
                 admin_url.as_deref().or(g.url.as_deref()),
                 g.password_file.as_deref(),
-            )?;
-            let client = crate::pg::connect::connect(&admin, Duration::from_secs(10)).await?;
-            let exists = client
-                .query_opt(
-                    "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
-                    &[name],
-                )
-                .await
-                .map_err(Error::postgres("look for the role"))?
-                .is_some();
+                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+                name,
+            )
+            .await?;
             // The server receives a SCRAM verifier, never the password
             // itself: statement logs cannot leak it.
             let password_clause = password

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::error::{describe, Error, Result};
@@ -100,4 +101,20 @@ pub async fn ensure_database(config: &Config) -> Result<bool> {
         }
         Err(e) => Err(Error::postgres(format!("create database {name}"))(e)),
     }
+}
+
+/// A deadpool-postgres pool on `config` with at most `max_size`
+/// connections (no TLS), recycled with the fast method.
+pub fn pool(config: Config, max_size: usize) -> Pool {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .build()
+        .expect("a pool without a runtime-specific timeout always builds")
 }

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use tokio_postgres::NoTls;
 
 use super::cluster::Cluster;
@@ -202,17 +202,4 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A pool on `config` with at most `max_size` connections (no TLS).
-pub fn pool(config: tokio_postgres::Config, max_size: usize) -> Pool {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(max_size)
-        .build()
-        .expect("a pool without a runtime-specific timeout always builds")
-}
+pub use crate::pg::connect::pool;
