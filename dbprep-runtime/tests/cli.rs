@@ -196,6 +196,7 @@ async fn check_walks_the_steps_and_names_the_failing_one() {
             "server reachable",
             "authentication",
             "database exists",
+            "TLS",
             "server version",
             "privileges"
         ]
@@ -312,4 +313,140 @@ fn a_bad_migrations_folder_is_refused_before_connecting() {
         text.contains("V1__a.sql:3:1: COMMIT inside a migration"),
         "{text}"
     );
+}
+
+/// Make a CA and a server certificate for `db.example` (not for the
+/// address the test connects to) with the openssl command.
+fn certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    for ca in ["ca", "other-ca"] {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ]);
+    }
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=db.example",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:db.example\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    ]);
+}
+
+#[test]
+fn sslmode_require_verify_ca_and_verify_full_against_a_tls_server() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    // The server runs as postgres when the tests run as root: it must be
+    // able to read its files, and the key must be private to it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("server.crt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    if unsafe_is_root() {
+        let status = Command::new("chown")
+            .arg("postgres")
+            .arg(dir.path().join("server.key"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let cert = dir.path().join("server.crt").display().to_string();
+    let key = dir.path().join("server.key").display().to_string();
+    let cluster = dbprep_runtime::testing::Cluster::start_with_settings(&[
+        ("ssl", "on"),
+        ("ssl_cert_file", &cert),
+        ("ssl_key_file", &key),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = |query: &str| {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?{query}",
+            cluster.port()
+        )
+    };
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let other = dir.path().join("other-ca.pem").display().to_string();
+    let check = |query: String| {
+        let out = Command::new(DBPREP)
+            .args(["check", "--url", &query])
+            .env_remove("DATABASE_URL")
+            .env_remove("PGSSLMODE")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = check(url("sslmode=require"));
+    assert!(ok && text.contains("ok   TLS: encrypted"), "{text}");
+    let (ok, text) = check(url(&format!("sslmode=verify-ca&sslrootcert={ca}")));
+    assert!(ok && text.contains("encrypted"), "{text}");
+    // The certificate names db.example, not 127.0.0.1.
+    let (ok, text) = check(url(&format!("sslmode=verify-full&sslrootcert={ca}")));
+    assert!(!ok && text.contains("FAIL TLS"), "{text}");
+    let (ok, text) = check(url(&format!("sslmode=verify-ca&sslrootcert={other}")));
+    assert!(!ok && text.contains("FAIL TLS"), "{text}");
+    let (ok, text) = check(url("sslmode=disable"));
+    assert!(ok && text.contains("not encrypted"), "{text}");
+}
+
+fn unsafe_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }

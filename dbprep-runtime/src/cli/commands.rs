@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use serde_json::json;
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::Config;
 
 use super::output::{history_table, status_table, Table};
 use super::{Cli, Command, FixtureCommand, OnConflict};
@@ -15,13 +15,14 @@ use crate::model::migration::Migrations;
 use crate::pg::error::{describe, Error, Result};
 use crate::pg::populate::Conflict;
 use crate::pg::sql::{ident, literal};
-use crate::pg::{config, Migrator};
+use crate::pg::tls::{SslMode, Tls};
+use crate::pg::Migrator;
 
 /// The connection settings: `url` (else `DATABASE_URL`), the libpq
 /// variables for the rest, and the password file.
-fn connection(url: Option<&str>, password_file: Option<&Path>) -> Result<Config> {
+fn connection(url: Option<&str>, password_file: Option<&Path>) -> Result<(Config, Tls)> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let mut config = config::from_vars(|name| match name {
+    let (mut config, tls) = crate::pg::tls::from_vars(|name| match name {
         "DATABASE_URL" => url.map(str::to_owned).or_else(|| env(name)),
         other => env(other),
     })?;
@@ -34,7 +35,7 @@ fn connection(url: Option<&str>, password_file: Option<&Path>) -> Result<Config>
         })?;
         config.password(text.lines().next().unwrap_or_default());
     }
-    Ok(config)
+    Ok((config, tls))
 }
 
 /// A connection from the admin settings, and whether `sql` (a lookup by
@@ -45,8 +46,9 @@ async fn admin_lookup(
     sql: &str,
     name: &str,
 ) -> Result<(tokio_postgres::Client, bool)> {
-    let admin = connection(admin_url, password_file)?;
-    let client = crate::pg::connect::connect(&admin, Duration::from_secs(10)).await?;
+    let (admin, tls) = connection(admin_url, password_file)?;
+    let client =
+        crate::pg::connect::connect_with(&admin, tls.connector()?, Duration::from_secs(10)).await?;
     let exists = client
         .query_opt(sql, &[&name])
         .await
@@ -91,9 +93,10 @@ pub(super) async fn execute(
             .lock_wait(Duration::from_secs(g.lock_wait))
             .fixtures(fixtures)
     };
-    let database = || -> Result<(Config, Pool)> {
-        let config = connection(g.url.as_deref(), g.password_file.as_deref())?;
-        Ok((config.clone(), crate::pg::connect::pool(config, 2)))
+    let database = || -> Result<(Config, Tls, Pool)> {
+        let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
+        let pool = crate::pg::connect::pool_with(config.clone(), tls.connector()?, 2);
+        Ok((config, tls, pool))
     };
     let needs_migrations = matches!(
         cli.command,
@@ -110,7 +113,7 @@ pub(super) async fn execute(
     }
     match &cli.command {
         Command::Upgrade { to } => {
-            let (_, pool) = database()?;
+            let (_, _, pool) = database()?;
             let migrator = match to {
                 Some(version) => migrator().target(*version),
                 None => migrator(),
@@ -119,8 +122,9 @@ pub(super) async fn execute(
             print(json, report_json(&report), || report.to_string());
         }
         Command::Oneshot => {
-            let (config, pool) = database()?;
-            let created = crate::pg::connect::ensure_database(&config).await?;
+            let (config, tls, pool) = database()?;
+            let created =
+                crate::pg::connect::ensure_database_with(&config, tls.connector()?).await?;
             if created && !json {
                 println!(
                     "created database {}",
@@ -133,7 +137,7 @@ pub(super) async fn execute(
             print(json, value, || report.to_string());
         }
         Command::Status => {
-            let (_, pool) = database()?;
+            let (_, _, pool) = database()?;
             let status = migrator().status(&pool).await?;
             let entries: Vec<_> = status
                 .entries
@@ -145,7 +149,7 @@ pub(super) async fn execute(
             });
         }
         Command::History => {
-            let (_, pool) = database()?;
+            let (_, _, pool) = database()?;
             let rows = migrator().history_rows(&pool).await?;
             let value: Vec<_> = rows
                 .iter()
@@ -163,14 +167,14 @@ pub(super) async fn execute(
                     Error::Config(format!("stamp takes a version number or `head`, not {v:?}"))
                 })?),
             };
-            let (_, pool) = database()?;
+            let (_, _, pool) = database()?;
             let report = migrator().stamp(&pool, version).await?;
             print(json, report_json(&report), || {
                 format!("stamped {} version(s); {}", report.applied.len(), report)
             });
         }
         Command::Verify => {
-            let (_, pool) = database()?;
+            let (_, _, pool) = database()?;
             let report = migrator().verify(&pool).await?;
             let findings: Vec<_> = report
                 .findings
@@ -184,7 +188,7 @@ pub(super) async fn execute(
             }
         }
         Command::Repair => {
-            let (_, pool) = database()?;
+            let (_, _, pool) = database()?;
             let report = migrator().repair(&pool).await?;
             let value =
                 json!({"removed_dirty": report.removed_dirty, "realigned": report.realigned});
@@ -241,7 +245,7 @@ pub(super) async fn execute(
                 OnConflict::Skip => Conflict::Skip,
                 OnConflict::Update => Conflict::Update,
             });
-            let (_, pool) = database()?;
+            let (_, _, pool) = database()?;
             let report = migrator().populate(&pool, &fixture, conflict).await?;
             let tables: Vec<_> = report
                 .tables
@@ -260,8 +264,8 @@ pub(super) async fn execute(
             );
         }
         Command::Check => {
-            let config = connection(g.url.as_deref(), g.password_file.as_deref())?;
-            return Ok(check(&config, &migrator(), json).await);
+            let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
+            return Ok(check(&config, &tls, &migrator(), json).await);
         }
         Command::CreateDatabase {
             name,
@@ -368,10 +372,17 @@ pub(super) async fn execute(
 
 /// `check`: each step a person would try, in order, with what to do when it
 /// fails.
-async fn check(config: &Config, migrator: &Migrator<'_>, json: bool) -> ExitCode {
+async fn check(config: &Config, tls: &Tls, migrator: &Migrator<'_>, json: bool) -> ExitCode {
     let mut steps: Vec<(String, bool, String)> = Vec::new();
     let target = target(config);
-    let result = config.connect(NoTls).await;
+    let connector = match tls.connector() {
+        Ok(connector) => connector,
+        Err(e) => {
+            steps.push(("TLS".into(), false, e.to_string()));
+            return report_steps(&steps, json);
+        }
+    };
+    let result = config.connect(connector).await;
     let client = match result {
         Ok((client, connection)) => {
             tokio::spawn(connection);
@@ -396,6 +407,10 @@ async fn check(config: &Config, migrator: &Migrator<'_>, json: bool) -> ExitCode
                 ),
                 Some("3D000") => ("database exists", "create it: `dbprep create-database NAME` or `dbprep oneshot`".to_owned()),
                 Some(_) => ("server reachable", "the server refused the connection".to_owned()),
+                None if describe(&e).contains("TLS") => (
+                    "TLS",
+                    format!("check sslmode ({:?}) and sslrootcert, and that the certificate names the host", tls.mode),
+                ),
                 None => ("server reachable", format!("is PostgreSQL running and listening at {target}?")),
             };
             if step != "server reachable" {
@@ -413,6 +428,27 @@ async fn check(config: &Config, migrator: &Migrator<'_>, json: bool) -> ExitCode
         }
     };
     if let Some(client) = client {
+        let encrypted = client
+            .query_opt("SELECT version FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid() AND ssl", &[])
+            .await;
+        match (encrypted, tls.mode) {
+            (Ok(Some(row)), mode) => steps.push((
+                "TLS".into(),
+                true,
+                format!("encrypted ({}, sslmode {mode:?})", row.get::<_, String>(0)),
+            )),
+            (Ok(None), SslMode::Disable | SslMode::Allow | SslMode::Prefer) => steps.push((
+                "TLS".into(),
+                true,
+                format!("not encrypted (sslmode {:?})", tls.mode),
+            )),
+            (Ok(None), mode) => steps.push((
+                "TLS".into(),
+                false,
+                format!("not encrypted although sslmode is {mode:?}"),
+            )),
+            (Err(e), _) => steps.push(("TLS".into(), false, describe(&e))),
+        }
         let version = client
             .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
             .await;
@@ -449,6 +485,10 @@ async fn check(config: &Config, migrator: &Migrator<'_>, json: bool) -> ExitCode
             Err(e) => steps.push(("privileges".into(), false, describe(&e))),
         }
     }
+    report_steps(&steps, json)
+}
+
+fn report_steps(steps: &[(String, bool, String)], json: bool) -> ExitCode {
     let ok = steps.iter().all(|(_, passed, _)| *passed);
     let value: Vec<_> = steps
         .iter()

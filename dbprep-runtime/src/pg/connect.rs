@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, NoTls, Socket};
 
 use super::error::{describe, Error, Result};
 use super::sql::ident;
@@ -24,10 +25,24 @@ const TRANSIENT: &[&str] = &["57P03", "53300", "57P01"];
 /// [`Error::Connect`] with the last reason once `patience` is spent (the
 /// message never holds the password).
 pub async fn connect(config: &Config, patience: Duration) -> Result<Client> {
+    connect_with(config, NoTls, patience).await
+}
+
+/// [`connect`] through a TLS connector (e.g. from
+/// [`Tls::connector`](super::tls::Tls::connector), feature `tls`).
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn connect_with<T>(config: &Config, tls: T, patience: Duration) -> Result<Client>
+where
+    T: MakeTlsConnect<Socket> + Clone,
+    T::Stream: Send + 'static,
+{
     let started = Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, connection)) => {
                 tokio::spawn(connection);
                 return Ok(client);
@@ -66,6 +81,19 @@ pub async fn connect(config: &Config, patience: Duration) -> Result<Client> {
 /// A connection error, or a refusal (e.g. the role may not create
 /// databases: the message says so).
 pub async fn ensure_database(config: &Config) -> Result<bool> {
+    ensure_database_with(config, NoTls).await
+}
+
+/// [`ensure_database`] through a TLS connector.
+///
+/// # Errors
+///
+/// As [`ensure_database`].
+pub async fn ensure_database_with<T>(config: &Config, tls: T) -> Result<bool>
+where
+    T: MakeTlsConnect<Socket> + Clone,
+    T::Stream: Send + 'static,
+{
     let name = config
         .get_dbname()
         .map(str::to_owned)
@@ -73,7 +101,7 @@ pub async fn ensure_database(config: &Config) -> Result<bool> {
         .ok_or_else(|| Error::Connect("no database name in the configuration".into()))?;
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let client = connect(&admin, Duration::from_secs(30)).await?;
+    let client = connect_with(&admin, tls, Duration::from_secs(30)).await?;
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
@@ -106,9 +134,20 @@ pub async fn ensure_database(config: &Config) -> Result<bool> {
 /// A deadpool-postgres pool on `config` with at most `max_size`
 /// connections (no TLS), recycled with the fast method.
 pub fn pool(config: Config, max_size: usize) -> Pool {
+    pool_with(config, NoTls, max_size)
+}
+
+/// [`pool`] through a TLS connector.
+pub fn pool_with<T>(config: Config, tls: T, max_size: usize) -> Pool
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as tokio_postgres::tls::TlsConnect<Socket>>::Future: Send,
+{
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

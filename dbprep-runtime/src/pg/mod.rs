@@ -13,6 +13,8 @@ pub mod populate;
 pub mod report;
 pub mod snapshot;
 pub mod sql;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod verify;
 
 pub use error::{Drift, Error, LockHolder, MigrationError, Result};

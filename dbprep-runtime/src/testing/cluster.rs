@@ -74,7 +74,17 @@ impl Cluster {
     /// [`ClusterError`] when the binaries are missing or the server does not
     /// come up (the error holds the end of its log).
     pub fn start() -> Result<Cluster, ClusterError> {
-        Cluster::start_with(false)
+        Cluster::start_with(false, &[])
+    }
+
+    /// Start a new cluster with extra server settings (`-c name=value`),
+    /// e.g. `ssl=on` with its certificate files.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with_settings(settings: &[(&str, &str)]) -> Result<Cluster, ClusterError> {
+        Cluster::start_with(false, settings)
     }
 
     /// Start a new cluster that flushes to disk like a production server
@@ -85,10 +95,10 @@ impl Cluster {
     ///
     /// As [`start`](Self::start).
     pub fn start_durable() -> Result<Cluster, ClusterError> {
-        Cluster::start_with(true)
+        Cluster::start_with(true, &[])
     }
 
-    fn start_with(durable: bool) -> Result<Cluster, ClusterError> {
+    fn start_with(durable: bool, settings: &[(&str, &str)]) -> Result<Cluster, ClusterError> {
         let bin_dir = find_bin_dir().ok_or(ClusterError::BinariesNotFound)?;
         let owner = ServerUser::current()?;
         let dir = tempfile::Builder::new()
@@ -106,7 +116,7 @@ impl Cluster {
         let mut last = None;
         for _ in 0..3 {
             let port = free_port()?;
-            let child = start_server(&bin_dir, &dir, port, &owner, &log, durable)?;
+            let child = start_server(&bin_dir, &dir, port, &owner, &log, durable, settings)?;
             reaper.watch(child.id())?;
             match wait_ready(child, &data, port, &log) {
                 Ok(()) => {
@@ -277,6 +287,7 @@ fn start_server(
     owner: &ServerUser,
     log: &Path,
     durable: bool,
+    settings: &[(&str, &str)],
 ) -> Result<Child, ClusterError> {
     let log_file = fs::File::create(log).map_err(io("create the server log"))?;
     owner.give(log)?;
@@ -286,6 +297,9 @@ fn start_server(
         // Tests only: a crash may lose data, which a throwaway cluster never
         // keeps.
         command.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+    }
+    for (name, value) in settings {
+        command.arg("-c").arg(format!("{name}={value}"));
     }
     // pg_stat_statements, when installed, lets tests count the statements a
     // run sends.
