@@ -98,6 +98,8 @@ pub(super) async fn execute(
         let pool = crate::pg::connect::pool_with(config.clone(), tls.connector()?, 2);
         Ok((config, tls, pool))
     };
+    // A progress bar on a terminal, for runs of more than a few migrations.
+    let interactive = !json && !g.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let needs_migrations = matches!(
         cli.command,
         Command::Upgrade { .. }
@@ -118,7 +120,7 @@ pub(super) async fn execute(
                 Some(version) => migrator().target(*version),
                 None => migrator(),
             };
-            let report = migrator.run(&pool).await?;
+            let report = with_progress(migrator, interactive).run(&pool).await?;
             print(json, report_json(&report), || report.to_string());
         }
         Command::Oneshot => {
@@ -131,7 +133,7 @@ pub(super) async fn execute(
                     config.get_dbname().unwrap_or_default()
                 );
             }
-            let report = migrator().run(&pool).await?;
+            let report = with_progress(migrator(), interactive).run(&pool).await?;
             let mut value = report_json(&report);
             value["created_database"] = json!(created);
             print(json, value, || report.to_string());
@@ -145,7 +147,11 @@ pub(super) async fn execute(
                 .map(|e| json!({"version": e.version, "name": e.name, "file": e.file, "state": state_name(&e.state), "detail": e.state.to_string()}))
                 .collect();
             print(json, json!({ "versions": entries }), || {
-                status_table(&status).to_string()
+                status_table(
+                    &status,
+                    std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                )
+                .to_string()
             });
         }
         Command::History => {
@@ -507,6 +513,32 @@ fn report_steps(steps: &[(String, bool, String)], json: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `migrator` with a progress bar when the run is `interactive`.
+fn with_progress(migrator: Migrator<'_>, interactive: bool) -> Migrator<'_> {
+    if interactive {
+        migrator.on_progress(progress_bar)
+    } else {
+        migrator
+    }
+}
+
+/// `[#########         ] 310/1000 migrations` on standard error.
+fn progress_bar(done: usize, total: usize) {
+    const WIDTH: usize = 30;
+    if total <= 5 {
+        return;
+    }
+    let filled = done * WIDTH / total.max(1);
+    eprint!(
+        "\r[{}{}] {done}/{total} migrations",
+        "#".repeat(filled),
+        " ".repeat(WIDTH - filled)
+    );
+    if done == total {
+        eprintln!();
     }
 }
 

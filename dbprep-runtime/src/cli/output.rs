@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::pg::history::HistoryRow;
-use crate::pg::report::Status;
+use crate::pg::report::{State, Status};
 
 /// A table with left-aligned, width-fitted columns.
 pub(super) struct Table {
@@ -51,10 +51,23 @@ impl fmt::Display for Table {
     }
 }
 
-pub(super) fn status_table(status: &Status) -> Table {
+/// The status of every version; with `colour` (a terminal), pending
+/// versions in yellow and problems in red. The state is the last column,
+/// so colour codes do not upset the alignment.
+pub(super) fn status_table(status: &Status, colour: bool) -> Table {
     let mut table = Table::new(["version", "name", "state"]);
     for e in &status.entries {
-        table.row([e.version.to_string(), e.name.clone(), e.state.to_string()]);
+        let code = match e.state {
+            State::Pending => "33",
+            State::Unknown | State::Edited { .. } | State::Dirty => "31",
+            State::Applied { .. } | State::InBaseline { .. } => "",
+        };
+        let state = if colour && !code.is_empty() {
+            format!("\x1b[{code}m{}\x1b[0m", e.state)
+        } else {
+            e.state.to_string()
+        };
+        table.row([e.version.to_string(), e.name.clone(), state]);
     }
     table
 }

@@ -25,6 +25,7 @@
 //! Every message but the last commits asynchronously; the last one's WAL
 //! flush makes all before it durable.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{stream, StreamExt};
@@ -53,6 +54,26 @@ pub(crate) struct Session<'a> {
     pub search_path: String,
     /// The server's `server_version_num`.
     pub server_version_num: i32,
+    /// Called after each migration with (done, total) of the run.
+    pub progress: Option<&'a Progress>,
+    /// Migrations of the run done so far, and in all (atomics: the run's
+    /// future must stay `Send`).
+    pub done: AtomicUsize,
+    pub total: AtomicUsize,
+}
+
+/// A callback told how many of a run's migrations are done, and of how
+/// many: `(done, total)`.
+pub type Progress = dyn Fn(usize, usize) + Send + Sync;
+
+impl Session<'_> {
+    /// One more migration is done.
+    pub(crate) fn advance(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(progress) = self.progress {
+            progress(done, self.total.load(Ordering::Relaxed));
+        }
+    }
 }
 
 /// A migration applied by this run.
@@ -208,6 +229,7 @@ impl Session<'_> {
                 failure = Some((i, error));
                 break;
             }
+            self.advance();
         }
         // Messages still in flight after a failure fail on their guards;
         // dropping the stream discards their replies.
@@ -297,6 +319,7 @@ impl Session<'_> {
                 "record the end of migration {}",
                 m.version()
             )))?;
+        self.advance();
         Ok(Done {
             version: m.version(),
             elapsed,

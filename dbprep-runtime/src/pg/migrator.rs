@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::{CancelToken, Client, NoTls};
 
-use super::batch::{Done, Session};
+use super::batch::{Done, Progress, Session};
 use super::error::{describe, Drift, Error, Result};
 use super::history::{up_to_date_digests, HistoryDigest, HistoryRow, HistoryTable, Probe};
 use super::lock;
@@ -28,7 +28,7 @@ use crate::model::migration::{Migration, Migrations};
 /// println!("{report}");
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Migrator<'m> {
     migrations: &'m Migrations,
     history: HistoryTable,
@@ -39,6 +39,18 @@ pub struct Migrator<'m> {
     check_schema: bool,
     fixtures: Option<&'m Fixtures>,
     fixture_policy: Policy,
+    progress: Option<std::sync::Arc<Progress>>,
+}
+
+impl std::fmt::Debug for Migrator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrator")
+            .field("migrations", &self.migrations.len())
+            .field("history", &self.history)
+            .field("target", &self.target)
+            .field("lock_wait", &self.lock_wait)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Cancels the server's current query when a run's future is dropped
@@ -78,6 +90,7 @@ impl<'m> Migrator<'m> {
             check_schema: false,
             fixtures: None,
             fixture_policy: Policy::Error,
+            progress: None,
         }
     }
 
@@ -152,6 +165,13 @@ impl<'m> Migrator<'m> {
     /// What `verify` does with a populated fixture whose file changed since.
     pub fn on_fixture_changed(mut self, policy: Policy) -> Self {
         self.fixture_policy = policy;
+        self
+    }
+
+    /// Call `progress(done, total)` after each migration a run applies (a
+    /// progress bar, a log line).
+    pub fn on_progress(mut self, progress: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
+        self.progress = Some(std::sync::Arc::new(progress));
         self
     }
 
@@ -319,6 +339,9 @@ impl<'m> Migrator<'m> {
             role: probe.role.clone(),
             search_path: probe.search_path.clone(),
             server_version_num: probe.server_version_num,
+            progress: self.progress.as_deref(),
+            done: Default::default(),
+            total: Default::default(),
         })
     }
 
@@ -366,6 +389,9 @@ impl<'m> Migrator<'m> {
             return Ok(Vec::new());
         }
         tracing::info!("applying {} migration(s)", plan.pending.len());
+        session
+            .total
+            .store(plan.pending.len(), std::sync::atomic::Ordering::Relaxed);
         let mut done = Vec::new();
         let mut rank = rows.iter().map(|r| r.installed_rank).max().unwrap_or(0) + 1;
         // Consecutive transactional migrations share one pipelined round

@@ -565,3 +565,25 @@ async fn connect_gives_up_on_an_unreachable_server_with_a_clear_error() {
     assert!(text.starts_with("cannot connect to the database"), "{text}");
     assert!(!text.contains("s3cret-pw"), "{text}");
 }
+
+#[tokio::test]
+async fn progress_is_reported_after_each_migration() {
+    let db = database().await;
+    let m = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        (
+            "V2__ix.sql",
+            "-- dbprep:no-transaction\nCREATE INDEX CONCURRENTLY ix_a ON a (id);",
+        ),
+        ("V3__b.sql", "CREATE TABLE b (id int);"),
+        ("V4__c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let _ = Migrator::new(&m)
+        .on_progress(move |done, total| log.lock().unwrap().push((done, total)))
+        .run(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [(1, 4), (2, 4), (3, 4), (4, 4)]);
+}
