@@ -111,6 +111,22 @@ impl Bench {
         name
     }
 
+    /// A connection to `database`, after running `sql` on it.
+    async fn connect_with(&self, database: &str, sql: &str) -> tokio_postgres::Client {
+        let (client, connection) = self
+            .cluster
+            .config(database)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(sql)
+            .await
+            .expect("prepare the database");
+        client
+    }
+
     async fn dbprep_apply(&mut self, migrations: &Migrations) -> Duration {
         let name = self.fresh_database().await;
         let pool = pool(self.cluster.config(&name), 2);
@@ -429,28 +445,8 @@ async fn main() {
     for _ in 0..runs {
         let a_db = bench.fresh_database().await;
         let b_db = bench.fresh_database().await;
-        let (a_client, a_conn) = bench
-            .cluster
-            .config(&a_db)
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(a_conn);
-        a_client
-            .batch_execute(items_table)
-            .await
-            .expect("create table");
-        let (b_client, b_conn) = bench
-            .cluster
-            .config(&b_db)
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(b_conn);
-        b_client
-            .batch_execute(items_table)
-            .await
-            .expect("create table");
+        let _a_client = bench.connect_with(&a_db, items_table).await;
+        let b_client = bench.connect_with(&b_db, items_table).await;
         bench
             .admin
             .batch_execute("CHECKPOINT")
