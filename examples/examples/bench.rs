@@ -283,6 +283,11 @@ async fn main() {
     if args.get(1).map(String::as_str) == Some("--apply-dir") {
         return apply_dir_and_report_memory(&args[2]).await;
     }
+    if args.iter().any(|a| a == "--compile-only") {
+        let mut table = String::new();
+        compile_time(&mut table, 3);
+        return println!("{table}");
+    }
     let runs: usize = args
         .iter()
         .position(|a| a == "--runs")
