@@ -149,85 +149,239 @@ pub fn parse(file: &str, text: &str) -> Result<FixtureContent, FixtureError> {
     parse_without_duplicate_check(file, text)
 }
 
+/// serde_json's stand-in key for a number under `arbitrary_precision`,
+/// which `deserialize_any` hands over as a one-entry map.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// A JSON value read as one of the shapes a fixture expects, or the kind of
+/// value found instead (`"a number"`), for the message.
+enum Shape<T> {
+    Expected(T),
+    Found(&'static str),
+}
+
+/// The scalar arms of the shape visitors: each is the wrong shape.
+macro_rules! wrong_shapes {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Shape::Found("a boolean"))
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Shape::Found("a number"))
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Shape::Found("a number"))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Shape::Found("a number"))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Shape::Found("a string"))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Shape::Found("null"))
+        }
+    };
+}
+
+/// The rest of a map whose first key was `first`: a number in disguise, or
+/// an object.
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A, first: &str) -> Result<&'static str, A::Error> {
+    map.next_value::<de::IgnoredAny>()?;
+    if first == NUMBER_TOKEN {
+        return Ok("a number");
+    }
+    while map
+        .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+        .is_some()
+    {}
+    Ok("an object")
+}
+
+/// A row as read: `(column, value)` pairs in file order.
+type Row = Vec<(String, Value)>;
+
+/// A table as read: its rows, each of the expected shape or not.
+type Rows = Shape<Vec<Shape<Row>>>;
+
+/// A row: an object read straight into `(column, value)` pairs.
+struct RowShape(Shape<Row>);
+
+impl<'de> Deserialize<'de> for RowShape {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shape<Row>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a row object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut row = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == NUMBER_TOKEN && row.is_empty() {
+                        return skip_map(map, &key).map(Shape::Found);
+                    }
+                    let value = map.next_value::<Value>()?;
+                    row.push((key, value));
+                }
+                Ok(Shape::Expected(row))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Shape::Found("an array"))
+            }
+            wrong_shapes!();
+        }
+        deserializer.deserialize_any(V).map(RowShape)
+    }
+}
+
+/// A table: an array of rows.
+struct TableShape(Rows);
+
+impl<'de> Deserialize<'de> for TableShape {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Rows;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of rows")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(row) = seq.next_element::<RowShape>()? {
+                    rows.push(row.0);
+                }
+                Ok(Shape::Expected(rows))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                match map.next_key::<String>()? {
+                    Some(first) => skip_map(map, &first).map(Shape::Found),
+                    None => Ok(Shape::Found("an object")),
+                }
+            }
+            wrong_shapes!();
+        }
+        deserializer.deserialize_any(V).map(TableShape)
+    }
+}
+
+/// One top-level entry: a directive's value, or a table.
+enum Entry {
+    Directive(Value),
+    Table(Rows),
+}
+
+/// The whole document: its entries in file order.
+struct DocumentShape(Shape<Vec<(String, Entry)>>);
+
+impl<'de> Deserialize<'de> for DocumentShape {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shape<Vec<(String, Entry)>>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of tables")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == NUMBER_TOKEN && entries.is_empty() {
+                        return skip_map(map, &key).map(Shape::Found);
+                    }
+                    let entry = if key.starts_with("__") {
+                        Entry::Directive(map.next_value::<Value>()?)
+                    } else {
+                        Entry::Table(map.next_value::<TableShape>()?.0)
+                    };
+                    entries.push((key, entry));
+                }
+                Ok(Shape::Expected(entries))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok(Shape::Found("an array"))
+            }
+            wrong_shapes!();
+        }
+        deserializer.deserialize_any(V).map(DocumentShape)
+    }
+}
+
 /// [`parse`] without the pass that refuses duplicate keys, for text that
 /// already went through [`parse`] (a [`Fixture`] is checked when made).
+/// Rows are read straight into `(column, value)` pairs.
 fn parse_without_duplicate_check(file: &str, text: &str) -> Result<FixtureContent, FixtureError> {
     let error = |message: String| FixtureError {
         file: file.to_owned(),
         message,
     };
-    let top = match serde_json::from_str::<Value>(text)
-        .map_err(|e| error(format!("invalid JSON: {e}")))?
-    {
-        Value::Object(top) => top,
-        other => {
+    let document = serde_json::from_str::<DocumentShape>(text)
+        .map_err(|e| error(format!("invalid JSON: {e}")))?;
+    let top = match document.0 {
+        Shape::Expected(entries) => entries,
+        Shape::Found(kind) => {
             return Err(error(format!(
-                "$: expected an object of tables, found {}",
-                describe(&other)
+                "$: expected an object of tables, found {kind}"
             )))
         }
     };
     let mut mode = Mode::Insert;
     let mut tables = Vec::new();
-    for (key, value) in top {
-        if let Some(directive) = key.strip_prefix("__") {
-            match (directive, &value) {
-                ("mode", Value::String(m)) if m == "insert" => mode = Mode::Insert,
-                ("mode", Value::String(m)) if m == "update" => mode = Mode::Update,
-                ("mode", other) => {
-                    return Err(error(format!("$.__mode: expected \"insert\" or \"update\", found {other}")))
+    for (key, entry) in top {
+        let value = match entry {
+            Entry::Directive(value) => value,
+            Entry::Table(table) => {
+                let (schema, name) =
+                    split_table_name(&key).map_err(|reason| error(format!("$.{key}: {reason}")))?;
+                let items = match table {
+                    Shape::Expected(items) => items,
+                    Shape::Found(kind) => {
+                        return Err(error(format!(
+                            "$.{key}: expected an array of rows, found {kind}"
+                        )))
+                    }
+                };
+                let mut rows = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    let row = match item {
+                        Shape::Expected(row) => row,
+                        Shape::Found(kind) => {
+                            return Err(error(format!(
+                                "$.{key}[{i}]: expected an object, found {kind}"
+                            )))
+                        }
+                    };
+                    for (column, _) in &row {
+                        if column.is_empty() || column.len() > 63 || column.contains('\0') {
+                            return Err(error(format!(
+                                "$.{key}[{i}].{column}: not a valid column name"
+                            )));
+                        }
+                    }
+                    rows.push(row);
                 }
-                _ => {
-                    return Err(error(format!(
-                        "$.{key}: unknown directive; the only directive is \"__mode\" (keys starting with \"__\" are directives, not tables)"
-                    )))
-                }
+                tables.push(FixtureTable {
+                    schema,
+                    table: name,
+                    rows,
+                });
+                continue;
             }
-            continue;
-        }
-        let (schema, table) =
-            split_table_name(&key).map_err(|reason| error(format!("$.{key}: {reason}")))?;
-        let Value::Array(items) = value else {
-            return Err(error(format!(
-                "$.{key}: expected an array of rows, found {}",
-                describe(&value)
-            )));
         };
-        let mut rows = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            let Value::Object(row) = item else {
+        let directive = key.trim_start_matches("__");
+        match (directive, &value) {
+            ("mode", Value::String(m)) if m == "insert" => mode = Mode::Insert,
+            ("mode", Value::String(m)) if m == "update" => mode = Mode::Update,
+            ("mode", other) => return Err(error(format!("$.__mode: expected \"insert\" or \"update\", found {other}"))),
+            _ => {
                 return Err(error(format!(
-                    "$.{key}[{i}]: expected an object, found {}",
-                    describe(&item)
-                )));
-            };
-            for column in row.keys() {
-                if column.is_empty() || column.len() > 63 || column.contains('\0') {
-                    return Err(error(format!(
-                        "$.{key}[{i}].{column}: not a valid column name"
-                    )));
-                }
+                    "$.{key}: unknown directive; the only directive is \"__mode\" (keys starting with \"__\" are directives, not tables)"
+                )))
             }
-            rows.push(row.into_iter().collect());
         }
-        tables.push(FixtureTable {
-            schema,
-            table,
-            rows,
-        });
     }
     Ok(FixtureContent { mode, tables })
-}
-
-fn describe(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Split `schema.table` (or `table`); each part must be a valid PostgreSQL
