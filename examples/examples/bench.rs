@@ -450,7 +450,8 @@ async fn main() {
     for _ in 0..runs {
         let a_db = bench.fresh_database().await;
         let b_db = bench.fresh_database().await;
-        let _a_client = bench.connect_with(&a_db, items_table).await;
+        // dbprep's side only needs the table; its client goes.
+        drop(bench.connect_with(&a_db, items_table).await);
         let b_client = bench.connect_with(&b_db, items_table).await;
         bench
             .admin
@@ -500,7 +501,6 @@ async fn main() {
         format!("CREATE TABLE mem{i} (payload text);\nINSERT INTO mem{i} VALUES ('{payload}');\n")
     });
     let name = bench.fresh_database().await;
-    let config = bench.cluster.config(&name);
     let output = Command::new(std::env::current_exe().expect("own path"))
         .arg("--apply-dir")
         .arg(dir.path())
@@ -512,7 +512,6 @@ async fn main() {
         .output()
         .expect("run the memory child");
     let peak_kib = parse_kib(&String::from_utf8_lossy(&output.stdout));
-    let _ = config;
     // The same process applying nothing: what the binary and runtime cost
     // before any SQL is read.
     let empty = tempfile::tempdir().expect("temporary directory");
