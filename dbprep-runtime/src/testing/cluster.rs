@@ -99,6 +99,58 @@ impl Cluster {
     }
 
     fn start_with(durable: bool, settings: &[(&str, &str)]) -> Result<Cluster, ClusterError> {
+        Cluster::create(durable, settings, |bin_dir, data, owner| {
+            initdb(bin_dir, data, owner)
+        })
+    }
+
+    /// Start a hot standby of this cluster: a base backup streaming from it
+    /// (`pg_basebackup -R`), read-only, for tests of what must work on a
+    /// replica.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start), or a failed base backup.
+    pub fn start_standby(&self) -> Result<Cluster, ClusterError> {
+        let port = self.port.to_string();
+        Cluster::create(false, &[], |bin_dir, data, owner| {
+            let output = owner
+                .command(bin_dir.join("pg_basebackup"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    "postgres",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "--checkpoint=fast",
+                    "-D",
+                ])
+                .arg(data)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(io("run pg_basebackup"))?;
+            if !output.status.success() {
+                let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&output.stderr));
+                return Err(ClusterError::Initdb {
+                    status: output.status,
+                    output: text,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Make a data directory with `make_data`, then start a server on it.
+    fn create(
+        durable: bool,
+        settings: &[(&str, &str)],
+        make_data: impl FnOnce(&Path, &Path, &ServerUser) -> Result<(), ClusterError>,
+    ) -> Result<Cluster, ClusterError> {
         let bin_dir = find_bin_dir().ok_or(ClusterError::BinariesNotFound)?;
         let owner = ServerUser::current()?;
         let dir = tempfile::Builder::new()
@@ -111,7 +163,7 @@ impl Cluster {
         let mut reaper = Reaper::spawn(&dir)?;
         owner.give(&dir)?;
         let data = dir.join("data");
-        initdb(&bin_dir, &data, &owner)?;
+        make_data(&bin_dir, &data, &owner)?;
         let log = dir.join("postgres.log");
         let mut last = None;
         for _ in 0..3 {

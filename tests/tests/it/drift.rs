@@ -259,3 +259,54 @@ async fn verify_works_with_a_read_only_role() {
         .await
         .ok();
 }
+
+#[tokio::test]
+async fn verify_works_on_a_hot_standby() {
+    // A primary of its own (a base backup of the shared cluster would copy
+    // every test's database), migrated, then a streaming replica of it.
+    let primary = match tokio::task::spawn_blocking(dbprep_runtime::testing::Cluster::start)
+        .await
+        .unwrap()
+    {
+        Ok(primary) => primary,
+        // Against a DATABASE_URL server without local PostgreSQL binaries
+        // there is no replica to make.
+        Err(dbprep_runtime::testing::ClusterError::BinariesNotFound)
+            if std::env::var_os("DATABASE_URL").is_some() =>
+        {
+            return
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let admin = dbprep_runtime::testing::pool(primary.config("postgres"), 1);
+    admin
+        .get()
+        .await
+        .unwrap()
+        .batch_execute("CREATE DATABASE app")
+        .await
+        .unwrap();
+    let m = three();
+    let _ = Migrator::new(&m)
+        .run(&dbprep_runtime::testing::pool(primary.config("app"), 1))
+        .await
+        .unwrap();
+    let standby = tokio::task::spawn_blocking(move || {
+        let standby = primary.start_standby();
+        (primary, standby)
+    })
+    .await
+    .unwrap();
+    let (_primary, standby) = (standby.0, standby.1.unwrap_or_else(|e| panic!("{e}")));
+    let pool = dbprep_runtime::testing::pool(standby.config("app"), 1);
+    let client = pool.get().await.unwrap();
+    let in_recovery = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap();
+    assert!(in_recovery.get::<_, bool>(0), "the standby is in recovery");
+    drop(client);
+    let report = Migrator::new(&m).verify(&pool).await.unwrap();
+    assert!(report.is_clean() && report.findings.is_empty(), "{report}");
+    assert_eq!(report.version, Some(3));
+}
