@@ -120,24 +120,29 @@ pub(crate) async fn read(
     Ok((rows, Some(schema(client, history).await?)))
 }
 
+/// The one row of `select`, run with `search_path = pg_catalog` (the
+/// `pg_get_*def` functions print names relative to it).
+async fn catalog_row(client: &Client, select: &str) -> Result<tokio_postgres::SimpleQueryRow> {
+    let sql = format!("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);\n{select}");
+    let answer = client
+        .simple_query(&sql)
+        .await
+        .map_err(Error::postgres("read the schema snapshot"))?;
+    // The first row is set_config's; the answer is the last.
+    rows(answer)
+        .pop()
+        .ok_or_else(|| Error::Connect("the snapshot query returned no row".into()))
+}
+
 async fn schema(client: &Client, history: &HistoryTable) -> Result<SchemaCheck> {
     // First the cheap fingerprint; the full snapshot only when it differs.
     let fingerprints = format!(
-        "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
-SELECT stored.fingerprint, stored.server_major, pg_catalog.current_setting('server_version_num')::integer / 10000, {}, stored.hash
+        "SELECT stored.fingerprint, stored.server_major, pg_catalog.current_setting('server_version_num')::integer / 10000, {}, stored.hash
 FROM (SELECT 1) AS one LEFT JOIN {} AS stored ON true",
         history.fingerprint_sql(),
         history.snapshot_table()
     );
-    let answer = client
-        .simple_query(&fingerprints)
-        .await
-        .map_err(Error::postgres("read the schema snapshot"))?;
-    let answer = rows(answer);
-    // The first row is set_config's; the answer is the last.
-    let row = answer
-        .last()
-        .ok_or_else(|| Error::Connect("the snapshot query returned no row".into()))?;
+    let row = &catalog_row(client, &fingerprints).await?;
     let mut notes = Vec::new();
     let (Some(stored_fingerprint), Some(stored_major)) = (column(row, 0), column(row, 1)) else {
         notes.push(
@@ -169,20 +174,12 @@ FROM (SELECT 1) AS one LEFT JOIN {} AS stored ON true",
     // recreated as it was only moves the fingerprint).
     let stored_hash = column(row, 4).unwrap_or_default().to_owned();
     let documents = format!(
-        "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
-SELECT stored.snapshot::text, live.s::text, pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(live.s::text, 'UTF8')), 'hex')
+        "SELECT stored.snapshot::text, live.s::text, pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(live.s::text, 'UTF8')), 'hex')
 FROM (SELECT {} AS s) AS live, {} AS stored",
         history.snapshot_sql(),
         history.snapshot_table()
     );
-    let answer = client
-        .simple_query(&documents)
-        .await
-        .map_err(Error::postgres("read the schema snapshot"))?;
-    let answer = rows(answer);
-    let row = answer
-        .last()
-        .ok_or_else(|| Error::Connect("the snapshot query returned no row".into()))?;
+    let row = &catalog_row(client, &documents).await?;
     if column(row, 2) == Some(stored_hash.as_str()) {
         return Ok(SchemaCheck {
             changes: Some(Vec::new()),
