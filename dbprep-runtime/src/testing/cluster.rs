@@ -24,9 +24,11 @@ pub enum ClusterError {
     /// Running as root without a `postgres` user to run the server as.
     #[error("running as root, and PostgreSQL refuses to run as root, but there is no `postgres` user to run it as: create one (useradd postgres) or run as another user")]
     NoPostgresUser,
-    /// `initdb` failed.
-    #[error("initdb failed ({status}):\n{output}")]
-    Initdb {
+    /// `initdb` or `pg_basebackup` failed.
+    #[error("{tool} failed ({status}):\n{output}")]
+    Tool {
+        /// The program.
+        tool: &'static str,
         /// Its exit status.
         status: std::process::ExitStatus,
         /// What it printed.
@@ -114,8 +116,8 @@ impl Cluster {
     pub fn start_standby(&self) -> Result<Cluster, ClusterError> {
         let port = self.port.to_string();
         Cluster::create(false, &[], |bin_dir, data, owner| {
-            let output = owner
-                .command(bin_dir.join("pg_basebackup"))
+            let mut command = owner.command(bin_dir.join("pg_basebackup"));
+            command
                 .args([
                     "-h",
                     "127.0.0.1",
@@ -129,19 +131,8 @@ impl Cluster {
                     "--checkpoint=fast",
                     "-D",
                 ])
-                .arg(data)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(io("run pg_basebackup"))?;
-            if !output.status.success() {
-                let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-                text.push_str(&String::from_utf8_lossy(&output.stderr));
-                return Err(ClusterError::Initdb {
-                    status: output.status,
-                    output: text,
-                });
-            }
-            Ok(())
+                .arg(data);
+            run_tool("pg_basebackup", command)
         })
     }
 
@@ -298,25 +289,30 @@ impl ServerUser {
 }
 
 fn initdb(bin_dir: &Path, data: &Path, owner: &ServerUser) -> Result<(), ClusterError> {
-    let output = owner
-        .command(bin_dir.join("initdb"))
-        .arg("-D")
-        .arg(data)
-        .args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--no-locale",
-            "--no-sync",
-        ])
+    let mut command = owner.command(bin_dir.join("initdb"));
+    command.arg("-D").arg(data).args([
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--no-locale",
+        "--no-sync",
+    ]);
+    run_tool("initdb", command)
+}
+
+/// Run a server tool to its end; what it printed becomes the error when it
+/// fails.
+fn run_tool(tool: &'static str, mut command: Command) -> Result<(), ClusterError> {
+    let output = command
         .stdin(Stdio::null())
         .output()
-        .map_err(io("run initdb"))?;
+        .map_err(io(format!("run {tool}")))?;
     if !output.status.success() {
         let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stderr));
-        return Err(ClusterError::Initdb {
+        return Err(ClusterError::Tool {
+            tool,
             status: output.status,
             output: text,
         });
