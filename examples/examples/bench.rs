@@ -127,6 +127,23 @@ impl Bench {
         client
     }
 
+    /// Peak RSS, in KiB, of this program applying `dir` to a fresh
+    /// database in a process of its own.
+    async fn peak_rss_kib(&mut self, dir: &Path) -> u64 {
+        let name = self.fresh_database().await;
+        let output = Command::new(std::env::current_exe().expect("own path"))
+            .arg("--apply-dir")
+            .arg(dir)
+            .env_remove("DATABASE_URL")
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", self.cluster.port().to_string())
+            .env("PGUSER", "postgres")
+            .env("PGDATABASE", &name)
+            .output()
+            .expect("run the memory child");
+        parse_kib(&String::from_utf8_lossy(&output.stdout))
+    }
+
     async fn dbprep_apply(&mut self, migrations: &Migrations) -> Duration {
         let name = self.fresh_database().await;
         let pool = pool(self.cluster.config(&name), 2);
@@ -500,34 +517,12 @@ async fn main() {
     let (dir, _file, bytes) = generate(1000, |i| {
         format!("CREATE TABLE mem{i} (payload text);\nINSERT INTO mem{i} VALUES ('{payload}');\n")
     });
-    let name = bench.fresh_database().await;
-    let output = Command::new(std::env::current_exe().expect("own path"))
-        .arg("--apply-dir")
-        .arg(dir.path())
-        .env_remove("DATABASE_URL")
-        .env("PGHOST", "127.0.0.1")
-        .env("PGPORT", bench.cluster.port().to_string())
-        .env("PGUSER", "postgres")
-        .env("PGDATABASE", &name)
-        .output()
-        .expect("run the memory child");
-    let peak_kib = parse_kib(&String::from_utf8_lossy(&output.stdout));
+    let peak_kib = bench.peak_rss_kib(dir.path()).await;
     // The same process applying nothing: what the binary and runtime cost
     // before any SQL is read.
     let empty = tempfile::tempdir().expect("temporary directory");
     std::fs::write(empty.path().join("V1__x.sql"), "SELECT 1;").expect("write");
-    let name = bench.fresh_database().await;
-    let output = Command::new(std::env::current_exe().expect("own path"))
-        .arg("--apply-dir")
-        .arg(empty.path())
-        .env_remove("DATABASE_URL")
-        .env("PGHOST", "127.0.0.1")
-        .env("PGPORT", bench.cluster.port().to_string())
-        .env("PGUSER", "postgres")
-        .env("PGDATABASE", &name)
-        .output()
-        .expect("run the memory child");
-    let idle_kib = parse_kib(&String::from_utf8_lossy(&output.stdout));
+    let idle_kib = bench.peak_rss_kib(empty.path()).await;
     let sql_kib = (bytes / 1024) as u64;
     let ratio = peak_kib as f64 / sql_kib as f64;
     let above_idle = peak_kib.saturating_sub(idle_kib) as f64 / sql_kib as f64;
