@@ -318,15 +318,7 @@ fn take_params(url: &str, names: &[&str]) -> (String, Vec<Option<String>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::pg::config::tests::vars;
 
     #[test]
     fn verify_modes_are_read_from_the_url_and_the_environment() {
