@@ -1,1 +1,0 @@
-../outside.sql.txt
