@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo run --release --example bench            # writes BENCHMARKS.md
 //! cargo run --release --example bench -- --runs 3
-//! cargo run --release --example bench -- --compile   # adds the compile-time figure (minutes)
+//! cargo run --release --example bench -- --only fixture,compile   # prints some rows
 //! ```
 //!
 //! Figures: median of the runs with min and max; the ratio is taken per
@@ -294,22 +294,257 @@ fn parse_kib(line: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The figures, in the order they run; `--only a,b` picks some of them.
+const FIGURES: [&str; 6] = ["apply", "noop", "verify", "fixture", "memory", "compile"];
+
+impl Bench {
+    /// Fresh apply of N = 10, 100, 1,000 migrations, next to `psql -1 -f`
+    /// of the same SQL.
+    async fn fresh_apply(&mut self, runs: usize, table: &mut String) {
+        for n in [10, 100, 1000] {
+            let (dir, file, bytes) = generate(n, migration_sql);
+            let migrations =
+                Migrations::from_dir(dir.path()).expect("generated migrations are valid");
+            let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for run in 0..runs {
+                let (a, b) = if run % 2 == 0 {
+                    let a = self.dbprep_apply(&migrations).await;
+                    (a, self.psql_apply(&file).await)
+                } else {
+                    let b = self.psql_apply(&file).await;
+                    (self.dbprep_apply(&migrations).await, b)
+                };
+                ratios.push(a.as_secs_f64() / b.as_secs_f64());
+                ours.push(a);
+                theirs.push(b);
+            }
+            let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
+            println!(
+                "fresh apply N={n}: dbprep {} vs psql -1 {} → {r:.2}×",
+                ms(o.median),
+                ms(t.median)
+            );
+            writeln!(
+                table,
+                "| fresh apply, N = {n} ({} KB of SQL) | {} (min {}, max {}) | `psql -1 -f`: {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | ≤ 1.10× at N = 1,000 |",
+                bytes / 1024, ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
+            )
+            .ok();
+        }
+    }
+
+    /// A database with the N = 1,000 set applied, and a client on it.
+    async fn applied_thousand(&mut self) -> (Migrations, tokio_postgres::Client) {
+        let (dir, _file, _) = generate(1000, migration_sql);
+        let migrations = Migrations::from_dir(dir.path()).expect("generated migrations are valid");
+        let name = self.fresh_database().await;
+        let pool = pool(self.cluster.config(&name), 1);
+        let _ = Migrator::new(&migrations).run(&pool).await.expect("apply");
+        let (client, connection) = self
+            .cluster
+            .config(&name)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        (migrations, client)
+    }
+
+    /// No-op start-up at N = 1,000, connection excluded, next to `SELECT 1`.
+    async fn noop(&mut self, runs: usize, table: &mut String) {
+        let (migrations, client) = self.applied_thousand().await;
+        let migrator = Migrator::new(&migrations);
+        let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..(runs * 10).max(20) {
+            let started = Instant::now();
+            let report = migrator.run_on(&client).await.expect("no-op run");
+            let a = started.elapsed();
+            assert!(report.was_up_to_date());
+            let started = Instant::now();
+            client.simple_query("SELECT 1").await.expect("SELECT 1");
+            let b = started.elapsed();
+            ratios.push(a.as_secs_f64() / b.as_secs_f64());
+            ours.push(a);
+            theirs.push(b);
+        }
+        let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
+        println!(
+            "no-op start-up N=1000: dbprep {} vs SELECT 1 {} → {r:.2}×",
+            ms(o.median),
+            ms(t.median)
+        );
+        writeln!(
+            table,
+            "| no-op start-up, N = 1,000 applied, connection excluded (1 statement) | {} (min {}, max {}) | one `SELECT 1` round trip: {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | 1 round trip, ≤ 2× |",
+            ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
+        )
+        .ok();
+    }
+
+    /// `verify` at N = 1,000 applied and 200 tables, schema snapshot compared.
+    async fn verify(&mut self, runs: usize, table: &mut String) {
+        let (migrations, client) = self.applied_thousand().await;
+        let migrator = Migrator::new(&migrations);
+        let mut samples = Vec::new();
+        for _ in 0..(runs * 4).max(10) {
+            let started = Instant::now();
+            let report = migrator.verify_on(&client).await.expect("verify");
+            samples.push(started.elapsed());
+            assert!(
+                report.findings.is_empty() && report.notes.is_empty(),
+                "{report}"
+            );
+        }
+        let v = stats(samples);
+        println!("verify N=1000, 200 tables: {}", ms(v.median));
+        writeln!(
+            table,
+            "| `verify` with schema snapshot, N = 1,000 applied, 200 tables | {} (min {}, max {}) | — | — | ≤ 50 ms |",
+            ms(v.median), ms(v.min), ms(v.max)
+        )
+        .ok();
+    }
+
+    /// Fixture populate, 100,000 rows in one table, next to `COPY FROM
+    /// STDIN` of the same rows.
+    async fn fixture(&mut self, runs: usize, table: &mut String) {
+        let rows = 100_000;
+        let items_table =
+            "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric(12, 2), \
+                     tags text[], created_at timestamptz, doc jsonb)";
+        let mut json = String::from("{\"items\": [");
+        let mut csv = String::new();
+        for i in 0..rows {
+            if i > 0 {
+                json.push(',');
+            }
+            write!(
+                json,
+                r#"{{"id": {i}, "name": "item {i}", "price": {}.{:02}, "tags": ["a", "b{i}"], "created_at": "2024-01-01 00:00:{:02}+00", "doc": {{"n": {i}}}}}"#,
+                i % 1000, i % 100, i % 60
+            )
+            .ok();
+            writeln!(
+                csv,
+                "{i},item {i},{}.{:02},\"{{a,b{i}}}\",2024-01-01 00:00:{:02}+00,\"{{\"\"n\"\": {i}}}\"",
+                i % 1000,
+                i % 100,
+                i % 60
+            )
+            .ok();
+        }
+        json.push_str("]}");
+        let fixture = dbprep_runtime::Fixture::from_text(
+            "items".into(),
+            "items.json".into(),
+            json.as_bytes(),
+        )
+        .expect("valid fixture");
+        let csv: &'static [u8] = Box::leak(csv.into_bytes().into_boxed_slice());
+        let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let a_db = self.fresh_database().await;
+            let b_db = self.fresh_database().await;
+            // dbprep's side only needs the table; its client goes.
+            drop(self.connect_with(&a_db, items_table).await);
+            let b_client = self.connect_with(&b_db, items_table).await;
+            self.admin
+                .batch_execute("CHECKPOINT")
+                .await
+                .expect("checkpoint");
+            let fixture_pool = dbprep_runtime::testing::pool(self.cluster.config(&a_db), 1);
+            let started = Instant::now();
+            let report = dbprep_runtime::pg::populate::populate(
+                &fixture_pool,
+                &dbprep_runtime::pg::history::HistoryTable::default(),
+                &fixture,
+                None,
+            )
+            .await
+            .expect("populate");
+            let a = started.elapsed();
+            assert_eq!(report.rows, rows as u64);
+            let started = Instant::now();
+            let sink = b_client
+                .copy_in::<_, &'static [u8]>("COPY items FROM STDIN (FORMAT csv)")
+                .await
+                .expect("copy");
+            futures_util::pin_mut!(sink);
+            futures_util::SinkExt::send(&mut sink, csv)
+                .await
+                .expect("send");
+            let copied = sink.finish().await.expect("finish copy");
+            let b = started.elapsed();
+            assert_eq!(copied, rows as u64);
+            ratios.push(a.as_secs_f64() / b.as_secs_f64());
+            ours.push(a);
+            theirs.push(b);
+        }
+        let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
+        println!(
+            "fixture 100,000 rows: dbprep {} vs COPY {} → {r:.2}×",
+            ms(o.median),
+            ms(t.median)
+        );
+        writeln!(
+            table,
+            "| fixture populate, 100,000 rows in one table | {} (min {}, max {}) | `COPY … FROM STDIN` (CSV): {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | ≤ 2× COPY |",
+            ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
+        )
+        .ok();
+    }
+
+    /// Peak memory of a process applying 1,000 migrations of 10 MB in all.
+    async fn memory(&mut self, table: &mut String) {
+        let payload = "x".repeat(10_000);
+        let (dir, _file, bytes) = generate(1000, |i| {
+            format!(
+                "CREATE TABLE mem{i} (payload text);\nINSERT INTO mem{i} VALUES ('{payload}');\n"
+            )
+        });
+        let peak_kib = self.peak_rss_kib(dir.path()).await;
+        // The same process applying nothing: what the binary and runtime cost
+        // before any SQL is read.
+        let empty = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(empty.path().join("V1__x.sql"), "SELECT 1;").expect("write");
+        let idle_kib = self.peak_rss_kib(empty.path()).await;
+        let sql_kib = (bytes / 1024) as u64;
+        let ratio = peak_kib as f64 / sql_kib as f64;
+        let above_idle = peak_kib.saturating_sub(idle_kib) as f64 / sql_kib as f64;
+        println!("peak memory: {peak_kib} KiB for {sql_kib} KiB of SQL → {ratio:.2}× ({above_idle:.2}× above an idle run's {idle_kib} KiB)");
+        writeln!(
+            table,
+            "| peak RSS applying 1,000 migrations from a folder | {} MiB (an idle run: {} MiB) | SQL size: {} MiB | **{ratio:.2}×** ({above_idle:.2}× counting only what the SQL adds) | ≤ 3× |",
+            peak_kib / 1024, idle_kib / 1024, sql_kib / 1024
+        )
+        .ok();
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--apply-dir") {
         return apply_dir_and_report_memory(&args[2]).await;
     }
-    if args.iter().any(|a| a == "--compile-only") {
-        let mut table = String::new();
-        compile_time(&mut table, 3);
-        return println!("{table}");
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    let runs: usize = value("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
+    let only: Vec<&str> = match value("--only") {
+        Some(list) => list.split(',').collect(),
+        None => FIGURES.to_vec(),
+    };
+    if let Some(unknown) = only.iter().find(|f| !FIGURES.contains(f)) {
+        eprintln!(
+            "unknown figure '{unknown}'; the figures are {}",
+            FIGURES.join(", ")
+        );
+        std::process::exit(2);
     }
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(5);
+    let mut table = String::new();
 
     println!("starting a local PostgreSQL with fsync=on …");
     let cluster = Cluster::start_durable().expect("start a cluster");
@@ -334,208 +569,19 @@ async fn main() {
         admin,
         databases: 0,
     };
-    let mut table = String::new();
-
-    // Fresh apply, next to psql -1 -f of the same SQL.
-    let mut noop_set = None;
-    for n in [10, 100, 1000] {
-        let (dir, file, bytes) = generate(n, migration_sql);
-        let migrations = Migrations::from_dir(dir.path()).expect("generated migrations are valid");
-        let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for run in 0..runs {
-            let (a, b) = if run % 2 == 0 {
-                let a = bench.dbprep_apply(&migrations).await;
-                (a, bench.psql_apply(&file).await)
-            } else {
-                let b = bench.psql_apply(&file).await;
-                (bench.dbprep_apply(&migrations).await, b)
-            };
-            ratios.push(a.as_secs_f64() / b.as_secs_f64());
-            ours.push(a);
-            theirs.push(b);
-        }
-        let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
-        println!(
-            "fresh apply N={n}: dbprep {} vs psql -1 {} → {r:.2}×",
-            ms(o.median),
-            ms(t.median)
-        );
-        writeln!(
-            table,
-            "| fresh apply, N = {n} ({} KB of SQL) | {} (min {}, max {}) | `psql -1 -f`: {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | ≤ 1.10× at N = 1,000 |",
-            bytes / 1024, ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
-        )
-        .ok();
-        if n == 1000 {
-            noop_set = Some((dir, migrations));
+    for figure in &only {
+        match *figure {
+            "apply" => bench.fresh_apply(runs, &mut table).await,
+            "noop" => bench.noop(runs, &mut table).await,
+            "verify" => bench.verify(runs, &mut table).await,
+            "fixture" => bench.fixture(runs, &mut table).await,
+            "memory" => bench.memory(&mut table).await,
+            _ => compile_time(&mut table, runs.min(3)),
         }
     }
-
-    // No-op start-up at N = 1,000, connection excluded, next to SELECT 1.
-    let (_dir, migrations) = noop_set.expect("N = 1,000 ran");
-    let name = bench.fresh_database().await;
-    let pool = pool(bench.cluster.config(&name), 1);
-    let _ = Migrator::new(&migrations).run(&pool).await.expect("apply");
-    let (client, connection) = bench
-        .cluster
-        .config(&name)
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    let migrator = Migrator::new(&migrations);
-    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..(runs * 10).max(20) {
-        let started = Instant::now();
-        let report = migrator.run_on(&client).await.expect("no-op run");
-        let a = started.elapsed();
-        assert!(report.was_up_to_date());
-        let started = Instant::now();
-        client.simple_query("SELECT 1").await.expect("SELECT 1");
-        let b = started.elapsed();
-        ratios.push(a.as_secs_f64() / b.as_secs_f64());
-        ours.push(a);
-        theirs.push(b);
-    }
-    let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
-    println!(
-        "no-op start-up N=1000: dbprep {} vs SELECT 1 {} → {r:.2}×",
-        ms(o.median),
-        ms(t.median)
-    );
-    writeln!(
-        table,
-        "| no-op start-up, N = 1,000 applied, connection excluded (1 statement) | {} (min {}, max {}) | one `SELECT 1` round trip: {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | 1 round trip, ≤ 2× |",
-        ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
-    )
-    .ok();
-
-    // verify on the same database: 1,000 applied, 200 tables, schema
-    // snapshot compared.
-    let mut samples = Vec::new();
-    for _ in 0..(runs * 4).max(10) {
-        let started = Instant::now();
-        let report = migrator.verify_on(&client).await.expect("verify");
-        samples.push(started.elapsed());
-        assert!(
-            report.findings.is_empty() && report.notes.is_empty(),
-            "{report}"
-        );
-    }
-    let v = stats(samples);
-    println!("verify N=1000, 200 tables: {}", ms(v.median));
-    writeln!(
-        table,
-        "| `verify` with schema snapshot, N = 1,000 applied, 200 tables | {} (min {}, max {}) | — | — | ≤ 50 ms |",
-        ms(v.median), ms(v.min), ms(v.max)
-    )
-    .ok();
-
-    // Fixture populate, 100,000 rows in one table, next to COPY FROM STDIN
-    // of the same rows.
-    let rows = 100_000;
-    let items_table =
-        "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric(12, 2), \
-                 tags text[], created_at timestamptz, doc jsonb)";
-    let mut json = String::from("{\"items\": [");
-    let mut csv = String::new();
-    for i in 0..rows {
-        if i > 0 {
-            json.push(',');
-        }
-        write!(
-            json,
-            r#"{{"id": {i}, "name": "item {i}", "price": {}.{:02}, "tags": ["a", "b{i}"], "created_at": "2024-01-01 00:00:{:02}+00", "doc": {{"n": {i}}}}}"#,
-            i % 1000, i % 100, i % 60
-        )
-        .ok();
-        writeln!(
-            csv,
-            "{i},item {i},{}.{:02},\"{{a,b{i}}}\",2024-01-01 00:00:{:02}+00,\"{{\"\"n\"\": {i}}}\"",
-            i % 1000,
-            i % 100,
-            i % 60
-        )
-        .ok();
-    }
-    json.push_str("]}");
-    let fixture =
-        dbprep_runtime::Fixture::from_text("items".into(), "items.json".into(), json.as_bytes())
-            .expect("valid fixture");
-    let csv: &'static [u8] = Box::leak(csv.into_bytes().into_boxed_slice());
-    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let a_db = bench.fresh_database().await;
-        let b_db = bench.fresh_database().await;
-        // dbprep's side only needs the table; its client goes.
-        drop(bench.connect_with(&a_db, items_table).await);
-        let b_client = bench.connect_with(&b_db, items_table).await;
-        bench
-            .admin
-            .batch_execute("CHECKPOINT")
-            .await
-            .expect("checkpoint");
-        let fixture_pool = dbprep_runtime::testing::pool(bench.cluster.config(&a_db), 1);
-        let started = Instant::now();
-        let report = Migrator::new(&migrations)
-            .populate(&fixture_pool, &fixture, None)
-            .await
-            .expect("populate");
-        let a = started.elapsed();
-        assert_eq!(report.rows, rows as u64);
-        let started = Instant::now();
-        let sink = b_client
-            .copy_in::<_, &'static [u8]>("COPY items FROM STDIN (FORMAT csv)")
-            .await
-            .expect("copy");
-        futures_util::pin_mut!(sink);
-        futures_util::SinkExt::send(&mut sink, csv)
-            .await
-            .expect("send");
-        let copied = sink.finish().await.expect("finish copy");
-        let b = started.elapsed();
-        assert_eq!(copied, rows as u64);
-        ratios.push(a.as_secs_f64() / b.as_secs_f64());
-        ours.push(a);
-        theirs.push(b);
-    }
-    let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
-    println!(
-        "fixture 100,000 rows: dbprep {} vs COPY {} → {r:.2}×",
-        ms(o.median),
-        ms(t.median)
-    );
-    writeln!(
-        table,
-        "| fixture populate, 100,000 rows in one table | {} (min {}, max {}) | `COPY … FROM STDIN` (CSV): {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | ≤ 2× COPY |",
-        ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
-    )
-    .ok();
-
-    // Peak memory of a process applying 1,000 migrations of 10 MB in all.
-    let payload = "x".repeat(10_000);
-    let (dir, _file, bytes) = generate(1000, |i| {
-        format!("CREATE TABLE mem{i} (payload text);\nINSERT INTO mem{i} VALUES ('{payload}');\n")
-    });
-    let peak_kib = bench.peak_rss_kib(dir.path()).await;
-    // The same process applying nothing: what the binary and runtime cost
-    // before any SQL is read.
-    let empty = tempfile::tempdir().expect("temporary directory");
-    std::fs::write(empty.path().join("V1__x.sql"), "SELECT 1;").expect("write");
-    let idle_kib = bench.peak_rss_kib(empty.path()).await;
-    let sql_kib = (bytes / 1024) as u64;
-    let ratio = peak_kib as f64 / sql_kib as f64;
-    let above_idle = peak_kib.saturating_sub(idle_kib) as f64 / sql_kib as f64;
-    println!("peak memory: {peak_kib} KiB for {sql_kib} KiB of SQL → {ratio:.2}× ({above_idle:.2}× above an idle run's {idle_kib} KiB)");
-    writeln!(
-        table,
-        "| peak RSS applying 1,000 migrations from a folder | {} MiB (an idle run: {} MiB) | SQL size: {} MiB | **{ratio:.2}×** ({above_idle:.2}× counting only what the SQL adds) | ≤ 3× |",
-        peak_kib / 1024, idle_kib / 1024, sql_kib / 1024
-    )
-    .ok();
-
-    if args.iter().any(|a| a == "--compile") {
-        compile_time(&mut table, runs.min(3));
+    if only.len() < FIGURES.len() {
+        // A partial run prints its rows and leaves BENCHMARKS.md alone.
+        return println!("{table}");
     }
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -558,12 +604,8 @@ async fn main() {
          {compile_note}\n",
         version = version.unwrap_or_default(),
         noop = (runs * 10).max(20),
-        compile_note = if args.iter().any(|a| a == "--compile") {
-            "Compile time: a crate of 1,000 migration files, `cargo build --release` after editing one file, \
-             next to the same crate with the macro replaced by 1,000 `include_str!` in a static array."
-        } else {
-            "Compile time is measured with `--compile` (it builds two crates in release mode)."
-        },
+        compile_note = "Compile time: a crate of 1,000 migration files, `cargo build --release` after editing one file, \
+             next to the same crate with the macro replaced by 1,000 `include_str!` in a static array.",
     );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
     std::fs::write(&path, document).expect("write BENCHMARKS.md");
