@@ -21,6 +21,7 @@ use std::fmt;
 use std::path::Path;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::checksum::Checksum;
@@ -37,17 +38,17 @@ pub enum Mode {
 }
 
 /// One table of a fixture, with its rows in file order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FixtureTable {
+#[derive(Debug, Clone)]
+pub struct FixtureTable<'a> {
     /// The schema, when the key was `schema.table`.
     pub schema: Option<String>,
     /// The table.
     pub table: String,
-    /// The rows: column → JSON value, in the order written.
-    pub rows: Vec<Vec<(String, Value)>>,
+    /// The rows: column → JSON text of the value, in the order written.
+    pub rows: Vec<Row<'a>>,
 }
 
-impl FixtureTable {
+impl FixtureTable<'_> {
     /// `schema.table` or `table`, as written in the file.
     pub fn display_name(&self) -> String {
         match &self.schema {
@@ -58,12 +59,12 @@ impl FixtureTable {
 }
 
 /// The content of a fixture file, checked.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FixtureContent {
+#[derive(Debug, Clone)]
+pub struct FixtureContent<'a> {
     /// `__mode`.
     pub mode: Mode,
-    /// The tables, in file order.
-    pub tables: Vec<FixtureTable>,
+    /// The tables, in file order, borrowing the fixture's text.
+    pub tables: Vec<FixtureTable<'a>>,
 }
 
 /// A problem with a fixture file.
@@ -90,8 +91,8 @@ impl<'de> Deserialize<'de> for NoDuplicateKeys {
                 f.write_str("a JSON value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicateKeys, A::Error> {
-                let mut keys: Vec<String> = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
+                let mut keys: Vec<Cow<str>> = Vec::new();
+                while let Some(Key(key)) = map.next_key()? {
                     if keys.contains(&key) {
                         return Err(de::Error::custom(format!("duplicate key {key:?}")));
                     }
@@ -141,17 +142,13 @@ impl<'de> Deserialize<'de> for NoDuplicateKeys {
 /// let error = parse("f.json", r#"{"users": [{"id": 1}, 2]}"#).unwrap_err();
 /// assert_eq!(error.to_string(), "f.json: $.users[1]: expected an object, found a number");
 /// ```
-pub fn parse(file: &str, text: &str) -> Result<FixtureContent, FixtureError> {
+pub fn parse<'a>(file: &str, text: &'a str) -> Result<FixtureContent<'a>, FixtureError> {
     serde_json::from_str::<NoDuplicateKeys>(text).map_err(|e| FixtureError {
         file: file.to_owned(),
         message: format!("invalid JSON: {e}"),
     })?;
     parse_without_duplicate_check(file, text)
 }
-
-/// serde_json's stand-in key for a number under `arbitrary_precision`,
-/// which `deserialize_any` hands over as a one-entry map.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// A JSON value read as one of the shapes a fixture expects, or the kind of
 /// value found instead (`"a number"`), for the message.
@@ -184,45 +181,55 @@ macro_rules! wrong_shapes {
     };
 }
 
-/// The rest of a map whose first key was `first`: a number in disguise, or
-/// an object.
-fn skip_map<'de, A: MapAccess<'de>>(mut map: A, first: &str) -> Result<&'static str, A::Error> {
-    map.next_value::<de::IgnoredAny>()?;
-    if first == NUMBER_TOKEN {
-        return Ok("a number");
-    }
-    while map
-        .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-        .is_some()
-    {}
-    Ok("an object")
-}
+/// An object key, borrowed from the text unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
 
-/// A row as read: `(column, value)` pairs in file order.
-type Row = Vec<(String, Value)>;
-
-/// A table as read: its rows, each of the expected shape or not.
-type Rows = Shape<Vec<Shape<Row>>>;
-
-/// A row: an object read straight into `(column, value)` pairs.
-struct RowShape(Shape<Row>);
-
-impl<'de> Deserialize<'de> for RowShape {
+impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Shape<Row>;
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+            fn visit_string<E>(self, key: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key)))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// A row as read: `(column, value)` pairs in file order, each value the
+/// JSON text of the file. Rows go from the text to the database without a
+/// tree of values in between: numbers keep every digit, JSON documents
+/// their formatting.
+pub type Row<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+/// A table as read: its rows, each of the expected shape or not.
+type Rows<'a> = Shape<Vec<Shape<Row<'a>>>>;
+
+/// A row: an object read straight into `(column, value)` pairs.
+struct RowShape<'a>(Shape<Row<'a>>);
+
+impl<'de> Deserialize<'de> for RowShape<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shape<Row<'de>>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a row object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut row = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == NUMBER_TOKEN && row.is_empty() {
-                        return skip_map(map, &key).map(Shape::Found);
-                    }
-                    let value = map.next_value::<Value>()?;
-                    row.push((key, value));
+                let mut row = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Key(key)) = map.next_key()? {
+                    row.push((key, map.next_value::<&RawValue>()?));
                 }
                 Ok(Shape::Expected(row))
             }
@@ -237,13 +244,13 @@ impl<'de> Deserialize<'de> for RowShape {
 }
 
 /// A table: an array of rows.
-struct TableShape(Rows);
+struct TableShape<'a>(Rows<'a>);
 
-impl<'de> Deserialize<'de> for TableShape {
+impl<'de> Deserialize<'de> for TableShape<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Rows;
+            type Value = Rows<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an array of rows")
             }
@@ -254,11 +261,9 @@ impl<'de> Deserialize<'de> for TableShape {
                 }
                 Ok(Shape::Expected(rows))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                match map.next_key::<String>()? {
-                    Some(first) => skip_map(map, &first).map(Shape::Found),
-                    None => Ok(Shape::Found("an object")),
-                }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                de::IgnoredAny.visit_map(map)?;
+                Ok(Shape::Found("an object"))
             }
             wrong_shapes!();
         }
@@ -267,28 +272,25 @@ impl<'de> Deserialize<'de> for TableShape {
 }
 
 /// One top-level entry: a directive's value, or a table.
-enum Entry {
+enum Entry<'a> {
     Directive(Value),
-    Table(Rows),
+    Table(Rows<'a>),
 }
 
 /// The whole document: its entries in file order.
-struct DocumentShape(Shape<Vec<(String, Entry)>>);
+struct DocumentShape<'a>(Shape<Vec<(Cow<'a, str>, Entry<'a>)>>);
 
-impl<'de> Deserialize<'de> for DocumentShape {
+impl<'de> Deserialize<'de> for DocumentShape<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Shape<Vec<(String, Entry)>>;
+            type Value = Shape<Vec<(Cow<'de, str>, Entry<'de>)>>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object of tables")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut entries = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == NUMBER_TOKEN && entries.is_empty() {
-                        return skip_map(map, &key).map(Shape::Found);
-                    }
+                while let Some(Key(key)) = map.next_key()? {
                     let entry = if key.starts_with("__") {
                         Entry::Directive(map.next_value::<Value>()?)
                     } else {
@@ -310,8 +312,10 @@ impl<'de> Deserialize<'de> for DocumentShape {
 
 /// [`parse`] without the pass that refuses duplicate keys, for text that
 /// already went through [`parse`] (a [`Fixture`] is checked when made).
-/// Rows are read straight into `(column, value)` pairs.
-fn parse_without_duplicate_check(file: &str, text: &str) -> Result<FixtureContent, FixtureError> {
+fn parse_without_duplicate_check<'a>(
+    file: &str,
+    text: &'a str,
+) -> Result<FixtureContent<'a>, FixtureError> {
     let error = |message: String| FixtureError {
         file: file.to_owned(),
         message,
@@ -500,7 +504,7 @@ impl Fixture {
     /// # Errors
     ///
     /// Never for a fixture built by this crate (it was checked when made).
-    pub fn content(&self) -> Result<FixtureContent, FixtureError> {
+    pub fn content(&self) -> Result<FixtureContent<'_>, FixtureError> {
         parse_without_duplicate_check(&self.file, &self.text)
     }
 }
@@ -636,7 +640,7 @@ mod tests {
         assert_eq!(
             c.tables[0].rows[0]
                 .iter()
-                .map(|(k, _)| k.as_str())
+                .map(|(k, _)| k.as_ref())
                 .collect::<Vec<_>>(),
             ["z", "a"]
         );

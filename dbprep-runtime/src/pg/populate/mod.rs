@@ -1,7 +1,10 @@
-//! Loading a fixture: one transaction per fixture, one INSERT per table and
-//! distinct set of columns, every name checked against the catalog first.
+//! Loading a fixture: one transaction per fixture, one statement per table
+//! and distinct set of columns, every name checked against the catalog
+//! first.
 //!
-//! Rows go to the server as one JSON array per statement:
+//! Rows go from the file's JSON text to the server without a tree of
+//! values in between ([`encode`]): as `COPY t (a, b) FROM STDIN` text when
+//! the table is empty (or conflicts are errors), else as one JSON array:
 //!
 //! ```sql
 //! INSERT INTO "t" ("a", "b") [OVERRIDING SYSTEM VALUE]
@@ -11,19 +14,26 @@
 //!
 //! Only the columns the rows name are listed, so the others get their
 //! defaults (`json_populate_recordset` alone would give them NULL); rows
-//! with other keys form another statement.
+//! with other keys form another statement. A refused statement is traced
+//! to its row and column ([`locate`]).
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use tokio_postgres::Client;
 
 use super::error::{Error, Result};
 use super::history::HistoryTable;
 use super::sql::{ident, literal};
-use crate::model::fixture::{Fixture, FixtureTable, Mode};
+use crate::model::fixture::{Fixture, FixtureTable, Mode, Row};
+
+mod encode;
+mod locate;
+
+use encode::{groups, json_rows, key_part, ColumnKind};
+use locate::locate;
 
 /// What to do with a row whose primary key already exists. Overrides the
 /// fixture's `__mode` when given.
@@ -146,15 +156,41 @@ struct Columns {
     kinds: Vec<(String, ColumnKind)>,
 }
 
-/// How a column's values are written in COPY's text format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ColumnKind {
-    /// `json`/`jsonb`: any JSON value, as JSON text.
-    Json,
-    /// An array type: a JSON array becomes an array literal.
-    Array,
-    /// Anything else: a JSON scalar, as the text of its value.
-    Scalar,
+impl Columns {
+    /// The rows `indices`, columns `keys`, in COPY's text format; `None`
+    /// when one needs `json_populate_recordset` (see [`encode::copy_text`]).
+    fn copy_text(&self, rows: &[Row<'_>], keys: &[String], indices: &[usize]) -> Option<Vec<u8>> {
+        let kinds: Vec<ColumnKind> = keys
+            .iter()
+            .map(|k| {
+                self.kinds
+                    .iter()
+                    .find(|(name, _)| name == k)
+                    .map(|(_, kind)| *kind)
+            })
+            .collect::<Option<_>>()?;
+        encode::copy_text(rows, keys, &kinds, indices)
+    }
+}
+
+/// The first row whose primary key an earlier row has, and that row.
+fn duplicate_key(rows: &[Row<'_>], primary_key: &[String]) -> Option<(usize, usize)> {
+    let mut seen = std::collections::HashMap::with_capacity(rows.len());
+    'rows: for (i, row) in rows.iter().enumerate() {
+        let mut key = Vec::with_capacity(primary_key.len());
+        for column in primary_key {
+            // A row without its key draws it from a default.
+            let Some((_, value)) = row.iter().find(|(c, _)| c == column) else {
+                continue 'rows;
+            };
+            key.push(key_part(value));
+        }
+        if let Some(&first) = seen.get(&key) {
+            return Some((i, first));
+        }
+        seen.insert(key, i);
+    }
+    None
 }
 
 impl HistoryTable {
@@ -265,17 +301,17 @@ async fn load(
         Mode::Insert => Conflict::Skip,
         Mode::Update => Conflict::Update,
     });
-    let fail = |table: &FixtureTable,
+    let fail = |table: &FixtureTable<'_>,
                 row: Option<usize>,
                 column: Option<&str>,
-                value: Option<&Value>,
+                value: Option<&RawValue>,
                 message: String| {
         Error::Fixture(Box::new(FixtureFailure {
             fixture: name.clone(),
             table: table.display_name(),
             row,
             column: column.map(str::to_owned),
-            value: value.map(Value::to_string),
+            value: value.map(|v| v.get().to_owned()),
             message,
         }))
     };
@@ -287,64 +323,53 @@ async fn load(
         let columns = columns(client, table).await?.ok_or_else(|| {
             fail(table, None, None, None, "no such table (check the name and the schema; tables load in file order, parents first)".into())
         })?;
-        for (i, row) in table.rows.iter().enumerate() {
-            for (column, value) in row {
-                if !columns.names.contains(column) {
-                    return Err(fail(
-                        table,
-                        Some(i),
-                        Some(column),
-                        Some(value),
-                        "no such column".into(),
-                    ));
-                }
-                if columns.generated.contains(column) {
-                    return Err(fail(
-                        table,
-                        Some(i),
-                        Some(column),
-                        Some(value),
-                        "a generated column cannot be written".into(),
-                    ));
-                }
+        let groups = groups(&table.rows);
+        // Rows of a group name the same columns: checking its first row
+        // checks them all.
+        for (keys, indices) in &groups {
+            let first = indices[0];
+            let value = |column: &str| {
+                table.rows[first]
+                    .iter()
+                    .find(|(k, _)| k == column)
+                    .map(|(_, v)| *v)
+            };
+            for column in keys {
+                let problem = if !columns.names.contains(column) {
+                    "no such column"
+                } else if columns.generated.contains(column) {
+                    "a generated column cannot be written"
+                } else {
+                    continue;
+                };
+                return Err(fail(
+                    table,
+                    Some(first),
+                    Some(column),
+                    value(column),
+                    problem.into(),
+                ));
             }
         }
         if !columns.primary_key.is_empty() {
-            // One string per row (the key's values as JSON, separated by a
-            // unit separator), so 100,000 rows cost 100,000 allocations.
-            let mut seen: std::collections::HashMap<String, usize> =
-                std::collections::HashMap::with_capacity(table.rows.len());
-            let mut key = String::new();
-            'rows: for (i, row) in table.rows.iter().enumerate() {
-                key.clear();
-                for k in &columns.primary_key {
-                    let Some((_, value)) = row.iter().find(|(c, _)| c == k) else {
-                        continue 'rows;
-                    };
-                    key.push_str(&value.to_string());
-                    key.push('\u{1f}');
-                }
-                match seen.entry(key.clone()) {
-                    std::collections::hash_map::Entry::Occupied(first) => {
-                        let values: Vec<&str> =
-                            key.trim_end_matches('\u{1f}').split('\u{1f}').collect();
-                        return Err(fail(
-                            table,
-                            Some(i),
-                            None,
-                            None,
-                            format!(
-                                "same primary key ({}) = ({}) as row {}",
-                                columns.primary_key.join(", "),
-                                values.join(", "),
-                                first.get()
-                            ),
-                        ));
-                    }
-                    std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(i);
-                    }
-                }
+            if let Some((row, first)) = duplicate_key(&table.rows, &columns.primary_key) {
+                let values: Vec<&str> = columns
+                    .primary_key
+                    .iter()
+                    .filter_map(|k| table.rows[row].iter().find(|(c, _)| c == k))
+                    .map(|(_, v)| v.get())
+                    .collect();
+                return Err(fail(
+                    table,
+                    Some(row),
+                    None,
+                    None,
+                    format!(
+                        "same primary key ({}) = ({}) as row {first}",
+                        columns.primary_key.join(", "),
+                        values.join(", "),
+                    ),
+                ));
             }
         } else if conflict == Conflict::Update && !table.rows.is_empty() {
             return Err(fail(
@@ -356,12 +381,13 @@ async fn load(
                     .into(),
             ));
         }
-        catalog.push(columns);
+        catalog.push((columns, groups));
     }
 
     let mut tables = Vec::new();
     let mut total = 0;
-    for (table, columns) in content.tables.iter().zip(&catalog) {
+    for (table, (columns, groups)) in content.tables.iter().zip(catalog) {
+        let columns = &columns;
         let mut written = 0;
         let empty = table.rows.is_empty()
             || client
@@ -378,7 +404,7 @@ async fn load(
         // Rows that give identity or serial values go first, and their
         // sequences move past them before the other rows draw from them:
         // else a generated value could take a key the file gives later.
-        let (with_sequence, without): (Vec<_>, Vec<_>) = groups(&table.rows)
+        let (with_sequence, without): (Vec<_>, Vec<_>) = groups
             .into_iter()
             .partition(|(keys, _)| keys.iter().any(|k| columns.sequenced.contains(k)));
         for (i, (keys, indices)) in with_sequence.iter().chain(&without).enumerate() {
@@ -389,28 +415,17 @@ async fn load(
                 .batch_execute("SAVEPOINT dbprep_fixture")
                 .await
                 .map_err(Error::postgres("set a savepoint"))?;
+            // No existing row can conflict with a table that is empty (and
+            // the file's own keys were checked above).
             let copy = match conflict {
-                Conflict::Error => copy_text(columns, table, keys, indices),
-                // No existing row can conflict with a table that is empty
-                // (and the file's own keys were checked above).
-                _ if empty => copy_text(columns, table, keys, indices),
+                Conflict::Error => columns.copy_text(&table.rows, keys, indices),
+                _ if empty => columns.copy_text(&table.rows, keys, indices),
                 _ => None,
             };
             let result = match copy {
                 Some(text) => copy_in(client, columns, keys, text).await,
                 None => {
-                    let rows: Vec<Value> = indices
-                        .iter()
-                        .map(|&i| {
-                            Value::Object(
-                                table.rows[i]
-                                    .iter()
-                                    .cloned()
-                                    .collect::<Map<String, Value>>(),
-                            )
-                        })
-                        .collect();
-                    let json = Value::Array(rows).to_string();
+                    let json = json_rows(&table.rows, indices);
                     client
                         .execute(&insert_sql(columns, keys, conflict), &[&json])
                         .await
@@ -460,7 +475,7 @@ async fn load(
 async fn advance_sequences(
     client: &Client,
     columns: &Columns,
-    table: &FixtureTable,
+    table: &FixtureTable<'_>,
     groups: &[(Vec<String>, Vec<usize>)],
 ) -> Result<()> {
     for column in columns
@@ -486,105 +501,6 @@ async fn advance_sequences(
     Ok(())
 }
 
-/// The rows of a group in COPY's text format, or `None` when a value can
-/// only be built by `json_populate_recordset` (a composite, or an object
-/// where neither JSON nor an array is expected).
-fn copy_text(
-    columns: &Columns,
-    table: &FixtureTable,
-    keys: &[String],
-    indices: &[usize],
-) -> Option<Vec<u8>> {
-    let kinds: Vec<ColumnKind> = keys
-        .iter()
-        .map(|k| {
-            columns
-                .kinds
-                .iter()
-                .find(|(name, _)| name == k)
-                .map(|(_, kind)| *kind)
-        })
-        .collect::<Option<_>>()?;
-    let mut out = String::with_capacity(indices.len() * 64);
-    let mut field = String::new();
-    for &i in indices {
-        let row = &table.rows[i];
-        for (n, (key, kind)) in keys.iter().zip(&kinds).enumerate() {
-            if n > 0 {
-                out.push('\t');
-            }
-            let value = row.iter().find(|(k, _)| k == key).map(|(_, v)| v)?;
-            field.clear();
-            match (value, kind) {
-                (Value::Null, _) => {
-                    out.push_str("\\N");
-                    continue;
-                }
-                (Value::String(s), ColumnKind::Scalar | ColumnKind::Array) => field.push_str(s),
-                (Value::Number(_) | Value::Bool(_), ColumnKind::Scalar) => {
-                    field.push_str(&value.to_string())
-                }
-                (Value::Array(_), ColumnKind::Array) => array_literal(value, &mut field)?,
-                (_, ColumnKind::Json) => field.push_str(&value.to_string()),
-                _ => return None,
-            }
-            if !field
-                .bytes()
-                .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
-            {
-                out.push_str(&field);
-                continue;
-            }
-            for c in field.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\t' => out.push_str("\\t"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    c => out.push(c),
-                }
-            }
-        }
-        out.push('\n');
-    }
-    Some(out.into_bytes())
-}
-
-/// A JSON array as a PostgreSQL array literal: `["a", null, 1]` becomes
-/// `{"a",NULL,"1"}`; `None` for an object inside.
-fn array_literal(value: &Value, out: &mut String) -> Option<()> {
-    let Value::Array(items) = value else {
-        return None;
-    };
-    out.push('{');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        match item {
-            Value::Array(_) => array_literal(item, out)?,
-            Value::Null => out.push_str("NULL"),
-            Value::Object(_) => return None,
-            scalar => {
-                let text = match scalar {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                out.push('"');
-                for c in text.chars() {
-                    if c == '"' || c == '\\' {
-                        out.push('\\');
-                    }
-                    out.push(c);
-                }
-                out.push('"');
-            }
-        }
-    }
-    out.push('}');
-    Some(())
-}
-
 /// `COPY t (keys) FROM STDIN` with `text`.
 async fn copy_in(
     client: &Client,
@@ -600,41 +516,6 @@ async fn copy_in(
     futures_util::pin_mut!(sink);
     sink.send(bytes::Bytes::from(text)).await?;
     sink.finish().await
-}
-
-/// Rows grouped by their set of keys, groups in order of first appearance.
-fn groups(rows: &[Vec<(String, Value)>]) -> Vec<(Vec<String>, Vec<usize>)> {
-    let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
-    let mut last: Option<(usize, usize)> = None; // (group, a row of it)
-    for (i, row) in rows.iter().enumerate() {
-        // Most rows name the same keys in the same order as the row before.
-        if let Some((group, previous)) = last {
-            let same = rows[previous].len() == row.len()
-                && rows[previous]
-                    .iter()
-                    .zip(row)
-                    .all(|((a, _), (b, _))| a == b);
-            if same {
-                groups[group].1.push(i);
-                last = Some((group, i));
-                continue;
-            }
-        }
-        let mut keys: Vec<String> = row.iter().map(|(k, _)| k.clone()).collect();
-        keys.sort();
-        let group = match groups.iter().position(|(k, _)| *k == keys) {
-            Some(group) => {
-                groups[group].1.push(i);
-                group
-            }
-            None => {
-                groups.push((keys, vec![i]));
-                groups.len() - 1
-            }
-        };
-        last = Some((group, i));
-    }
-    groups
 }
 
 fn insert_sql(columns: &Columns, keys: &[String], conflict: Conflict) -> String {
@@ -674,7 +555,7 @@ fn insert_sql(columns: &Columns, keys: &[String], conflict: Conflict) -> String 
 }
 
 /// The table's columns, or `None` when there is no such table.
-async fn columns(client: &Client, table: &FixtureTable) -> Result<Option<Columns>> {
+async fn columns(client: &Client, table: &FixtureTable<'_>) -> Result<Option<Columns>> {
     let quoted = match &table.schema {
         Some(schema) => format!("{}.{}", ident(schema), ident(&table.table)),
         None => ident(&table.table),
@@ -736,68 +617,4 @@ async fn columns(client: &Client, table: &FixtureTable) -> Result<Option<Columns
         columns.names.push(name);
     }
     Ok(Some(columns))
-}
-
-/// Find the row (and, for a conversion error, the column) behind a failed
-/// statement, by trying its rows one at a time under a savepoint.
-#[allow(clippy::too_many_arguments)]
-async fn locate(
-    client: &Client,
-    columns: &Columns,
-    table: &FixtureTable,
-    indices: &[usize],
-    keys: &[String],
-    conflict: Conflict,
-    error: tokio_postgres::Error,
-    fail: &impl Fn(&FixtureTable, Option<usize>, Option<&str>, Option<&Value>, String) -> Error,
-) -> Error {
-    let sql = insert_sql(columns, keys, conflict);
-    let message = |e: &tokio_postgres::Error| super::error::describe(e);
-    for &i in indices {
-        let row = &table.rows[i];
-        let json = Value::Array(vec![Value::Object(row.iter().cloned().collect())]).to_string();
-        let _ = client.batch_execute("SAVEPOINT dbprep_row").await;
-        let result = client.execute(&sql, &[&json]).await;
-        let _ = client
-            .batch_execute("ROLLBACK TO SAVEPOINT dbprep_row")
-            .await;
-        let Err(row_error) = result else { continue };
-        // A value that does not convert: try each one alone.
-        for (column, value) in row {
-            let one = Value::Array(vec![Value::Object(
-                std::iter::once((column.clone(), value.clone())).collect(),
-            )])
-            .to_string();
-            let probe = format!(
-                "SELECT {} FROM pg_catalog.json_populate_recordset(NULL::{}, $1::text::json)",
-                ident(column),
-                columns.quoted
-            );
-            let _ = client.batch_execute("SAVEPOINT dbprep_value").await;
-            let converted = client.execute(&probe, &[&one]).await;
-            let _ = client
-                .batch_execute("ROLLBACK TO SAVEPOINT dbprep_value")
-                .await;
-            if let Err(e) = converted {
-                return fail(table, Some(i), Some(column), Some(value), message(&e));
-            }
-        }
-        // A constraint: the server may name the column.
-        let column = row_error
-            .as_db_error()
-            .and_then(|d| d.column())
-            .map(str::to_owned);
-        let value = column
-            .as_ref()
-            .and_then(|c| row.iter().find(|(k, _)| k == c).map(|(_, v)| v));
-        return fail(
-            table,
-            Some(i),
-            column.as_deref(),
-            value,
-            message(&row_error),
-        );
-    }
-    // Every row passes alone: the rows conflict with each other.
-    fail(table, None, None, None, message(&error))
 }
