@@ -33,76 +33,86 @@ pub fn migrations(folder: &Folder) -> syn::Result<TokenStream> {
     let sum = sum.is_file().then(|| sum.canonicalize().unwrap_or(sum));
     let includes = sources
         .iter()
-        .flat_map(|m| {
-            m.paths
-                .iter()
-                .zip([Some(m.sql.as_str()), m.down.as_deref()])
-        })
-        .filter(|(path, text)| !text.is_some_and(|t| is_verbatim(path, t)))
+        .flat_map(|m| m.paths.iter().zip(&m.verbatim))
+        .filter(|(_, verbatim)| !**verbatim)
         .map(|(path, _)| path)
         .chain(&sum)
         .map(|path| {
             let path = path.to_string_lossy();
             quote! { const _: &[u8] = include_bytes!(#path); }
         });
+    // One array per field (see `EmbeddedColumns`): versioned migrations
+    // first, then baselines, each in version order.
     let (baselines, versioned): (Vec<_>, Vec<_>) = sources.iter().partition(|m| m.baseline);
-    let versioned_len = versioned.len();
-    let baselines_len = baselines.len();
-    let versioned = versioned.into_iter().map(migration);
-    let baselines = baselines.into_iter().map(migration);
+    let all: Vec<&MigrationSource> = versioned.into_iter().chain(baselines).collect();
+    let len = all.len();
+    let versions = all.iter().map(|m| m.version);
+    let names_and_files: String = all.iter().flat_map(|m| [&*m.name, &*m.file]).collect();
+    let lengths = all
+        .iter()
+        .flat_map(|m| [m.name.len() as u32, m.file.len() as u32]);
+    let lengths_len = 2 * len;
+    let sql = all.iter().map(|m| text(m, 0, &m.sql));
+    let history_hashes = all.iter().map(|m| m.history_hash);
+    let checksums: Vec<u8> = all.iter().flat_map(|m| *m.checksum.as_bytes()).collect();
+    let checksums = proc_macro2::Literal::byte_string(&checksums);
+    let flags: Vec<u8> = all.iter().map(|m| flags(m)).collect();
+    let flags = proc_macro2::Literal::byte_string(&flags);
+    let downs: Vec<TokenStream> = all
+        .iter()
+        .filter(|m| m.paths.len() > 1)
+        .filter_map(|m| Some(text(m, 1, m.down.as_ref()?)))
+        .collect();
+    let downs_len = downs.len();
     Ok(quote! {
         {
             #(#includes)*
-            static VERSIONED: [::dbprep_runtime::Migration; #versioned_len] = [#(#versioned),*];
-            static BASELINES: [::dbprep_runtime::Migration; #baselines_len] = [#(#baselines),*];
-            ::dbprep_runtime::Migrations::__embedded(&VERSIONED, &BASELINES)
+            static VERSIONS: [i64; #len] = [#(#versions),*];
+            static LENGTHS: [u32; #lengths_len] = [#(#lengths),*];
+            static SQL: [&str; #len] = [#(#sql),*];
+            static HISTORY_HASHES: [i64; #len] = [#(#history_hashes),*];
+            static DOWNS: [&str; #downs_len] = [#(#downs),*];
+            static COLUMNS: ::dbprep_runtime::__private::EmbeddedColumns =
+                ::dbprep_runtime::__private::EmbeddedColumns {
+                    versions: &VERSIONS,
+                    names_and_files: #names_and_files,
+                    lengths: &LENGTHS,
+                    sql: &SQL,
+                    checksums: #checksums,
+                    history_hashes: &HISTORY_HASHES,
+                    flags: #flags,
+                    downs: &DOWNS,
+                };
+            ::dbprep_runtime::Migrations::__embedded(&COLUMNS)
         }
     })
 }
 
-/// Whether the file at `path` holds exactly `text` (no byte-order mark, no
-/// CRLF to normalize away).
-fn is_verbatim(path: &std::path::Path, text: &str) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.len() == text.len() as u64)
-        && std::fs::read(path).is_ok_and(|bytes| bytes == text.as_bytes())
+/// The migration's flags, as `EmbeddedColumns` reads them.
+fn flags(m: &MigrationSource) -> u8 {
+    use dbprep_runtime::__private::EmbeddedColumns as C;
+    let mut flags = 0;
+    if m.no_transaction {
+        flags |= C::NO_TRANSACTION;
+    }
+    if m.baseline {
+        flags |= C::BASELINE;
+    }
+    if m.down.is_some() && m.paths.len() > 1 {
+        flags |= C::HAS_DOWN;
+    }
+    flags
 }
 
-/// `include_str!` of the file when it is already normalized, else the
-/// normalized text as a literal.
-fn text(path: &std::path::Path, text: &str) -> TokenStream {
-    if is_verbatim(path, text) {
-        let path = path.to_string_lossy();
+/// The file's text: `include_str!` of it when it is already normalized
+/// (rustc reads it once, and no copy of it goes through the token stream),
+/// else the normalized text as a literal.
+fn text(m: &MigrationSource, file: usize, text: &str) -> TokenStream {
+    if m.verbatim[file] {
+        let path = m.paths[file].to_string_lossy();
         quote! { include_str!(#path) }
     } else {
         quote! { #text }
-    }
-}
-
-fn migration(m: &MigrationSource) -> TokenStream {
-    let MigrationSource {
-        version,
-        name,
-        file,
-        history_hash,
-        no_transaction,
-        baseline,
-        ..
-    } = m;
-    let sql = text(&m.paths[0], &m.sql);
-    // One byte-string token, not 32 integer literals: 1,000 migrations are
-    // 32,000 fewer tokens for rustc.
-    let checksum = proc_macro2::Literal::byte_string(m.checksum.as_bytes());
-    let down = match (&m.down, m.paths.get(1)) {
-        (Some(down), Some(path)) => {
-            let down = text(path, down);
-            quote! { ::core::option::Option::Some(#down) }
-        }
-        _ => quote! { ::core::option::Option::None },
-    };
-    quote! {
-        ::dbprep_runtime::Migration::__embedded(
-            #version, #name, #file, #sql, *#checksum, #history_hash, #no_transaction, #baseline, #down,
-        )
     }
 }
 

@@ -38,6 +38,12 @@ pub use pg::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
 #[cfg(feature = "postgres")]
 pub use pg::{Drift, Error, Finding, MigrationError, Migrator, Policy, VerifyReport};
 
+/// What the macros' expansions name; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::model::migration::EmbeddedColumns;
+}
+
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "testing")]

@@ -576,7 +576,7 @@ async fn main() {
             "verify" => bench.verify(runs, &mut table).await,
             "fixture" => bench.fixture(runs, &mut table).await,
             "memory" => bench.memory(&mut table).await,
-            _ => compile_time(&mut table, runs.min(3)),
+            _ => compile_time(&mut table, runs),
         }
     }
     if only.len() < FIGURES.len() {

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     let migrations = match Migrations::from_dir(&migrations_dir) {
         Ok(m) => m,
         // Provisioning commands (and --help) need no migrations folder.
-        Err(_) if !migrations_given && missing(&migrations_dir) => Migrations::__embedded(&[], &[]),
+        Err(_) if !migrations_given && missing(&migrations_dir) => Migrations::empty(),
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use dbprep_runtime::{Fixtures, Migrations};
-//! # static MIGRATIONS: Migrations = Migrations::__embedded(&[], &[]);
+//! # static MIGRATIONS: Migrations = Migrations::empty();
 //! # static FIXTURES: Fixtures = Fixtures::__embedded(&[]);
 //!
 //! fn main() -> std::process::ExitCode {

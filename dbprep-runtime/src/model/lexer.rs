@@ -126,16 +126,20 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    (line, column_at_end(before))
+}
+
+/// 1-based column (in characters) just after `before`.
+fn column_at_end(before: &[u8]) -> usize {
     let line_start = before
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |i| i + 1);
     // Count characters: every byte that does not continue a UTF-8 sequence.
-    let column = 1 + before[line_start..]
+    1 + before[line_start..]
         .iter()
         .filter(|&&b| (b & 0xC0) != 0x80)
-        .count();
-    (line, column)
+        .count()
 }
 
 fn is_ident_start(b: u8) -> bool {
@@ -184,6 +188,9 @@ struct Lexer<'a> {
     range_start: usize,
     current: StatementState,
     unterminated: Option<Unterminated>,
+    /// A byte offset and its line: statements come in order, so each
+    /// position is counted from the one before, not from the top.
+    line_mark: (usize, usize),
 }
 
 impl<'a> Lexer<'a> {
@@ -197,7 +204,20 @@ impl<'a> Lexer<'a> {
             range_start: 0,
             current: StatementState::default(),
             unterminated: None,
+            line_mark: (0, 1),
         }
+    }
+
+    /// [`line_column`] of `offset`, counted from the last position asked.
+    fn line_column(&mut self, offset: usize) -> (usize, usize) {
+        let (mark, mark_line) = self.line_mark;
+        if offset < mark {
+            return line_column(self.src, offset);
+        }
+        let before = &self.bytes[..offset];
+        let line = mark_line + before[mark..].iter().filter(|&&b| b == b'\n').count();
+        self.line_mark = (offset, line);
+        (line, column_at_end(before))
     }
 
     fn peek(&self, ahead: usize) -> Option<u8> {
@@ -291,7 +311,7 @@ impl<'a> Lexer<'a> {
     fn finish_statement(&mut self, text_end: usize, range_end: usize) {
         let state = std::mem::take(&mut self.current);
         if let Some(start) = state.start {
-            let (line, column) = line_column(self.src, start);
+            let (line, column) = self.line_column(start);
             self.statements.push(Statement {
                 range: self.range_start..range_end,
                 start,
@@ -344,7 +364,7 @@ impl<'a> Lexer<'a> {
         let line_end = self.src[start..]
             .find('\n')
             .map_or(self.bytes.len(), |i| start + i);
-        let (line, column) = line_column(self.src, start);
+        let (line, column) = self.line_column(start);
         self.meta_commands.push(MetaCommand {
             offset: start,
             line,
@@ -450,28 +470,27 @@ impl<'a> Lexer<'a> {
         if state.words.len() < MAX_WORDS {
             state.words.push(word.to_ascii_uppercase());
         }
-        let lower = word.to_ascii_lowercase();
-        if matches!(
-            lower.as_str(),
-            "create" | "function" | "procedure" | "or" | "replace"
-        ) && state.identifier_count < state.leading.len()
+        let is = |keyword: &str| word.eq_ignore_ascii_case(keyword);
+        if (is("create") || is("function") || is("procedure") || is("or") || is("replace"))
+            && state.identifier_count < state.leading.len()
         {
-            state.leading[state.identifier_count] = lower.as_bytes()[0];
+            state.leading[state.identifier_count] = word.as_bytes()[0].to_ascii_lowercase();
         }
         state.identifier_count += 1;
         if state.defines_routine() && state.paren_depth == 0 {
-            match lower.as_str() {
-                "begin" => state.begin_depth += 1,
+            if is("begin") {
+                state.begin_depth += 1;
+            } else if is("case") && state.begin_depth >= 1 {
                 // CASE also ends with END; it only matters inside a BEGIN.
-                "case" if state.begin_depth >= 1 => state.begin_depth += 1,
-                "end" if state.begin_depth > 0 => state.begin_depth -= 1,
-                _ => {}
+                state.begin_depth += 1;
+            } else if is("end") && state.begin_depth > 0 {
+                state.begin_depth -= 1;
             }
         }
     }
 
     fn open(&mut self, what: String, start: usize) {
-        let (line, column) = line_column(self.src, start);
+        let (line, column) = self.line_column(start);
         self.unterminated
             .get_or_insert(Unterminated { what, line, column });
         self.pos = self.bytes.len();
@@ -540,6 +559,26 @@ mod tests {
         assert_eq!((s.statements[0].line, s.statements[0].column), (2, 3));
         assert_eq!((s.statements[1].line, s.statements[1].column), (2, 15));
         assert_eq!(line_column(sql, sql.find("SELECT 2").unwrap()), (2, 15));
+    }
+
+    #[test]
+    fn positions_counted_along_match_positions_counted_from_the_top() {
+        let sql =
+            "SELECT 1;\n  -- é\n\tSELECT 'a\nb';\n\\set x\nSELECT\n2; SELECT 3 \\g\nSELECT é, 4;";
+        let script = split(sql);
+        assert_eq!(script.statements.len(), 4);
+        for statement in &script.statements {
+            assert_eq!(
+                (statement.line, statement.column),
+                line_column(sql, statement.start),
+                "{}",
+                statement.text(sql)
+            );
+        }
+        assert_eq!(script.meta_commands.len(), 2);
+        for meta in &script.meta_commands {
+            assert_eq!((meta.line, meta.column), line_column(sql, meta.offset));
+        }
     }
 
     #[test]

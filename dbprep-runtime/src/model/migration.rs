@@ -4,7 +4,9 @@
 //! built at run time from a folder ([`Migrations::from_dir`]).
 
 use std::borrow::Cow;
+use std::fmt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use super::checksum::Checksum;
 use super::lexer::split;
@@ -26,36 +28,6 @@ pub struct Migration {
 }
 
 impl Migration {
-    /// Used by `embed_migrations!`; not a stable API.
-    #[doc(hidden)]
-    #[allow(clippy::too_many_arguments)]
-    pub const fn __embedded(
-        version: i64,
-        name: &'static str,
-        file: &'static str,
-        sql: &'static str,
-        checksum: [u8; 32],
-        history_hash: i64,
-        no_transaction: bool,
-        baseline: bool,
-        down: Option<&'static str>,
-    ) -> Self {
-        Migration {
-            version,
-            name: Cow::Borrowed(name),
-            file: Cow::Borrowed(file),
-            sql: Cow::Borrowed(sql),
-            checksum: Checksum::from_bytes(checksum),
-            history_hash,
-            no_transaction,
-            baseline,
-            down: match down {
-                Some(down) => Some(Cow::Borrowed(down)),
-                None => None,
-            },
-        }
-    }
-
     fn from_source(source: MigrationSource) -> Self {
         Migration {
             version: source.version,
@@ -141,26 +113,118 @@ impl Migration {
 ///     println!("{:>4} {:<24} {}", m.version(), m.name(), m.checksum().short());
 /// }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Migrations {
-    /// Versioned migrations, sorted by version.
-    versioned: Cow<'static, [Migration]>,
-    /// Baselines, sorted by version.
-    baselines: Cow<'static, [Migration]>,
+    /// What `embed_migrations!` put in the binary, decoded on first use.
+    embedded: Option<&'static EmbeddedColumns>,
+    sets: OnceLock<Sets>,
+}
+
+/// The migrations, in version order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Sets {
+    versioned: Vec<Migration>,
+    baselines: Vec<Migration>,
+}
+
+/// What `embed_migrations!` expands to: one array per field, in file order
+/// (versioned migrations by version, then baselines by version). rustc
+/// checks a few arrays of literals in a fraction of the time it takes for
+/// a thousand struct expressions. Not a stable API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct EmbeddedColumns {
+    pub versions: &'static [i64],
+    /// Each migration's name then its file, back to back: one constant
+    /// instead of two thousand small ones for the code generator.
+    pub names_and_files: &'static str,
+    /// The byte lengths of each name and file in `names_and_files`.
+    pub lengths: &'static [u32],
+    pub sql: &'static [&'static str],
+    /// 32 bytes per migration.
+    pub checksums: &'static [u8],
+    pub history_hashes: &'static [i64],
+    /// Per migration: [`EmbeddedColumns::NO_TRANSACTION`],
+    /// [`EmbeddedColumns::BASELINE`], [`EmbeddedColumns::HAS_DOWN`].
+    pub flags: &'static [u8],
+    /// The down SQL of each migration flagged `HAS_DOWN`, in order.
+    pub downs: &'static [&'static str],
+}
+
+impl EmbeddedColumns {
+    pub const NO_TRANSACTION: u8 = 1;
+    pub const BASELINE: u8 = 2;
+    pub const HAS_DOWN: u8 = 4;
+
+    fn decode(&self) -> Sets {
+        let mut sets = Sets::default();
+        let mut downs = self.downs.iter();
+        let mut text = self.names_and_files;
+        let mut next = |n: u32| {
+            let (head, rest) = text.split_at(n as usize);
+            text = rest;
+            head
+        };
+        for (i, &version) in self.versions.iter().enumerate() {
+            let flags = self.flags[i];
+            let mut checksum = [0; 32];
+            checksum.copy_from_slice(&self.checksums[i * 32..i * 32 + 32]);
+            let migration = Migration {
+                version,
+                name: Cow::Borrowed(next(self.lengths[2 * i])),
+                file: Cow::Borrowed(next(self.lengths[2 * i + 1])),
+                sql: Cow::Borrowed(self.sql[i]),
+                checksum: Checksum::from_bytes(checksum),
+                history_hash: self.history_hashes[i],
+                no_transaction: flags & Self::NO_TRANSACTION != 0,
+                baseline: flags & Self::BASELINE != 0,
+                down: (flags & Self::HAS_DOWN != 0)
+                    .then(|| downs.next().map(|d| Cow::Borrowed(*d)))
+                    .flatten(),
+            };
+            if migration.baseline {
+                sets.baselines.push(migration);
+            } else {
+                sets.versioned.push(migration);
+            }
+        }
+        sets
+    }
 }
 
 impl Migrations {
-    /// Used by `embed_migrations!`; not a stable API. Both slices are sorted
-    /// by version.
+    /// Used by `embed_migrations!`; not a stable API.
     #[doc(hidden)]
-    pub const fn __embedded(
-        versioned: &'static [Migration],
-        baselines: &'static [Migration],
-    ) -> Self {
+    pub const fn __embedded(columns: &'static EmbeddedColumns) -> Self {
         Migrations {
-            versioned: Cow::Borrowed(versioned),
-            baselines: Cow::Borrowed(baselines),
+            embedded: Some(columns),
+            sets: OnceLock::new(),
         }
+    }
+
+    /// No migration at all (a tool that only loads fixtures, or a
+    /// placeholder).
+    ///
+    /// ```
+    /// static NONE: dbprep_runtime::Migrations = dbprep_runtime::Migrations::empty();
+    /// assert!(NONE.is_empty());
+    /// ```
+    pub const fn empty() -> Self {
+        Migrations {
+            embedded: None,
+            sets: OnceLock::new(),
+        }
+    }
+
+    // Not inlined: the decoding stays compiled in this crate instead of in
+    // every crate that embeds migrations.
+    #[inline(never)]
+    fn sets(&self) -> &Sets {
+        self.sets.get_or_init(|| {
+            self.embedded
+                .map(EmbeddedColumns::decode)
+                .unwrap_or_default()
+        })
     }
 
     /// Read a migrations folder at run time, with the same names, checks and
@@ -179,28 +243,31 @@ impl Migrations {
             .map(Migration::from_source)
             .partition(Migration::is_baseline);
         Ok(Migrations {
-            versioned: versioned.into(),
-            baselines: baselines.into(),
+            embedded: None,
+            sets: OnceLock::from(Sets {
+                versioned,
+                baselines,
+            }),
         })
     }
 
     /// The versioned migrations in version order (baselines excluded).
     pub fn iter(&self) -> std::slice::Iter<'_, Migration> {
-        self.versioned.iter()
+        self.sets().versioned.iter()
     }
 
     /// The baselines in version order.
     pub fn baselines(&self) -> &[Migration] {
-        &self.baselines
+        &self.sets().baselines
     }
 
     /// The versioned migration of `version`.
     pub fn get(&self, version: i64) -> Option<&Migration> {
-        let i = self
-            .versioned
+        let versioned = &self.sets().versioned;
+        let i = versioned
             .binary_search_by_key(&version, |m| m.version)
             .ok()?;
-        Some(&self.versioned[i])
+        Some(&versioned[i])
     }
 
     /// The checksum of the versioned migration of `version`, to pin in a
@@ -212,17 +279,36 @@ impl Migrations {
     /// The highest version (of migrations and baselines).
     pub fn head(&self) -> Option<i64> {
         let last = |s: &[Migration]| s.last().map(|m| m.version);
-        last(&self.versioned).max(last(&self.baselines))
+        last(&self.sets().versioned).max(last(&self.sets().baselines))
     }
 
     /// The number of versioned migrations.
     pub fn len(&self) -> usize {
-        self.versioned.len()
+        self.sets().versioned.len()
     }
 
     /// Whether there is no migration at all.
     pub fn is_empty(&self) -> bool {
-        self.versioned.is_empty() && self.baselines.is_empty()
+        let sets = self.sets();
+        sets.versioned.is_empty() && sets.baselines.is_empty()
+    }
+}
+
+impl PartialEq for Migrations {
+    fn eq(&self, other: &Self) -> bool {
+        self.sets() == other.sets()
+    }
+}
+
+impl Eq for Migrations {}
+
+impl fmt::Debug for Migrations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sets = self.sets();
+        f.debug_struct("Migrations")
+            .field("versioned", &sets.versioned)
+            .field("baselines", &sets.baselines)
+            .finish()
     }
 }
 
@@ -299,13 +385,8 @@ impl Migrations {
                 return Err(mismatch);
             }
         };
-        let all = |m: &Migrations| -> Vec<Migration> {
-            m.versioned
-                .iter()
-                .chain(m.baselines.iter())
-                .cloned()
-                .collect()
-        };
+        let all =
+            |m: &Migrations| -> Vec<Migration> { m.iter().chain(m.baselines()).cloned().collect() };
         let (embedded, disk) = (all(self), all(&on_disk));
         let same_slot =
             |a: &Migration, b: &Migration| a.version == b.version && a.baseline == b.baseline;
@@ -359,44 +440,31 @@ impl<'a> IntoIterator for &'a Migrations {
 mod tests {
     use super::*;
 
-    // What `embed_migrations!` expands to: the arrays are statics of their
-    // own, since a promoted constant cannot hold a type with a destructor.
-    static VERSIONED: [Migration; 2] = [
-        Migration::__embedded(
-            1,
-            "a",
-            "m/V1__a.sql",
-            "SELECT 1;",
-            [0; 32],
+    // What `embed_migrations!` expands to.
+    static CHECKSUMS: [u8; 96] = {
+        let mut bytes = [0; 96];
+        let mut i = 32;
+        while i < 96 {
+            bytes[i] = (i / 32) as u8;
+            i += 1;
+        }
+        bytes
+    };
+    static COLUMNS: EmbeddedColumns = EmbeddedColumns {
+        versions: &[1, 5, 7],
+        names_and_files: "am/V1__a.sqlbm/V5__b.sqlbasem/B7__base.sql",
+        lengths: &[1, 11, 1, 11, 4, 14],
+        sql: &["SELECT 1;", "VACUUM; SELECT 2", "SELECT 7;"],
+        checksums: &CHECKSUMS,
+        history_hashes: &[0, 0, 0],
+        flags: &[
             0,
-            false,
-            false,
-            None,
-        ),
-        Migration::__embedded(
-            5,
-            "b",
-            "m/V5__b.sql",
-            "VACUUM; SELECT 2",
-            [1; 32],
-            0,
-            true,
-            false,
-            Some("SELECT 0;"),
-        ),
-    ];
-    static BASELINES: [Migration; 1] = [Migration::__embedded(
-        7,
-        "base",
-        "m/B7__base.sql",
-        "SELECT 7;",
-        [2; 32],
-        0,
-        false,
-        true,
-        None,
-    )];
-    static EMBEDDED: Migrations = Migrations::__embedded(&VERSIONED, &BASELINES);
+            EmbeddedColumns::NO_TRANSACTION | EmbeddedColumns::HAS_DOWN,
+            EmbeddedColumns::BASELINE,
+        ],
+        downs: &["SELECT 0;"],
+    };
+    static EMBEDDED: Migrations = Migrations::__embedded(&COLUMNS);
 
     #[test]
     fn lookup_and_order() {
@@ -411,6 +479,19 @@ mod tests {
         assert!(EMBEDDED.get(2).is_none());
         assert_eq!(EMBEDDED.head(), Some(7));
         assert_eq!(EMBEDDED.checksum_of(1), Some(Checksum::from_bytes([0; 32])));
+        assert_eq!(EMBEDDED.checksum_of(5), Some(Checksum::from_bytes([1; 32])));
+        assert_eq!(EMBEDDED.get(5).unwrap().down_sql(), Some("SELECT 0;"));
+        assert!(EMBEDDED.get(5).unwrap().no_transaction());
+        assert_eq!(EMBEDDED.get(1).unwrap().down_sql(), None);
+        assert_eq!(EMBEDDED.baselines()[0].version(), 7);
+        assert_eq!(
+            (
+                EMBEDDED.baselines()[0].name(),
+                EMBEDDED.baselines()[0].file()
+            ),
+            ("base", "m/B7__base.sql")
+        );
+        assert_eq!(EMBEDDED.get(5).unwrap().file(), "m/V5__b.sql");
     }
 
     #[test]

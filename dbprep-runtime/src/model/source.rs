@@ -43,6 +43,10 @@ pub struct MigrationSource {
     /// Every file read for this migration, as real paths (the expansion
     /// `include_bytes!`s them so that editing one rebuilds the crate).
     pub paths: Vec<PathBuf>,
+    /// For each of [`paths`](Self::paths): whether the file's bytes are
+    /// already its normalized text (no byte-order mark, no CRLF), so that
+    /// the expansion can `include_str!` it as it is.
+    pub verbatim: Vec<bool>,
 }
 
 /// A problem with a migrations folder or one of its files.
@@ -319,14 +323,18 @@ pub fn read_migrations_unchecked(
         }
     }
 
-    let mut migrations = Vec::new();
-    let all_ups = ups
+    let work: Vec<_> = ups
         .into_values()
         .map(|c| (c, false))
-        .chain(baselines.into_values().map(|c| (c, true)));
-    for (up, baseline) in all_ups {
-        let down = downs.remove(&up.version).filter(|_| !baseline);
-        match read_one(up, down, baseline) {
+        .chain(baselines.into_values().map(|c| (c, true)))
+        .map(|(up, baseline)| {
+            let down = downs.remove(&up.version).filter(|_| !baseline);
+            (up, down, baseline)
+        })
+        .collect();
+    let mut migrations = Vec::with_capacity(work.len());
+    for result in map_in_parallel(work, |(up, down, baseline)| read_one(up, down, baseline)) {
+        match result {
             Ok(migration) => migrations.push(migration),
             Err(mut e) => errors.append(&mut e),
         }
@@ -337,6 +345,41 @@ pub fn read_migrations_unchecked(
         errors.sort_by(|a, b| a.file().cmp(b.file()));
         Err(SourceErrors(errors))
     }
+}
+
+/// `f` over `items` on the machine's cores, results in order: reading,
+/// checking and hashing a thousand files is most of what
+/// `embed_migrations!` costs a build.
+fn map_in_parallel<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads < 2 || items.len() < 32 {
+        return items.into_iter().map(f).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut items = items.into_iter();
+    loop {
+        let chunk: Vec<T> = items.by_ref().take(per_thread).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 fn io_error(path: &str, e: std::io::Error) -> SourceError {
@@ -356,10 +399,15 @@ fn find_candidates(dir: &Path, shown_as: &str, errors: &mut Vec<SourceError>) ->
             return Vec::new();
         }
     };
-    let mut names: Vec<String> = Vec::new();
+    // (name, whether it is a symbolic link, whether it is a folder)
+    let mut names: Vec<(String, bool, bool)> = Vec::new();
     for entry in entries {
-        match entry {
-            Ok(entry) => names.push(entry.file_name().to_string_lossy().into_owned()),
+        match entry.and_then(|e| Ok((e.file_name(), e.file_type()?))) {
+            Ok((name, kind)) => names.push((
+                name.to_string_lossy().into_owned(),
+                kind.is_symlink(),
+                kind.is_dir(),
+            )),
             Err(e) => errors.push(io_error(shown_as, e)),
         }
     }
@@ -367,13 +415,20 @@ fn find_candidates(dir: &Path, shown_as: &str, errors: &mut Vec<SourceError>) ->
     let real_dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
 
     let mut candidates = Vec::new();
-    for file_name in names {
-        let path = dir.join(&file_name);
+    for (file_name, symlink, mut is_dir) in names {
         let file = format!("{shown_as}/{file_name}");
-        let Some(real_path) = resolve_inside(&path, &real_dir, &file, errors) else {
-            continue;
+        // Only a link needs resolving (one system call per path component):
+        // anything else is in the folder.
+        let real_path = if symlink {
+            let Some(real) = resolve_inside(&dir.join(&file_name), &real_dir, &file, errors) else {
+                continue;
+            };
+            is_dir = real.is_dir();
+            real
+        } else {
+            real_dir.join(&file_name)
         };
-        if real_path.is_dir() {
+        if is_dir {
             if let Some(parsed) = parse_folder_name(&file_name) {
                 match parsed {
                     Ok((version, name)) => {
@@ -457,13 +512,17 @@ fn diesel_folder(
     }
 }
 
-fn read_text(candidate: &Candidate) -> Result<String, SourceError> {
+/// The file's normalized text, and whether it is the file's bytes as they
+/// are (normalizing only ever removes bytes).
+fn read_text(candidate: &Candidate) -> Result<(String, bool), SourceError> {
     let bytes = fs::read(&candidate.path).map_err(|e| io_error(&candidate.file, e))?;
-    normalize(&bytes).map_err(|e| SourceError::NotUtf8 {
+    let text = normalize(&bytes).map_err(|e| SourceError::NotUtf8 {
         file: candidate.file.clone(),
         line: e.line,
         offset: e.offset,
-    })
+    })?;
+    let verbatim = text.len() == bytes.len();
+    Ok((text, verbatim))
 }
 
 fn read_one(
@@ -472,7 +531,7 @@ fn read_one(
     baseline: bool,
 ) -> Result<MigrationSource, Vec<SourceError>> {
     let mut errors = Vec::new();
-    let sql = read_text(&up).map_err(|e| vec![e])?;
+    let (sql, up_verbatim) = read_text(&up).map_err(|e| vec![e])?;
     let directives = directive::parse(&sql).unwrap_or_else(|e| {
         errors.push(SourceError::UnknownDirective {
             file: up.file.clone(),
@@ -497,11 +556,15 @@ fn read_one(
         });
     }
     let mut paths = vec![up.path.clone()];
+    let mut verbatim = vec![up_verbatim];
     let down_sql = match &down {
         Some(down) => {
             paths.push(down.path.clone());
             match read_text(down) {
-                Ok(text) => Some(text),
+                Ok((text, down_verbatim)) => {
+                    verbatim.push(down_verbatim);
+                    Some(text)
+                }
                 Err(e) => {
                     errors.push(e);
                     None
@@ -525,6 +588,7 @@ fn read_one(
         no_transaction: directives.no_transaction,
         down: down_sql,
         paths,
+        verbatim,
     })
 }
 
