@@ -6,12 +6,13 @@
 //! syntax error in one message rejects that message alone. Each message is
 //!
 //! ```text
-//! BEGIN; RESET ALL; <restore role and search_path>;
-//! SELECT set_config('dbprep.run', …, true), set_config('dbprep.started', clock_timestamp()::text, true), …;
+//! BEGIN; RESET ALL;
+//! SELECT set_config('role', …), set_config('search_path', …), set_config('dbprep.run', …, true), …;
 //! <migration SQL>
 //! ;
-//! SELECT set_config('search_path', 'pg_catalog', true), set_config('role', …, true), …;
-//! INSERT INTO <history> (…, previous_version, run_id) SELECT …;
+//! SELECT set_config('search_path', 'pg_catalog', true), set_config('role', …, true), …, set_config('dbprep.digest_kept', 'on', true);
+//! WITH recorded AS (INSERT INTO <history> (…, previous_version, run_id) VALUES (…) RETURNING 1)
+//! UPDATE <digest> SET rows = rows + 1, hash = hash # <row hash> FROM recorded;
 //! COMMIT;
 //! ```
 //!
@@ -33,7 +34,7 @@ use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::Client;
 
 use super::error::{Error, MigrationError, Result};
-use super::history::HistoryTable;
+use super::history::{HistoryTable, DIGEST_KEPT};
 use super::sql::{bytea, literal};
 use crate::model::lexer::{line_column, split};
 use crate::model::migration::Migration;
@@ -48,6 +49,9 @@ pub(crate) struct Session<'a> {
     pub client: &'a Client,
     pub history: &'a HistoryTable,
     pub run_id: String,
+    /// What the session calls itself while it holds the lock (a waiting
+    /// peer names the holder with it).
+    pub application_name: String,
     pub applied_by: String,
     /// `role` and `search_path` as the connection had them before the run.
     pub role: String,
@@ -84,17 +88,33 @@ pub(crate) struct Done {
 }
 
 impl Session<'_> {
-    /// Put back the session state a previous migration may have changed.
+    /// Put back the session state a previous migration may have changed:
+    /// `RESET ALL`, then the `set_config` calls that restore the role and
+    /// search path the connection had, and the run's application name.
+    fn restore_calls(&self) -> Vec<String> {
+        vec![
+            format!(
+                "pg_catalog.set_config('application_name', {}, false)",
+                literal(&self.application_name)
+            ),
+            format!(
+                "pg_catalog.set_config('role', {}, false)",
+                literal(&self.role)
+            ),
+            format!(
+                "pg_catalog.set_config('search_path', {}, false)",
+                literal(&self.search_path)
+            ),
+        ]
+    }
+
+    /// `RESET ALL` and the restoring `SELECT`, as statements.
     fn restore_session(&self) -> String {
-        format!(
-            "RESET ALL;\nSELECT pg_catalog.set_config('role', {}, false), pg_catalog.set_config('search_path', {}, false);\n",
-            literal(&self.role),
-            literal(&self.search_path)
-        )
+        format!("RESET ALL;\nSELECT {};\n", self.restore_calls().join(", "))
     }
 
     /// Settings for one migration's transaction.
-    fn transaction_settings(&self, asynchronous_commit: bool) -> String {
+    fn transaction_calls(&self, asynchronous_commit: bool) -> Vec<String> {
         let mut settings = vec![
             format!(
                 "pg_catalog.set_config('dbprep.run', {}, true)",
@@ -113,23 +133,26 @@ impl Session<'_> {
                     .to_owned(),
             );
         }
-        format!("SELECT {};\n", settings.join(", "))
+        settings
     }
 
     /// dbprep's own statements after a migration: its `SET` must not
     /// redirect or block them.
     fn own_settings(&self, local: bool) -> String {
+        format!("SELECT {};\n", self.own_calls(local).join(", "))
+    }
+
+    fn own_calls(&self, local: bool) -> Vec<String> {
         let settings = [
             ("search_path", "'pg_catalog'".to_owned()),
             ("role", literal(&self.role)),
             ("statement_timeout", "'0'".to_owned()),
             ("lock_timeout", "'0'".to_owned()),
         ];
-        let calls: Vec<String> = settings
+        settings
             .iter()
             .map(|(name, value)| format!("pg_catalog.set_config('{name}', {value}, {local})"))
-            .collect();
-        format!("SELECT {};\n", calls.join(", "))
+            .collect()
     }
 
     /// The history insert. `run_id_sql` is the guard's expression in a
@@ -171,18 +194,34 @@ impl Session<'_> {
         asynchronous_commit: bool,
     ) -> (String, usize) {
         let mut message = String::with_capacity(m.sql().len() + 1024);
-        message.push_str("BEGIN;\n");
-        message.push_str(&self.restore_session());
-        message.push_str(&self.transaction_settings(asynchronous_commit));
+        // Every statement costs the server a parse, a plan and a reply:
+        // the settings before and after the migration are one `SELECT`
+        // each.
+        let mut before = self.restore_calls();
+        before.extend(self.transaction_calls(asynchronous_commit));
+        message.push_str("BEGIN;\nRESET ALL;\nSELECT ");
+        message.push_str(&before.join(", "));
+        message.push_str(";\n");
         let prefix_chars = message.chars().count();
         message.push_str(m.sql());
         // A newline ends a trailing `--` comment; the `;` a last statement
         // written without one.
         message.push_str("\n;\n");
-        message.push_str(&self.own_settings(true));
+        let mut after = self.own_calls(true);
+        after.push(format!(
+            "pg_catalog.set_config('{DIGEST_KEPT}', 'on', true)"
+        ));
+        message.push_str("SELECT ");
+        message.push_str(&after.join(", "));
+        message.push_str(";\n");
         let elapsed = "(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.current_setting('dbprep.started', true)::timestamptz) * 1000)::integer";
         let run_id = "nullif(pg_catalog.current_setting('dbprep.run', true), '')";
-        message.push_str(&self.insert_history(m, rank, previous, true, elapsed, run_id));
+        let insert = self.insert_history(m, rank, previous, true, elapsed, run_id);
+        message.push_str(
+            &self
+                .history
+                .insert_keeping_digest_sql(&insert, m.history_hash()),
+        );
         if !asynchronous_commit {
             // The last migration of the batch: its transaction also stores
             // the schema snapshot, and its synchronous commit makes every

@@ -83,6 +83,11 @@ CREATE TABLE IF NOT EXISTS {t} (
 
     /// The statement that (re)creates the digest table, its trigger, and
     /// sets the digest to `digest` (of the rows the history holds now).
+    ///
+    /// The trigger keeps the digest for every change, except the history
+    /// inserts of a migration batch: they run with [`DIGEST_KEPT`] set
+    /// and update the digest in the same statement, with the row's hash
+    /// computed at compile time (no PL/pgSQL call, no SHA-256 per row).
     pub(crate) fn create_digest_sql(&self, digest: HistoryDigest) -> String {
         let t = self.qualified();
         let d = self.digest_table();
@@ -114,7 +119,9 @@ BEGIN
 END
 $dbprep$;
 DROP TRIGGER IF EXISTS {trigger} ON {t};
-CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION {f}();
+CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW
+    WHEN (pg_catalog.current_setting('{DIGEST_KEPT}', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION {f}();
 DROP TRIGGER IF EXISTS {truncate_trigger} ON {t};
 CREATE TRIGGER {truncate_trigger} AFTER TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION {f}();
 INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
@@ -162,6 +169,10 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
         i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
     }
 }
+
+/// The setting under which a history insert keeps the digest itself (see
+/// [`HistoryTable::create_digest_sql`]).
+pub(crate) const DIGEST_KEPT: &str = "dbprep.digest_kept";
 
 /// The session facts a run needs, read with the digest.
 const SESSION_FACTS: &str =
@@ -327,8 +338,38 @@ impl HistoryTable {
     }
 
     /// Whether the digest table exists.
-    pub(crate) async fn digest_exists(&self, client: &Client) -> Result<bool> {
-        relation_exists(client, &self.digest_table()).await
+    /// Whether the digest table exists with the trigger this version of
+    /// dbprep expects (one whose `WHEN` lets batch inserts keep the digest
+    /// themselves; an older one would count those rows twice).
+    pub(crate) async fn digest_is_current(&self, client: &Client) -> Result<bool> {
+        let answer = client
+            .simple_query(&format!(
+                "SELECT pg_catalog.to_regclass({d}) IS NOT NULL AND EXISTS (\
+                 SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({t}) \
+                 AND tgname = {trigger} AND tgqual IS NOT NULL)",
+                d = literal(&self.digest_table()),
+                t = literal(&self.qualified()),
+                trigger = literal(&format!("{}_digest", self.table)),
+            ))
+            .await
+            .map_err(Error::postgres("look for the history digest"))?;
+        Ok(rows(answer)
+            .first()
+            .and_then(|r| r.get(0))
+            .is_some_and(|v| v == "t"))
+    }
+
+    /// The statement that records a migration of a batch and adds its row
+    /// to the digest; `insert` is an `INSERT … VALUES (…)` into the history
+    /// and `row_hash` the row's [`history_row_hash`]. Runs with
+    /// [`DIGEST_KEPT`] set, so the trigger leaves the row alone.
+    pub(crate) fn insert_keeping_digest_sql(&self, insert: &str, row_hash: i64) -> String {
+        format!(
+            "WITH recorded AS ({insert} RETURNING 1)\n\
+             UPDATE {d} SET rows = rows + 1, hash = hash # ({row_hash})::bigint FROM recorded;\n",
+            insert = insert.trim_end().trim_end_matches(';'),
+            d = self.digest_table(),
+        )
     }
 }
 

@@ -322,10 +322,11 @@ impl<'m> Migrator<'m> {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
+        let application_name = format!("dbprep migrator {run_id} since {since}");
         client
             .simple_query(&format!(
                 "SELECT pg_catalog.set_config('application_name', {}, false)",
-                literal(&format!("dbprep migrator {run_id} since {since}"))
+                literal(&application_name)
             ))
             .await
             .map_err(Error::postgres("name the session"))?;
@@ -335,6 +336,7 @@ impl<'m> Migrator<'m> {
             client,
             history: &self.history,
             run_id,
+            application_name,
             applied_by: probe.user.clone(),
             role: probe.role.clone(),
             search_path: probe.search_path.clone(),
@@ -353,7 +355,7 @@ impl<'m> Migrator<'m> {
         let mut sql = if !history.exists(client).await? {
             tracing::info!("creating the history table {}", history.qualified());
             history.create_sql() + &history.create_digest_sql(HistoryDigest::default())
-        } else if !history.digest_exists(client).await? {
+        } else if !history.digest_is_current(client).await? {
             history.create_digest_sql(HistoryDigest::of_rows(&history.read(client).await?))
         } else {
             String::new()

@@ -259,6 +259,38 @@ async fn lock_wait_gives_up_naming_the_holder_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_migrator_in_the_middle_of_a_batch_is_named_as_the_holder() {
+    // Every migration's message starts with RESET ALL, which would also
+    // reset the name the run gave its session: it is restored with the
+    // role and search path.
+    let db = database().await;
+    let m = five("SELECT pg_sleep(2);", "CREATE TABLE e (id int);");
+    let running = {
+        let pool = db.pool().clone();
+        let m = m.clone();
+        tokio::spawn(async move { Migrator::new(&m).run(&pool).await.map(|r| r.applied.len()) })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let error = Migrator::new(&m)
+        .lock_wait(Duration::from_millis(200))
+        .run(db.pool())
+        .await
+        .unwrap_err();
+    let Error::LockTimeout {
+        holder: Some(h), ..
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    assert!(
+        h.application_name.starts_with("dbprep migrator "),
+        "{}",
+        h.application_name
+    );
+    assert_eq!(running.await.unwrap().unwrap(), 5);
+}
+
+#[tokio::test]
 async fn eight_migrators_at_once_apply_each_migration_once() {
     let db = database().await;
     let files: Vec<(String, String)> = (1..=20)
@@ -506,6 +538,56 @@ async fn a_dropped_digest_table_is_rebuilt_from_the_history() {
         .await
         .unwrap()
         .was_up_to_date());
+}
+
+#[tokio::test]
+async fn a_digest_trigger_without_its_when_clause_is_replaced() {
+    // A trigger that fires for every row (as an older dbprep made it) would
+    // count a batch's rows twice: the next locked run puts the right one
+    // back, with the digest rebuilt from the history.
+    let db = database().await;
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let first_three = Migrator::new(&m).target(3);
+    let _ = first_three.run(db.pool()).await.unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(
+            "DROP TRIGGER dbprep_schema_history_digest ON dbprep_schema_history;
+             CREATE TRIGGER dbprep_schema_history_digest AFTER INSERT OR UPDATE OR DELETE ON dbprep_schema_history
+                 FOR EACH ROW EXECUTE FUNCTION dbprep_schema_history_digest_update();",
+        )
+        .await
+        .unwrap();
+    let report = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert_eq!(report.applied.len(), 2);
+    let rows = scalar(&client, "SELECT rows FROM dbprep_schema_history_digest").await;
+    assert_eq!(rows.as_deref(), Some("5"));
+    assert!(Migrator::new(&m)
+        .run(db.pool())
+        .await
+        .unwrap()
+        .was_up_to_date());
+}
+
+#[tokio::test]
+async fn rows_written_by_hand_still_move_the_digest() {
+    // Batch inserts keep the digest themselves; everything else goes
+    // through the trigger.
+    let db = database().await;
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO dbprep_schema_history (installed_rank, version, name, kind, applied_by, success, run_id) \
+             VALUES (6, 6, 'by_hand', 'migration', current_user, true, 'hand')",
+        )
+        .await
+        .unwrap();
+    let rows = scalar(&client, "SELECT rows FROM dbprep_schema_history_digest").await;
+    assert_eq!(rows.as_deref(), Some("6"));
+    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    assert!(error.to_string().contains('6'), "{error}");
 }
 
 #[tokio::test]
