@@ -10,9 +10,8 @@
 //! SELECT set_config('role', …), set_config('search_path', …), set_config('dbprep.run', …, true), …;
 //! <migration SQL>
 //! ;
-//! SELECT set_config('search_path', 'pg_catalog', true), set_config('role', …, true), …, set_config('dbprep.digest_kept', 'on', true);
-//! WITH recorded AS (INSERT INTO <history> (…, previous_version, run_id) VALUES (…) RETURNING 1)
-//! UPDATE <digest> SET rows = rows + 1, hash = hash # <row hash> FROM recorded;
+//! SELECT set_config('search_path', 'pg_catalog', true), set_config('role', …, true), …, set_config('dbprep.digest_deferred', 'on', true);
+//! INSERT INTO <history> (…, previous_version, run_id) VALUES (…);
 //! COMMIT;
 //! ```
 //!
@@ -25,6 +24,10 @@
 //!
 //! Every message but the last commits asynchronously; the last one's WAL
 //! flush makes all before it durable.
+//!
+//! The history digest is not touched per migration: the first message
+//! marks it "in progress" and the run writes it from the rows at its end
+//! (see [`HistoryTable::finish_run_sql`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -34,7 +37,7 @@ use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::Client;
 
 use super::error::{Error, MigrationError, Result};
-use super::history::{HistoryTable, DIGEST_KEPT};
+use super::history::{HistoryTable, DIGEST_DEFERRED};
 use super::sql::{bytea, literal};
 use crate::model::lexer::{line_column, split};
 use crate::model::migration::Migration;
@@ -199,7 +202,11 @@ impl Session<'_> {
         // each.
         let mut before = self.restore_calls();
         before.extend(self.transaction_calls(asynchronous_commit));
-        message.push_str("BEGIN;\nRESET ALL;\nSELECT ");
+        message.push_str("BEGIN;\nRESET ALL;\n");
+        if previous.is_none() {
+            message.push_str(&self.history.digest_in_progress_sql());
+        }
+        message.push_str("SELECT ");
         message.push_str(&before.join(", "));
         message.push_str(";\n");
         let prefix_chars = message.chars().count();
@@ -209,19 +216,14 @@ impl Session<'_> {
         message.push_str("\n;\n");
         let mut after = self.own_calls(true);
         after.push(format!(
-            "pg_catalog.set_config('{DIGEST_KEPT}', 'on', true)"
+            "pg_catalog.set_config('{DIGEST_DEFERRED}', 'on', true)"
         ));
         message.push_str("SELECT ");
         message.push_str(&after.join(", "));
         message.push_str(";\n");
         let elapsed = "(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.current_setting('dbprep.started', true)::timestamptz) * 1000)::integer";
         let run_id = "nullif(pg_catalog.current_setting('dbprep.run', true), '')";
-        let insert = self.insert_history(m, rank, previous, true, elapsed, run_id);
-        message.push_str(
-            &self
-                .history
-                .insert_keeping_digest_sql(&insert, m.history_hash()),
-        );
+        message.push_str(&self.insert_history(m, rank, previous, true, elapsed, run_id));
         if !asynchronous_commit {
             // The last migration of the batch: its transaction also stores
             // the schema snapshot, and its synchronous commit makes every

@@ -85,9 +85,10 @@ CREATE TABLE IF NOT EXISTS {t} (
     /// sets the digest to `digest` (of the rows the history holds now).
     ///
     /// The trigger keeps the digest for every change, except the history
-    /// inserts of a migration batch: they run with [`DIGEST_KEPT`] set
-    /// and update the digest in the same statement, with the row's hash
-    /// computed at compile time (no PL/pgSQL call, no SHA-256 per row).
+    /// inserts of a migration batch: they run with [`DIGEST_DEFERRED`] set,
+    /// and the run writes the digest once, from the rows, when it ends
+    /// ([`HistoryTable::finish_run_sql`]); no PL/pgSQL call, SHA-256 or
+    /// digest update per migration.
     pub(crate) fn create_digest_sql(&self, digest: HistoryDigest) -> String {
         let t = self.qualified();
         let d = self.digest_table();
@@ -120,7 +121,7 @@ END
 $dbprep$;
 DROP TRIGGER IF EXISTS {trigger} ON {t};
 CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW
-    WHEN (pg_catalog.current_setting('{DIGEST_KEPT}', true) IS DISTINCT FROM 'on')
+    WHEN (pg_catalog.current_setting('{DIGEST_DEFERRED}', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION {f}();
 DROP TRIGGER IF EXISTS {truncate_trigger} ON {t};
 CREATE TRIGGER {truncate_trigger} AFTER TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION {f}();
@@ -170,9 +171,10 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
     }
 }
 
-/// The setting under which a history insert keeps the digest itself (see
+/// The setting under which the digest trigger leaves a history insert to
+/// the run, which writes the digest when it ends (see
 /// [`HistoryTable::create_digest_sql`]).
-pub(crate) const DIGEST_KEPT: &str = "dbprep.digest_kept";
+pub(crate) const DIGEST_DEFERRED: &str = "dbprep.digest_deferred";
 
 /// The session facts a run needs, read with the digest.
 const SESSION_FACTS: &str =
@@ -359,16 +361,28 @@ impl HistoryTable {
             .is_some_and(|v| v == "t"))
     }
 
-    /// The statement that records a migration of a batch and adds its row
-    /// to the digest; `insert` is an `INSERT … VALUES (…)` into the history
-    /// and `row_hash` the row's [`history_row_hash`]. Runs with
-    /// [`DIGEST_KEPT`] set, so the trigger leaves the row alone.
-    pub(crate) fn insert_keeping_digest_sql(&self, insert: &str, row_hash: i64) -> String {
+    /// The statement a batch starts with: a digest that no history can
+    /// have (`rows = -1`), so that a run killed half-way leaves one that
+    /// every start-up sees as stale; the run writes the real one when it
+    /// ends.
+    pub(crate) fn digest_in_progress_sql(&self) -> String {
+        format!("UPDATE {} SET rows = -1, hash = 0;\n", self.digest_table())
+    }
+
+    /// The end of a run, in one message: the digest of `rows` (the history
+    /// as the run leaves it, read under the lock) written without waiting
+    /// for the disk (lost in a crash, it is rebuilt by the next run), then
+    /// the lock released.
+    pub(crate) fn finish_run_sql(&self, rows: &[HistoryRow]) -> String {
+        let digest = HistoryDigest::of_rows(rows);
         format!(
-            "WITH recorded AS ({insert} RETURNING 1)\n\
-             UPDATE {d} SET rows = rows + 1, hash = hash # ({row_hash})::bigint FROM recorded;\n",
-            insert = insert.trim_end().trim_end_matches(';'),
+            "BEGIN;\nSET LOCAL synchronous_commit = off;\n\
+             UPDATE {d} SET rows = {rows}, hash = {hash} WHERE rows IS DISTINCT FROM {rows} OR hash IS DISTINCT FROM {hash};\n\
+             COMMIT;\nSELECT pg_catalog.pg_advisory_unlock({key});",
             d = self.digest_table(),
+            rows = digest.rows,
+            hash = digest.hash,
+            key = self.lock_key(),
         )
     }
 }

@@ -262,13 +262,13 @@ impl<'m> Migrator<'m> {
         );
         let result = self.apply(&session).await;
         // The batch ended its transaction (or rolled it back), so the
-        // session can release the lock even after a failure; closing the
-        // connection would release it too, but only once the server notices.
-        let released = lock::release(client, self.history.lock_key()).await;
+        // session can finish the run even after a failure; closing the
+        // connection would release the lock too, but only once the server
+        // notices.
+        let finished = self.finish(client).await;
         guard.disarm();
-        released?;
         let done = result?;
-        let rows = self.history.read(client).await?;
+        let rows = finished?;
         let applied = done
             .iter()
             .filter_map(|d| {
@@ -298,6 +298,26 @@ impl<'m> Migrator<'m> {
             report.elapsed
         );
         Ok(report)
+    }
+
+    /// Under the lock, after a run: read the history as the run leaves it,
+    /// write its digest (the batch left it "in progress") and release the
+    /// lock, in two round trips.
+    async fn finish(&self, client: &Client) -> Result<Vec<HistoryRow>> {
+        let rows = match self.history.read(client).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                let _ = lock::release(client, self.history.lock_key()).await;
+                return Err(error);
+            }
+        };
+        client
+            .batch_execute(&self.history.finish_run_sql(&rows))
+            .await
+            .map_err(Error::postgres(
+                "write the history digest and release the migration lock",
+            ))?;
+        Ok(rows)
     }
 
     fn find(&self, version: i64) -> Option<&'m Migration> {

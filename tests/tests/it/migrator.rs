@@ -570,6 +570,28 @@ async fn a_digest_trigger_without_its_when_clause_is_replaced() {
 }
 
 #[tokio::test]
+async fn a_batch_writes_the_digest_once_at_its_end_even_when_it_fails() {
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    let digest_rows = || scalar(&client, "SELECT rows FROM dbprep_schema_history_digest");
+    let failing = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int) oops;");
+    let _ = Migrator::new(&failing).run(db.pool()).await.unwrap_err();
+    assert_eq!(digest_rows().await.as_deref(), Some("4"));
+    // A run killed half-way leaves the digest "in progress": the next
+    // start-up cannot take it for an up-to-date history, and writes the
+    // right one.
+    let fixed = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let _ = Migrator::new(&fixed).run(db.pool()).await.unwrap();
+    client
+        .batch_execute("UPDATE dbprep_schema_history_digest SET rows = -1, hash = 0")
+        .await
+        .unwrap();
+    let report = Migrator::new(&fixed).run(db.pool()).await.unwrap();
+    assert!(report.applied.is_empty());
+    assert_eq!(digest_rows().await.as_deref(), Some("5"));
+}
+
+#[tokio::test]
 async fn rows_written_by_hand_still_move_the_digest() {
     // Batch inserts keep the digest themselves; everything else goes
     // through the trigger.
