@@ -202,13 +202,13 @@ impl Session<'_> {
         // each.
         let mut before = self.restore_calls();
         before.extend(self.transaction_calls(asynchronous_commit));
-        message.push_str("BEGIN;\nRESET ALL;\n");
-        if previous.is_none() {
-            message.push_str(&self.history.digest_in_progress_sql());
-        }
-        message.push_str("SELECT ");
+        message.push_str("BEGIN;\nRESET ALL;\nSELECT ");
         message.push_str(&before.join(", "));
         message.push_str(";\n");
+        if previous.is_none() {
+            // As the run's role, in the first migration's transaction.
+            message.push_str(&self.history.digest_in_progress_sql());
+        }
         let prefix_chars = message.chars().count();
         message.push_str(m.sql());
         // A newline ends a trailing `--` comment; the `;` a last statement

@@ -376,7 +376,7 @@ impl HistoryTable {
     pub(crate) fn finish_run_sql(&self, rows: &[HistoryRow]) -> String {
         let digest = HistoryDigest::of_rows(rows);
         format!(
-            "BEGIN;\nSET LOCAL synchronous_commit = off;\n\
+            "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL search_path = pg_catalog;\n\
              UPDATE {d} SET rows = {rows}, hash = {hash} WHERE rows IS DISTINCT FROM {rows} OR hash IS DISTINCT FROM {hash};\n\
              COMMIT;\nSELECT pg_catalog.pg_advisory_unlock({key});",
             d = self.digest_table(),

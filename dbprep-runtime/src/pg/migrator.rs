@@ -311,12 +311,16 @@ impl<'m> Migrator<'m> {
                 return Err(error);
             }
         };
-        client
+        if let Err(error) = client
             .batch_execute(&self.history.finish_run_sql(&rows))
             .await
-            .map_err(Error::postgres(
-                "write the history digest and release the migration lock",
-            ))?;
+        {
+            // The digest stays "in progress" (the next run writes it); the
+            // lock must not outlive the run.
+            let _ = client.batch_execute("ROLLBACK").await;
+            let _ = lock::release(client, self.history.lock_key()).await;
+            return Err(Error::postgres("write the history digest")(error));
+        }
         Ok(rows)
     }
 
