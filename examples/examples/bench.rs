@@ -311,18 +311,33 @@ impl Bench {
             let (mut floors, mut floor_ratios, mut over_floor) =
                 (Vec::new(), Vec::new(), Vec::new());
             for run in 0..runs {
+                // The floor takes each of the three places in turn: the
+                // cluster slows down as it fills with databases.
+                let floor_at = |place: usize| n == 1000 && run % 3 == place;
+                let mut floor = None;
+                if floor_at(0) {
+                    floor = Some(self.transactions_alone(&migrations).await);
+                }
                 let (a, b) = if run % 2 == 0 {
                     let a = self.dbprep_apply(&migrations).await;
+                    if floor_at(1) {
+                        floor = Some(self.transactions_alone(&migrations).await);
+                    }
                     (a, self.psql_apply(&file).await)
                 } else {
                     let b = self.psql_apply(&file).await;
+                    if floor_at(1) {
+                        floor = Some(self.transactions_alone(&migrations).await);
+                    }
                     (self.dbprep_apply(&migrations).await, b)
                 };
+                if floor_at(2) {
+                    floor = Some(self.transactions_alone(&migrations).await);
+                }
                 ratios.push(a.as_secs_f64() / b.as_secs_f64());
                 ours.push(a);
                 theirs.push(b);
-                if n == 1000 {
-                    let f = self.transactions_alone(&migrations).await;
+                if let Some(f) = floor {
                     floor_ratios.push(f.as_secs_f64() / b.as_secs_f64());
                     over_floor.push(a.as_secs_f64() / f.as_secs_f64());
                     floors.push(f);
