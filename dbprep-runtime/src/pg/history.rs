@@ -339,26 +339,19 @@ impl HistoryTable {
         })
     }
 
-    /// Whether the digest table exists.
     /// Whether the digest table exists with the trigger this version of
-    /// dbprep expects (one whose `WHEN` lets batch inserts keep the digest
-    /// themselves; an older one would count those rows twice).
+    /// dbprep expects: one whose `WHEN` leaves a batch's inserts to the run
+    /// (an older one would count those rows twice).
     pub(crate) async fn digest_is_current(&self, client: &Client) -> Result<bool> {
-        let answer = client
-            .simple_query(&format!(
-                "SELECT pg_catalog.to_regclass({d}) IS NOT NULL AND EXISTS (\
-                 SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({t}) \
-                 AND tgname = {trigger} AND tgqual IS NOT NULL)",
-                d = literal(&self.digest_table()),
-                t = literal(&self.qualified()),
-                trigger = literal(&format!("{}_digest", self.table)),
-            ))
-            .await
-            .map_err(Error::postgres("look for the history digest"))?;
-        Ok(rows(answer)
-            .first()
-            .and_then(|r| r.get(0))
-            .is_some_and(|v| v == "t"))
+        let sql = format!(
+            "SELECT pg_catalog.to_regclass({d}) IS NOT NULL AND EXISTS (\
+             SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({t}) \
+             AND tgname = {trigger} AND tgqual IS NOT NULL)",
+            d = literal(&self.digest_table()),
+            t = literal(&self.qualified()),
+            trigger = literal(&format!("{}_digest", self.table)),
+        );
+        query_bool(client, &sql, "look for the history digest").await
     }
 
     /// The statement a batch starts with: a digest that no history can
@@ -389,12 +382,19 @@ impl HistoryTable {
 
 /// Whether a (qualified, quoted) relation exists.
 async fn relation_exists(client: &Client, relation: &str) -> Result<bool> {
+    let sql = format!(
+        "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
+        literal(relation)
+    );
+    query_bool(client, &sql, &format!("look for {relation}")).await
+}
+
+/// The boolean a one-value query answers; `doing` names the step in an
+/// error.
+async fn query_bool(client: &Client, sql: &str, doing: &str) -> Result<bool> {
     let answer = client
-        .simple_query(&format!(
-            "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
-            literal(relation)
-        ))
+        .simple_query(sql)
         .await
-        .map_err(Error::postgres(format!("look for {relation}")))?;
+        .map_err(Error::postgres(doing.to_owned()))?;
     Ok(rows(answer).first().and_then(|r| column(r, 0)) == Some("t"))
 }
