@@ -76,6 +76,54 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
+impl Stats {
+    /// `median (min …, max …)`, for a table cell.
+    fn cell(&self) -> String {
+        format!(
+            "{} (min {}, max {})",
+            ms(self.median),
+            ms(self.min),
+            ms(self.max)
+        )
+    }
+}
+
+/// Timings of dbprep and of its baseline, taken in pairs back to back.
+#[derive(Default)]
+struct Pairs {
+    ours: Vec<Duration>,
+    theirs: Vec<Duration>,
+    ratios: Vec<f64>,
+}
+
+impl Pairs {
+    fn push(&mut self, ours: Duration, theirs: Duration) {
+        self.ratios.push(ours.as_secs_f64() / theirs.as_secs_f64());
+        self.ours.push(ours);
+        self.theirs.push(theirs);
+    }
+
+    /// Print the figure and add its row to `table`: dbprep, the baseline
+    /// named `baseline`, the median per-pair ratio with its range, and the
+    /// target.
+    fn report(self, table: &mut String, figure: &str, baseline: &str, target: &str) {
+        let (ours, theirs) = (stats(self.ours), stats(self.theirs));
+        let (r, rmin, rmax) = ratio_stats(self.ratios);
+        println!(
+            "{figure}: dbprep {} vs {baseline} {} → {r:.2}×",
+            ms(ours.median),
+            ms(theirs.median)
+        );
+        writeln!(
+            table,
+            "| {figure} | {} | {baseline}: {} | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | {target} |",
+            ours.cell(),
+            theirs.cell()
+        )
+        .ok();
+    }
+}
+
 fn ratio_stats(mut ratios: Vec<f64>) -> (f64, f64, f64) {
     ratios.sort_by(f64::total_cmp);
     (
@@ -263,28 +311,20 @@ fn compile_time(table: &mut String, runs: usize) {
     println!("compile time: first builds (not measured) …");
     build(&embedded);
     build(&plain);
-    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pairs = Pairs::default();
     for run in 0..runs {
         let file = migrations.join("V500__m500.sql");
         std::fs::write(&file, format!("{}-- edit {run}\n", migration_sql(500))).expect("edit");
         let a = build(&embedded);
         let b = build(&plain);
-        ratios.push(a.as_secs_f64() / b.as_secs_f64());
-        ours.push(a);
-        theirs.push(b);
+        pairs.push(a, b);
     }
-    let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
-    println!(
-        "compile time after editing one of 1,000 files: {} vs include_str! {} → {r:.2}×",
-        ms(o.median),
-        ms(t.median)
-    );
-    writeln!(
+    pairs.report(
         table,
-        "| incremental release rebuild, 1,000 embedded files, one edited | {} (min {}, max {}) | 1,000 `include_str!` in a static array: {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | ≤ 1.5× |",
-        ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
-    )
-    .ok();
+        "incremental release rebuild, 1,000 embedded files, one edited",
+        "1,000 `include_str!` in a static array",
+        "≤ 1.5×",
+    );
 }
 
 fn parse_kib(line: &str) -> u64 {
@@ -305,7 +345,7 @@ impl Bench {
             let (dir, file, bytes) = generate(n, migration_sql);
             let migrations =
                 Migrations::from_dir(dir.path()).expect("generated migrations are valid");
-            let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            let mut pairs = Pairs::default();
             // At N = 1,000 also the floor of the design: the same
             // migrations, one transaction each, pipelined, no bookkeeping.
             let (mut floors, mut floor_ratios, mut over_floor) =
@@ -334,35 +374,27 @@ impl Bench {
                 if floor_at(2) {
                     floor = Some(self.transactions_alone(&migrations).await);
                 }
-                ratios.push(a.as_secs_f64() / b.as_secs_f64());
-                ours.push(a);
-                theirs.push(b);
+                pairs.push(a, b);
                 if let Some(f) = floor {
                     floor_ratios.push(f.as_secs_f64() / b.as_secs_f64());
                     over_floor.push(a.as_secs_f64() / f.as_secs_f64());
                     floors.push(f);
                 }
             }
-            let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
-            println!(
-                "fresh apply N={n}: dbprep {} vs psql -1 {} → {r:.2}×",
-                ms(o.median),
-                ms(t.median)
-            );
-            writeln!(
+            pairs.report(
                 table,
-                "| fresh apply, N = {n} ({} KB of SQL) | {} (min {}, max {}) | `psql -1 -f`: {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | ≤ 1.10× at N = 1,000 |",
-                bytes / 1024, ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
-            )
-            .ok();
+                &format!("fresh apply, N = {n} ({} KB of SQL)", bytes / 1024),
+                "`psql -1 -f`",
+                "≤ 1.10× at N = 1,000",
+            );
             if n == 1000 {
                 let (f, (r, rmin, rmax)) = (stats(floors), ratio_stats(floor_ratios));
                 let (over, _, _) = ratio_stats(over_floor);
                 println!("per-migration transactions alone N=1000: {} → {r:.2}× psql -1; dbprep {over:.2}× this floor", ms(f.median));
                 writeln!(
                     table,
-                    "| the floor of per-migration transactions, N = 1,000: each migration in `BEGIN; …; COMMIT`, pipelined, no bookkeeping (dbprep: **{over:.2}×** this) | {} (min {}, max {}) | `psql -1 -f`, as above | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | — |",
-                    ms(f.median), ms(f.min), ms(f.max)
+                    "| the floor of per-migration transactions, N = 1,000: each migration in `BEGIN; …; COMMIT`, pipelined, no bookkeeping (dbprep: **{over:.2}×** this) | {} | `psql -1 -f`, as above | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | — |",
+                    f.cell()
                 )
                 .ok();
             }
@@ -418,7 +450,7 @@ impl Bench {
     async fn noop(&mut self, runs: usize, table: &mut String) {
         let (migrations, client) = self.applied_thousand().await;
         let migrator = Migrator::new(&migrations);
-        let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pairs = Pairs::default();
         for _ in 0..(runs * 10).max(20) {
             let started = Instant::now();
             let report = migrator.run_on(&client).await.expect("no-op run");
@@ -426,23 +458,14 @@ impl Bench {
             assert!(report.was_up_to_date());
             let started = Instant::now();
             client.simple_query("SELECT 1").await.expect("SELECT 1");
-            let b = started.elapsed();
-            ratios.push(a.as_secs_f64() / b.as_secs_f64());
-            ours.push(a);
-            theirs.push(b);
+            pairs.push(a, started.elapsed());
         }
-        let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
-        println!(
-            "no-op start-up N=1000: dbprep {} vs SELECT 1 {} → {r:.2}×",
-            ms(o.median),
-            ms(t.median)
-        );
-        writeln!(
+        pairs.report(
             table,
-            "| no-op start-up, N = 1,000 applied, connection excluded (1 statement) | {} (min {}, max {}) | one `SELECT 1` round trip: {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | 1 round trip, ≤ 2× |",
-            ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
-        )
-        .ok();
+            "no-op start-up, N = 1,000 applied, connection excluded (1 statement)",
+            "one `SELECT 1` round trip",
+            "1 round trip, ≤ 2×",
+        );
     }
 
     /// `verify` at N = 1,000 applied and 200 tables, schema snapshot compared.
@@ -463,8 +486,8 @@ impl Bench {
         println!("verify N=1000, 200 tables: {}", ms(v.median));
         writeln!(
             table,
-            "| `verify` with schema snapshot, N = 1,000 applied, 200 tables | {} (min {}, max {}) | — | — | ≤ 50 ms |",
-            ms(v.median), ms(v.min), ms(v.max)
+            "| `verify` with schema snapshot, N = 1,000 applied, 200 tables | {} | — | — | ≤ 50 ms |",
+            v.cell()
         )
         .ok();
     }
@@ -505,7 +528,7 @@ impl Bench {
         )
         .expect("valid fixture");
         let csv: &'static [u8] = Box::leak(csv.into_bytes().into_boxed_slice());
-        let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pairs = Pairs::default();
         for _ in 0..runs {
             let a_db = self.fresh_database().await;
             let b_db = self.fresh_database().await;
@@ -540,22 +563,14 @@ impl Bench {
             let copied = sink.finish().await.expect("finish copy");
             let b = started.elapsed();
             assert_eq!(copied, rows as u64);
-            ratios.push(a.as_secs_f64() / b.as_secs_f64());
-            ours.push(a);
-            theirs.push(b);
+            pairs.push(a, b);
         }
-        let (o, t, (r, rmin, rmax)) = (stats(ours), stats(theirs), ratio_stats(ratios));
-        println!(
-            "fixture 100,000 rows: dbprep {} vs COPY {} → {r:.2}×",
-            ms(o.median),
-            ms(t.median)
-        );
-        writeln!(
+        pairs.report(
             table,
-            "| fixture populate, 100,000 rows in one table | {} (min {}, max {}) | `COPY … FROM STDIN` (CSV): {} (min {}, max {}) | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | ≤ 2× COPY |",
-            ms(o.median), ms(o.min), ms(o.max), ms(t.median), ms(t.min), ms(t.max)
-        )
-        .ok();
+            "fixture populate, 100,000 rows in one table",
+            "`COPY … FROM STDIN` (CSV)",
+            "≤ 2× COPY",
+        );
     }
 
     /// Peak memory of a process applying 1,000 migrations of 10 MB in all.
