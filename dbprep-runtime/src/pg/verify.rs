@@ -175,8 +175,8 @@ FROM (SELECT 1) AS one LEFT JOIN {} AS stored ON true",
     let stored_hash = column(row, 4).unwrap_or_default().to_owned();
     let documents = format!(
         "SELECT stored.snapshot::text, live.s::text, pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(live.s::text, 'UTF8')), 'hex')
-FROM (SELECT {} AS s) AS live, {} AS stored",
-        history.snapshot_sql(),
+FROM {}, {} AS stored",
+        history.live_snapshot_sql(),
         history.snapshot_table()
     );
     let row = &catalog_row(client, &documents).await?;
