@@ -149,6 +149,10 @@ struct Bench {
 }
 
 impl Bench {
+    /// A new database, with every dirty page of the cluster on disk: a
+    /// checkpoint (timed every five minutes, or forced by the WAL that
+    /// `CREATE DATABASE` writes) would otherwise land in the middle of
+    /// whichever figure runs at that moment.
     async fn fresh_database(&mut self) -> String {
         self.databases += 1;
         let name = format!("bench_{}", self.databases);
@@ -156,6 +160,10 @@ impl Bench {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create a database");
+        self.admin
+            .batch_execute("CHECKPOINT")
+            .await
+            .expect("checkpoint");
         name
     }
 
