@@ -11,9 +11,15 @@
 //! <migration SQL>
 //! ;
 //! SELECT set_config('search_path', 'pg_catalog', true), set_config('role', …, true), …, set_config('dbprep.digest_deferred', 'on', true);
-//! INSERT INTO <history> (…, previous_version, run_id) VALUES (…);
+//! EXECUTE dbprep_record_<run>(<rank>, <version>, <name>, <checksum>, <kind>, <previous version>);
 //! COMMIT;
 //! ```
+//!
+//! The history insert is a statement prepared once per batch (with
+//! `search_path = pg_catalog`, as it runs): parsing and planning an
+//! `INSERT` per migration cost more than the insert itself. Its
+//! `execution_ms` counts from `now()`, the start of the message's
+//! transaction.
 //!
 //! After an error the session may be idle again (a message rejected at
 //! parse time never ran its `BEGIN`; a failed `COMMIT` ends the
@@ -38,7 +44,7 @@ use tokio_postgres::Client;
 
 use super::error::{Error, MigrationError, Result};
 use super::history::{HistoryTable, DIGEST_DEFERRED};
-use super::sql::{bytea, literal};
+use super::sql::{bytea, ident, literal};
 use crate::model::lexer::{line_column, split};
 use crate::model::migration::Migration;
 
@@ -118,14 +124,10 @@ impl Session<'_> {
 
     /// Settings for one migration's transaction.
     fn transaction_calls(&self, asynchronous_commit: bool) -> Vec<String> {
-        let mut settings = vec![
-            format!(
-                "pg_catalog.set_config('dbprep.run', {}, true)",
-                literal(&self.run_id)
-            ),
-            "pg_catalog.set_config('dbprep.started', pg_catalog.clock_timestamp()::text, true)"
-                .to_owned(),
-        ];
+        let mut settings = vec![format!(
+            "pg_catalog.set_config('dbprep.run', {}, true)",
+            literal(&self.run_id)
+        )];
         if asynchronous_commit {
             settings.push("pg_catalog.set_config('synchronous_commit', 'off', true)".to_owned());
         }
@@ -158,31 +160,66 @@ impl Session<'_> {
             .collect()
     }
 
-    /// The history insert. `run_id_sql` is the guard's expression in a
-    /// transaction, or a literal outside one.
-    fn insert_history(
-        &self,
-        m: &Migration,
-        rank: i32,
-        previous: Option<i64>,
-        success: bool,
-        elapsed_sql: &str,
-        run_id_sql: &str,
-    ) -> String {
-        let t = self.history.qualified();
+    /// The values of a migration's first five history columns
+    /// (`installed_rank, version, name, checksum, kind`), as SQL literals.
+    fn identity_values(m: &Migration, rank: i32) -> String {
         let kind = if m.is_baseline() {
             "baseline"
         } else {
             "migration"
         };
         format!(
-            "INSERT INTO {t} (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id)\n\
-             VALUES ({rank}, {version}, {name}, {checksum}, '{kind}', pg_catalog.clock_timestamp(), {elapsed_sql}, \
-             {by}, {success}, {previous}, {run_id_sql});\n",
+            "{rank}, {version}, {name}, {checksum}, '{kind}'",
             version = m.version(),
             name = literal(m.name()),
             checksum = bytea(m.checksum().as_bytes()),
+        )
+    }
+
+    /// The history row of a no-transaction migration, written before it
+    /// runs: `success = false` until it ends.
+    fn insert_dirty_row(&self, m: &Migration, rank: i32) -> String {
+        format!(
+            "INSERT INTO {t} (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id)\n\
+             VALUES ({values}, pg_catalog.clock_timestamp(), 0, {by}, false, NULL, {run_id});\n",
+            t = self.history.qualified(),
+            values = Self::identity_values(m, rank),
             by = literal(&self.applied_by),
+            run_id = literal(&self.run_id),
+        )
+    }
+
+    /// The name of the batch's prepared history insert: one per run, so that
+    /// a statement left on a pooled connection by a run that died never
+    /// collides with the next.
+    fn record_statement(&self) -> String {
+        ident(&format!("dbprep_record_{}", self.run_id.replace('-', "_")))
+    }
+
+    /// Prepare the history insert of a batch's migrations, with the search
+    /// path it runs under (a different one would make every `EXECUTE`
+    /// plan it again). The guards are in it: `run_id` from the transaction's
+    /// setting, `previous_version` a parameter.
+    fn prepare_record_sql(&self) -> String {
+        format!(
+            "BEGIN;\nSELECT pg_catalog.set_config('search_path', 'pg_catalog', true);\n\
+             PREPARE {name} (integer, bigint, text, bytea, text, bigint) AS INSERT INTO {t} \
+             (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id) \
+             VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), \
+             (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::integer, \
+             {by}, true, $6, nullif(pg_catalog.current_setting('dbprep.run', true), ''));\nCOMMIT;",
+            name = self.record_statement(),
+            t = self.history.qualified(),
+            by = literal(&self.applied_by),
+        )
+    }
+
+    /// The `EXECUTE` of the prepared history insert for `m`.
+    fn record_history(&self, m: &Migration, rank: i32, previous: Option<i64>) -> String {
+        format!(
+            "EXECUTE {name}({values}, {previous});\n",
+            name = self.record_statement(),
+            values = Self::identity_values(m, rank),
             previous = previous.map_or("NULL".to_owned(), |v| v.to_string()),
         )
     }
@@ -221,9 +258,7 @@ impl Session<'_> {
         message.push_str("SELECT ");
         message.push_str(&after.join(", "));
         message.push_str(";\n");
-        let elapsed = "(extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.current_setting('dbprep.started', true)::timestamptz) * 1000)::integer";
-        let run_id = "nullif(pg_catalog.current_setting('dbprep.run', true), '')";
-        message.push_str(&self.insert_history(m, rank, previous, true, elapsed, run_id));
+        message.push_str(&self.record_history(m, rank, previous));
         if !asynchronous_commit {
             // The last migration of the batch: its transaction also stores
             // the schema snapshot, and its synchronous commit makes every
@@ -247,6 +282,27 @@ impl Session<'_> {
         first_rank: i32,
     ) -> Result<Vec<Done>, Error> {
         let started = Instant::now();
+        self.client
+            .simple_query(&self.prepare_record_sql())
+            .await
+            .map_err(Error::postgres("prepare the history insert"))?;
+        let outcome = self.apply_prepared(pending, first_rank, started).await;
+        let deallocate = format!("DEALLOCATE {}", self.record_statement());
+        if let Err(error) = self.client.simple_query(&deallocate).await {
+            // Harmless: the statement is named for this run alone.
+            tracing::warn!("could not deallocate the history insert: {error}");
+        }
+        outcome
+    }
+
+    /// [`apply_pipelined`](Self::apply_pipelined) once the history insert is
+    /// prepared.
+    async fn apply_prepared(
+        &self,
+        pending: &[&Migration],
+        first_rank: i32,
+        started: Instant,
+    ) -> Result<Vec<Done>, Error> {
         let last = pending.len() - 1;
         // Indices, not references, go through the stream: a closure over
         // borrowed items would make the run's future lose `Send`.
@@ -315,7 +371,7 @@ impl Session<'_> {
             "{restore}{own}{insert}",
             restore = self.restore_session(),
             own = self.own_settings(false),
-            insert = self.insert_history(m, rank, None, false, "0", &literal(&self.run_id)),
+            insert = self.insert_dirty_row(m, rank),
         );
         self.client
             .simple_query(&begin)

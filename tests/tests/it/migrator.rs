@@ -191,6 +191,28 @@ async fn pool_connections_stay_clean_after_a_failed_run() {
 }
 
 #[tokio::test]
+async fn a_run_on_a_callers_connection_leaves_no_prepared_statement() {
+    for (third, succeeds) in [("SELECT 1;", true), ("SELECT 1/0;", false)] {
+        let db = database().await;
+        let client = db.connect().await.unwrap();
+        let run = Migrator::new(&five(third, "SELECT 2;"))
+            .run_on(&client)
+            .await;
+        assert_eq!(run.is_ok(), succeeds, "{run:?}");
+        assert_eq!(prepared_statements(&client).await.as_deref(), Some("0"));
+    }
+}
+
+/// How many statements the session has prepared by SQL `PREPARE`.
+async fn prepared_statements(client: &tokio_postgres::Client) -> Option<String> {
+    scalar(
+        client,
+        "SELECT count(*) FROM pg_prepared_statements WHERE from_sql",
+    )
+    .await
+}
+
+#[tokio::test]
 async fn session_settings_do_not_leak_between_migrations() {
     let db = database().await;
     let client = db.connect().await.unwrap();
@@ -221,6 +243,14 @@ async fn session_settings_do_not_leak_between_migrations() {
     )
     .await;
     assert_eq!(by.as_deref(), Some("postgres"));
+    // Timed from the start of the migration's transaction.
+    let ms = scalar(
+        &client,
+        "SELECT execution_ms FROM public.dbprep_schema_history WHERE version = 3",
+    )
+    .await;
+    let ms: i64 = ms.as_deref().unwrap_or("0").parse().unwrap();
+    assert!((300..10_000).contains(&ms), "execution_ms = {ms}");
 }
 
 #[tokio::test]
