@@ -154,10 +154,16 @@ impl Bench {
     /// `CREATE DATABASE` writes) would otherwise land in the middle of
     /// whichever figure runs at that moment.
     async fn fresh_database(&mut self) -> String {
+        self.database_from("template1").await
+    }
+
+    /// A new database made as a copy of `template` (see
+    /// [`fresh_database`](Self::fresh_database)).
+    async fn database_from(&mut self, template: &str) -> String {
         self.databases += 1;
         let name = format!("bench_{}", self.databases);
         self.admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .await
             .expect("create a database");
         self.admin
@@ -200,8 +206,10 @@ impl Bench {
         parse_kib(&String::from_utf8_lossy(&output.stdout))
     }
 
-    async fn dbprep_apply(&mut self, migrations: &Migrations) -> Duration {
-        let name = self.fresh_database().await;
+    /// dbprep applying `migrations` to a new copy of `template`,
+    /// connection included.
+    async fn dbprep_apply(&mut self, migrations: &Migrations, template: &str) -> Duration {
+        let name = self.database_from(template).await;
         let pool = pool(self.cluster.config(&name), 2);
         let started = Instant::now();
         let report = Migrator::new(migrations)
@@ -209,12 +217,14 @@ impl Bench {
             .await
             .expect("dbprep applies the set");
         let elapsed = started.elapsed();
-        assert_eq!(report.applied.len(), migrations.len());
+        let head = migrations.iter().last().map(|m| m.version());
+        assert_eq!(report.version, head, "dbprep applies the set");
         elapsed
     }
 
-    async fn psql_apply(&mut self, file: &Path) -> Duration {
-        let name = self.fresh_database().await;
+    /// `psql -1 -f file` on a new copy of `template`, connection included.
+    async fn psql_apply(&mut self, file: &Path, template: &str) -> Duration {
+        let name = self.database_from(template).await;
         let started = Instant::now();
         let status = Command::new(self.cluster.bin_dir().join("psql"))
             .args([
@@ -343,7 +353,9 @@ fn parse_kib(line: &str) -> u64 {
 }
 
 /// The figures, in the order they run; `--only a,b` picks some of them.
-const FIGURES: [&str; 6] = ["apply", "noop", "verify", "fixture", "memory", "compile"];
+const FIGURES: [&str; 7] = [
+    "apply", "startup", "noop", "verify", "fixture", "memory", "compile",
+];
 
 impl Bench {
     /// Fresh apply of N = 10, 100, 1,000 migrations, next to `psql -1 -f`
@@ -367,17 +379,17 @@ impl Bench {
                     floor = Some(self.transactions_alone(&migrations).await);
                 }
                 let (a, b) = if run % 2 == 0 {
-                    let a = self.dbprep_apply(&migrations).await;
+                    let a = self.dbprep_apply(&migrations, "template1").await;
                     if floor_at(1) {
                         floor = Some(self.transactions_alone(&migrations).await);
                     }
-                    (a, self.psql_apply(&file).await)
+                    (a, self.psql_apply(&file, "template1").await)
                 } else {
-                    let b = self.psql_apply(&file).await;
+                    let b = self.psql_apply(&file, "template1").await;
                     if floor_at(1) {
                         floor = Some(self.transactions_alone(&migrations).await);
                     }
-                    (self.dbprep_apply(&migrations).await, b)
+                    (self.dbprep_apply(&migrations, "template1").await, b)
                 };
                 if floor_at(2) {
                     floor = Some(self.transactions_alone(&migrations).await);
@@ -435,6 +447,43 @@ impl Bench {
             reply.expect("a migration applies");
         }
         started.elapsed()
+    }
+
+    /// Start-up after a deploy: one new migration (a table with its
+    /// indexes) on a database where the N = 1,000 set is applied (200
+    /// tables), next to `psql -1 -f` of that one file. Connection included.
+    /// Most of dbprep's time here is the schema snapshot, taken whole after
+    /// every run that applies something.
+    async fn startup(&mut self, runs: usize, table: &mut String) {
+        let (dir, _file, _) = generate(1001, migration_sql);
+        let migrations = Migrations::from_dir(dir.path()).expect("generated migrations are valid");
+        let template = self.fresh_database().await;
+        let pool = pool(self.cluster.config(&template), 1);
+        let _ = Migrator::new(&migrations)
+            .target(1000)
+            .run(&pool)
+            .await
+            .expect("apply the first 1,000");
+        // A template must have no connections left.
+        drop(pool);
+        let file = dir.path().join("V1001__m1001.sql");
+        let mut pairs = Pairs::default();
+        for run in 0..runs {
+            let (a, b) = if run % 2 == 0 {
+                let a = self.dbprep_apply(&migrations, &template).await;
+                (a, self.psql_apply(&file, &template).await)
+            } else {
+                let b = self.psql_apply(&file, &template).await;
+                (self.dbprep_apply(&migrations, &template).await, b)
+            };
+            pairs.push(a, b);
+        }
+        pairs.report(
+            table,
+            "start-up applying 1 new migration to the N = 1,000 database (200 tables)",
+            "`psql -1 -f` of that file",
+            "—",
+        );
     }
 
     /// A database with the N = 1,000 set applied, and a client on it.
@@ -680,6 +729,7 @@ async fn main() {
     for figure in &only {
         match *figure {
             "apply" => bench.fresh_apply(runs, &mut table).await,
+            "startup" => bench.startup(runs, &mut table).await,
             "noop" => bench.noop(runs, &mut table).await,
             "verify" => bench.verify(runs, &mut table).await,
             "fixture" => bench.fixture(runs, &mut table).await,
