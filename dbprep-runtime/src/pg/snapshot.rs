@@ -203,19 +203,31 @@ impl HistoryTable {
         )
     }
 
-    /// A statement that stores the live snapshot for `version`, in the
-    /// transaction of the last migration of a run.
+    /// Statements that store the live snapshot for the history's head
+    /// version, in the transaction of the last migration of a run.
+    ///
+    /// The fingerprint is computed first: when it equals the stored one
+    /// (the run changed data, not the schema) the stored snapshot is still
+    /// the schema's, and only its version moves. Taking the snapshot is most
+    /// of the time of a run that applies one migration to a large schema.
     pub(crate) fn store_snapshot_sql(&self) -> String {
+        let head = format!(
+            "(SELECT max(version) FROM {} WHERE success)",
+            self.qualified()
+        );
+        let unchanged = "fingerprint = pg_catalog.current_setting('dbprep.fingerprint') \
+             AND server_major = pg_catalog.current_setting('server_version_num')::integer / 10000";
         format!(
-            "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
+            "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true), pg_catalog.set_config('dbprep.fingerprint', {fingerprint}, true);
+UPDATE {t} SET version = {head}, taken_at = pg_catalog.clock_timestamp() WHERE {unchanged};
 INSERT INTO {t} AS old (only_row, version, server_major, hash, fingerprint, snapshot)
-SELECT true, (SELECT max(version) FROM {h} WHERE success), pg_catalog.current_setting('server_version_num')::integer / 10000,
-       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(s::text, 'UTF8')), 'hex'), {fingerprint}, s
+SELECT true, {head}, pg_catalog.current_setting('server_version_num')::integer / 10000,
+       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(s::text, 'UTF8')), 'hex'), pg_catalog.current_setting('dbprep.fingerprint'), s
 FROM {live}
+WHERE NOT EXISTS (SELECT FROM {t} WHERE {unchanged})
 ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version, server_major = EXCLUDED.server_major,
     hash = EXCLUDED.hash, fingerprint = EXCLUDED.fingerprint, snapshot = EXCLUDED.snapshot, taken_at = pg_catalog.clock_timestamp();\n",
             t = self.snapshot_table(),
-            h = self.qualified(),
             live = self.live_snapshot_sql(),
             fingerprint = self.fingerprint_sql(),
         )

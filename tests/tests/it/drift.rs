@@ -3,7 +3,7 @@
 
 use dbprep_runtime::{Drift, Error, Migrations, Migrator, Policy};
 
-use crate::support::{database, migrations};
+use crate::support::{database, migrations, scalar};
 
 const USERS: &str = "CREATE TABLE users (id int PRIMARY KEY, email text);\nCREATE INDEX ix_users_email ON users (email);";
 const AUDIT: &str =
@@ -212,6 +212,63 @@ async fn hand_made_schema_changes_are_itemized() {
         .await
         .unwrap();
     assert!(warned.is_clean() && !warned.findings.is_empty());
+}
+
+#[tokio::test]
+async fn a_run_that_changes_only_data_keeps_the_snapshot_and_moves_its_version() {
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    let stored = "SELECT version || ' ' || hash FROM public.dbprep_schema_snapshot";
+    let mut files = vec![
+        ("V1__users.sql", USERS),
+        ("V2__audit.sql", AUDIT),
+        ("V3__t.sql", "CREATE TABLE t (a int);"),
+    ];
+    let _ = Migrator::new(&three()).run(db.pool()).await.unwrap();
+    let before = scalar(&client, stored).await.unwrap();
+    let hash = before.split_once(' ').unwrap().1.to_owned();
+    assert_eq!(before, format!("3 {hash}"));
+
+    files.push(("V4__rows.sql", "INSERT INTO t VALUES (1), (2);"));
+    let _ = Migrator::new(&migrations(&files))
+        .run(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(scalar(&client, stored).await.unwrap(), format!("4 {hash}"));
+    // The kept snapshot still says what a hand-made change did.
+    client
+        .batch_execute("ALTER TABLE t ADD COLUMN by_hand int")
+        .await
+        .unwrap();
+    let report = Migrator::new(&migrations(&files))
+        .verify(db.pool())
+        .await
+        .unwrap();
+    let [Drift::Schema { changes }] = &report.errors().collect::<Vec<_>>()[..] else {
+        panic!("{report}")
+    };
+    assert_eq!(changes, &["column public.t.by_hand added"], "{report}");
+    client
+        .batch_execute("ALTER TABLE t DROP COLUMN by_hand")
+        .await
+        .unwrap();
+
+    // A schema change takes a new snapshot.
+    files.push(("V5__b.sql", "ALTER TABLE t ADD COLUMN b int;"));
+    let _ = Migrator::new(&migrations(&files))
+        .run(db.pool())
+        .await
+        .unwrap();
+    let after = scalar(&client, stored).await.unwrap();
+    assert!(
+        after.starts_with("5 ") && after != format!("5 {hash}"),
+        "{after}"
+    );
+    let report = Migrator::new(&migrations(&files))
+        .verify(db.pool())
+        .await
+        .unwrap();
+    assert!(report.findings.is_empty(), "{report}");
 }
 
 #[tokio::test]
