@@ -218,7 +218,8 @@ impl HistoryTable {
         let unchanged = "fingerprint = pg_catalog.current_setting('dbprep.fingerprint') \
              AND server_major = pg_catalog.current_setting('server_version_num')::integer / 10000";
         format!(
-            "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true), pg_catalog.set_config('dbprep.fingerprint', {fingerprint}, true);
+            "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
+SELECT pg_catalog.set_config('dbprep.fingerprint', {fingerprint}, true);
 UPDATE {t} SET version = {head}, taken_at = pg_catalog.clock_timestamp() WHERE {unchanged};
 INSERT INTO {t} AS old (only_row, version, server_major, hash, fingerprint, snapshot)
 SELECT true, {head}, pg_catalog.current_setting('server_version_num')::integer / 10000,
