@@ -61,6 +61,9 @@ pub(crate) struct Session<'a> {
     /// What the session calls itself while it holds the lock (a waiting
     /// peer names the holder with it).
     pub application_name: String,
+    /// The `application_name` the session had before the run, put back
+    /// when the lock is released.
+    pub caller_application_name: String,
     pub applied_by: String,
     /// `role` and `search_path` as the connection had them before the run.
     pub role: String,
@@ -118,7 +121,7 @@ impl Session<'_> {
     }
 
     /// `RESET ALL` and the restoring `SELECT`, as statements.
-    fn restore_session(&self) -> String {
+    pub(crate) fn restore_session(&self) -> String {
         format!("RESET ALL;\nSELECT {};\n", self.restore_calls().join(", "))
     }
 

@@ -210,8 +210,11 @@ impl<'m> Migrator<'m> {
         self.run_on(&client).await
     }
 
-    /// [`run`](Self::run) on a connection the caller owns. The connection
-    /// should be used for nothing else afterwards if the run fails.
+    /// [`run`](Self::run) on a connection the caller owns. Afterwards the
+    /// session has the role, search path and `application_name` it had
+    /// before, and every other setting at its default (each migration starts
+    /// from `RESET ALL`). The connection should be used for nothing else
+    /// afterwards if the run fails.
     pub async fn run_on(&self, client: &Client) -> Result<Report> {
         self.check_target()?;
         let started = Instant::now();
@@ -265,7 +268,7 @@ impl<'m> Migrator<'m> {
         // session can finish the run even after a failure; closing the
         // connection would release the lock too, but only once the server
         // notices.
-        let finished = self.finish(client).await;
+        let finished = self.finish(&session).await;
         guard.disarm();
         let done = result?;
         let rows = finished?;
@@ -300,21 +303,35 @@ impl<'m> Migrator<'m> {
         Ok(report)
     }
 
-    /// Under the lock, after a run: read the history as the run leaves it,
-    /// write its digest (the batch left it "in progress") and release the
-    /// lock, in two round trips.
-    async fn finish(&self, client: &Client) -> Result<Vec<HistoryRow>> {
-        let rows = match self.history.read(client).await {
+    /// Under the lock, after a run: put the session back as it was, read
+    /// the history as the run leaves it, write its digest (the batch left it
+    /// "in progress"), release the lock and give the session back its
+    /// `application_name`, in three round trips.
+    async fn finish(&self, session: &Session<'_>) -> Result<Vec<HistoryRow>> {
+        let client = session.client;
+        // The last migration's `SET ROLE`, `search_path` or timeouts outlive
+        // its transaction: put the session back (as before each migration)
+        // before dbprep's own statements.
+        let read = async {
+            client
+                .batch_execute(&session.restore_session())
+                .await
+                .map_err(Error::postgres("restore the session after the migrations"))?;
+            self.history.read(client).await
+        };
+        let rows = match read.await {
             Ok(rows) => rows,
             Err(error) => {
                 let _ = lock::release(client, self.history.lock_key()).await;
                 return Err(error);
             }
         };
-        if let Err(error) = client
-            .batch_execute(&self.history.finish_run_sql(&rows))
-            .await
-        {
+        let end = format!(
+            "{}\nSELECT pg_catalog.set_config('application_name', {}, false);",
+            self.history.finish_run_sql(&rows),
+            literal(&session.caller_application_name)
+        );
+        if let Err(error) = client.batch_execute(&end).await {
             // The digest stays "in progress" (the next run writes it); the
             // lock must not outlive the run.
             let _ = client.batch_execute("ROLLBACK").await;
@@ -361,6 +378,7 @@ impl<'m> Migrator<'m> {
             history: &self.history,
             run_id,
             application_name,
+            caller_application_name: probe.application_name.clone(),
             applied_by: probe.user.clone(),
             role: probe.role.clone(),
             search_path: probe.search_path.clone(),

@@ -721,3 +721,37 @@ async fn progress_is_reported_after_each_migration() {
         .unwrap();
     assert_eq!(*seen.lock().unwrap(), [(1, 4), (2, 4), (3, 4), (4, 4)]);
 }
+
+#[tokio::test]
+async fn a_last_migration_that_sets_role_and_settings_leaves_the_callers_session_as_it_was() {
+    // The end of the run (history read, digest, unlock) must not run as the
+    // last migration's role, and the caller gets its session back.
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE ROLE dbprep_test_last_role NOLOGIN; CREATE SCHEMA IF NOT EXISTS elsewhere;
+             SET application_name = 'the app'; SET search_path = elsewhere, public",
+        )
+        .await
+        .unwrap();
+    let m = migrations(&[
+        ("V1__t.sql", "CREATE TABLE t (id int);"),
+        (
+            "V2__role.sql",
+            "SET ROLE dbprep_test_last_role;\nSET search_path = nowhere;\nSET statement_timeout = '1ms';",
+        ),
+    ]);
+    let report = Migrator::new(&m).run_on(&client).await;
+    assert_eq!(report.map(|r| r.version).ok(), Some(Some(2)));
+    let session = scalar(
+        &client,
+        "SELECT concat_ws(' | ', current_user, current_setting('search_path'), \
+         current_setting('application_name'), current_setting('statement_timeout'))",
+    )
+    .await;
+    assert_eq!(
+        session.as_deref(),
+        Some("postgres | elsewhere, public | the app | 0")
+    );
+}
