@@ -65,7 +65,9 @@ pub(crate) struct Session<'a> {
     /// when the lock is released.
     pub caller_application_name: String,
     pub applied_by: String,
-    /// `role` and `search_path` as the connection had them before the run.
+    /// `session_authorization`, `role` and `search_path` as the connection
+    /// had them before the run.
+    pub session_user: String,
     pub role: String,
     pub search_path: String,
     /// The server's `server_version_num`.
@@ -108,6 +110,11 @@ impl Session<'_> {
             format!(
                 "pg_catalog.set_config('application_name', {}, false)",
                 literal(&self.application_name)
+            ),
+            // Before the role: a session authorization resets it.
+            format!(
+                "pg_catalog.set_config('session_authorization', {}, false)",
+                literal(&self.session_user)
             ),
             format!(
                 "pg_catalog.set_config('role', {}, false)",
@@ -153,6 +160,7 @@ impl Session<'_> {
     fn own_calls(&self, local: bool) -> Vec<String> {
         let settings = [
             ("search_path", "'pg_catalog'".to_owned()),
+            ("session_authorization", literal(&self.session_user)),
             ("role", literal(&self.role)),
             ("statement_timeout", "'0'".to_owned()),
             ("lock_timeout", "'0'".to_owned()),

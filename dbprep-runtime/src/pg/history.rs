@@ -179,7 +179,7 @@ pub(crate) const DIGEST_DEFERRED: &str = "dbprep.digest_deferred";
 /// The session facts a run needs, read with the digest.
 const SESSION_FACTS: &str =
     "pg_catalog.current_setting('server_version_num'), pg_catalog.current_setting('role'), \
-     pg_catalog.current_setting('search_path'), current_user, pg_catalog.current_setting('application_name')";
+     pg_catalog.current_setting('search_path'), current_user, pg_catalog.current_setting('application_name'), session_user";
 
 /// A summary of the history: how many rows, and the XOR of a 64-bit hash of
 /// each (version, checksum, success). XOR lets the trigger update it row by
@@ -285,6 +285,7 @@ pub(crate) struct Probe {
     pub search_path: String,
     pub user: String,
     pub application_name: String,
+    pub session_user: String,
 }
 
 impl HistoryTable {
@@ -319,6 +320,7 @@ impl HistoryTable {
             search_path: text(4),
             user: text(5),
             application_name: text(6),
+            session_user: text(7),
         })
     }
 
@@ -339,6 +341,7 @@ impl HistoryTable {
             search_path: text(2),
             user: text(3),
             application_name: text(4),
+            session_user: text(5),
         })
     }
 

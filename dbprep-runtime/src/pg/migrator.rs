@@ -380,6 +380,7 @@ impl<'m> Migrator<'m> {
             application_name,
             caller_application_name: probe.application_name.clone(),
             applied_by: probe.user.clone(),
+            session_user: probe.session_user.clone(),
             role: probe.role.clone(),
             search_path: probe.search_path.clone(),
             server_version_num: probe.server_version_num,

@@ -755,3 +755,36 @@ async fn a_last_migration_that_sets_role_and_settings_leaves_the_callers_session
         Some("postgres | elsewhere, public | the app | 0")
     );
 }
+
+#[tokio::test]
+async fn a_session_authorization_set_by_a_migration_ends_with_it() {
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE ROLE dbprep_test_auth NOLOGIN; GRANT CREATE ON SCHEMA public TO dbprep_test_auth",
+        )
+        .await
+        .unwrap();
+    let m = migrations(&[
+        (
+            "V1__auth.sql",
+            "SET SESSION AUTHORIZATION dbprep_test_auth;\nCREATE TABLE by_auth (id int);",
+        ),
+        ("V2__after.sql", "CREATE TABLE after_auth (id int);"),
+    ]);
+    let report = Migrator::new(&m).run_on(&client).await;
+    assert_eq!(report.map(|r| r.version).ok(), Some(Some(2)));
+    let owners = scalar(
+        &client,
+        "SELECT string_agg(tablename || ' ' || tableowner, ', ' ORDER BY tablename) \
+         FROM pg_tables WHERE tablename IN ('by_auth', 'after_auth')",
+    )
+    .await;
+    assert_eq!(
+        owners.as_deref(),
+        Some("after_auth postgres, by_auth dbprep_test_auth")
+    );
+    let session = scalar(&client, "SELECT session_user || ' ' || current_user").await;
+    assert_eq!(session.as_deref(), Some("postgres postgres"));
+}
