@@ -6,14 +6,22 @@
 //! syntax error in one message rejects that message alone. Each message is
 //!
 //! ```text
-//! BEGIN; RESET ALL;
+//! BEGIN;
 //! SELECT set_config('role', …), set_config('search_path', …), set_config('dbprep.run', …, true), …;
 //! <migration SQL>
 //! ;
 //! SELECT set_config('search_path', 'pg_catalog', true), set_config('role', …, true), …, set_config('dbprep.digest_deferred', 'on', true);
 //! EXECUTE dbprep_record_<run>(<rank>, <version>, <name>, <checksum>, <kind>, <previous version>);
 //! COMMIT;
+//! RESET ALL;
 //! ```
+//!
+//! `RESET ALL` ends each message (and the one before the first) rather
+//! than starting the next: the server reads a whole message before running
+//! any of it, and its `BEGIN` takes the session's defaults, so a
+//! migration's `SET standard_conforming_strings = off` or `SET
+//! default_transaction_read_only = on` would otherwise change how the next
+//! message's literals are read, or make its transaction read-only.
 //!
 //! The history insert is a statement prepared once per batch (with
 //! `search_path = pg_catalog`, as it runs): parsing and planning an
@@ -102,9 +110,9 @@ pub(crate) struct Done {
 }
 
 impl Session<'_> {
-    /// Put back the session state a previous migration may have changed:
-    /// `RESET ALL`, then the `set_config` calls that restore the role and
-    /// search path the connection had, and the run's application name.
+    /// The `set_config` calls that put back the session user, role and
+    /// search path the connection had, and the run's application name,
+    /// after a `RESET ALL`.
     fn restore_calls(&self) -> Vec<String> {
         vec![
             format!(
@@ -209,8 +217,9 @@ impl Session<'_> {
 
     /// Prepare the history insert of a batch's migrations, with the search
     /// path it runs under (a different one would make every `EXECUTE`
-    /// plan it again). The guards are in it: `run_id` from the transaction's
-    /// setting, `previous_version` a parameter.
+    /// plan it again), then `RESET ALL` for the first migration's message.
+    /// The guards are in it: `run_id` from the transaction's setting,
+    /// `previous_version` a parameter.
     fn prepare_record_sql(&self) -> String {
         format!(
             "BEGIN;\nSELECT pg_catalog.set_config('search_path', 'pg_catalog', true);\n\
@@ -218,7 +227,7 @@ impl Session<'_> {
              (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id) \
              VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), \
              (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::integer, \
-             {by}, true, $6, nullif(pg_catalog.current_setting('dbprep.run', true), ''));\nCOMMIT;",
+             {by}, true, $6, nullif(pg_catalog.current_setting('dbprep.run', true), ''));\nCOMMIT;\nRESET ALL;",
             name = self.record_statement(),
             t = self.history.qualified(),
             by = literal(&self.applied_by),
@@ -250,7 +259,7 @@ impl Session<'_> {
         // each.
         let mut before = self.restore_calls();
         before.extend(self.transaction_calls(asynchronous_commit));
-        message.push_str("BEGIN;\nRESET ALL;\nSELECT ");
+        message.push_str("BEGIN;\nSELECT ");
         message.push_str(&before.join(", "));
         message.push_str(";\n");
         if previous.is_none() {
@@ -276,7 +285,7 @@ impl Session<'_> {
             // migration before it durable.
             message.push_str(&self.history.store_snapshot_sql());
         }
-        message.push_str("COMMIT;");
+        message.push_str("COMMIT;\nRESET ALL;");
         (message, prefix_chars)
     }
 

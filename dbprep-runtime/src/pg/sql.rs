@@ -39,10 +39,11 @@ pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A `bytea` literal from raw bytes.
+/// A `bytea` literal from raw bytes (an `E''` string, read the same
+/// whatever `standard_conforming_strings` says).
 pub fn bytea(bytes: &[u8]) -> String {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("'\\x{hex}'::bytea")
+    format!("E'\\\\x{hex}'::bytea")
 }
 
 /// The value of a `simple_query` text column as an `Option<&str>`.

@@ -788,3 +788,31 @@ async fn a_session_authorization_set_by_a_migration_ends_with_it() {
     let session = scalar(&client, "SELECT session_user || ' ' || current_user").await;
     assert_eq!(session.as_deref(), Some("postgres postgres"));
 }
+
+#[tokio::test]
+async fn session_defaults_set_by_a_migration_do_not_reach_the_next_one() {
+    // The server reads a whole message before running any of it, and its
+    // BEGIN takes the session's defaults: the reset must come before both.
+    for setting in [
+        "SET standard_conforming_strings = off;",
+        "SET default_transaction_read_only = on;",
+    ] {
+        let db = database().await;
+        let m = migrations(&[
+            ("V1__t.sql", "CREATE TABLE t (id int, note text);"),
+            ("V2__set.sql", setting),
+            (
+                "V3__u.sql",
+                "INSERT INTO t VALUES (1, 'a\\b');\nCREATE TABLE u (id int);",
+            ),
+        ]);
+        let report = Migrator::new(&m).run(db.pool()).await;
+        assert_eq!(report.map(|r| r.version).ok(), Some(Some(3)), "{setting}");
+        let client = db.connect().await.unwrap();
+        let note = scalar(&client, "SELECT note FROM t").await;
+        assert_eq!(note.as_deref(), Some("a\\b"), "{setting}");
+        // The history holds every checksum as computed from the files.
+        let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
+        assert!(report.findings.is_empty(), "{setting}: {report}");
+    }
+}
