@@ -309,9 +309,10 @@ impl<'m> Migrator<'m> {
     /// `application_name`, in three round trips.
     async fn finish(&self, session: &Session<'_>) -> Result<Vec<HistoryRow>> {
         let client = session.client;
-        // The last migration's `SET ROLE`, `search_path` or timeouts outlive
-        // its transaction: put the session back (as before each migration)
-        // before dbprep's own statements.
+        // A batch leaves the session reset, a failure or a no-transaction
+        // migration as the last migration's `SET ROLE`, `search_path` or
+        // timeouts made it: either way, put back the run's session (as
+        // before each migration) before dbprep's own statements.
         let read = async {
             client
                 .batch_execute(&session.restore_session())
