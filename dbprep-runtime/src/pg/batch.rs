@@ -422,6 +422,17 @@ impl Session<'_> {
             }
         }
         let elapsed = started.elapsed();
+        // In a message of its own: the server reads a whole message, and
+        // starts its implicit transaction, with the session as the
+        // migration left it (`standard_conforming_strings`,
+        // `default_transaction_read_only`, …).
+        self.client
+            .simple_query("RESET ALL")
+            .await
+            .map_err(Error::postgres(format!(
+                "reset the session after migration {}",
+                m.version()
+            )))?;
         let finish = format!(
             "{restore}{own}UPDATE {t} SET success = true, execution_ms = {ms} WHERE version = {version};",
             restore = self.restore_session(),

@@ -816,3 +816,24 @@ async fn session_defaults_set_by_a_migration_do_not_reach_the_next_one() {
         assert!(report.findings.is_empty(), "{setting}: {report}");
     }
 }
+
+#[tokio::test]
+async fn session_defaults_set_by_a_no_transaction_migration_do_not_reach_its_history_row() {
+    let db = database().await;
+    let m = migrations(&[
+        ("V1__t.sql", "CREATE TABLE t (id int);"),
+        (
+            "V2__defaults.sql",
+            "-- dbprep:no-transaction\nSET default_transaction_read_only = on;\nSET standard_conforming_strings = off;",
+        ),
+        ("V3__u.sql", "CREATE TABLE u (id int);"),
+        (
+            "V4__last.sql",
+            "-- dbprep:no-transaction\nSET default_transaction_read_only = on;",
+        ),
+    ]);
+    let report = Migrator::new(&m).run(db.pool()).await;
+    assert_eq!(report.map(|r| r.version).ok(), Some(Some(4)));
+    let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
+    assert!(report.findings.is_empty(), "{report}");
+}
