@@ -100,7 +100,7 @@ proptest! {
         body in prop_oneof![
             Just("COMMIT"), Just("ROLLBACK"), Just("BEGIN"), Just("END"), Just("SAVEPOINT a"),
             Just("VACUUM"), Just("CREATE INDEX CONCURRENTLY i ON t (c)"), Just("CREATE DATABASE d"),
-            Just("COPY t FROM STDIN"), Just("ALTER SYSTEM SET work_mem = '1MB'"),
+            Just("COPY t FROM STDIN"), Just("COPY t TO STDOUT"), Just("ALTER SYSTEM SET work_mem = '1MB'"),
         ],
         wrapper in 0..4usize,
     ) {

@@ -39,6 +39,8 @@ pub enum ProblemKind {
     MetaCommand,
     /// `COPY … FROM STDIN`, whose data only psql can send.
     CopyFromStdin,
+    /// `COPY … TO STDOUT`, whose rows only psql would read.
+    CopyToStdout,
     /// A quote, comment or dollar-quoted body that is never closed.
     Unterminated {
         /// What is left open.
@@ -75,6 +77,9 @@ impl SqlProblem {
             ProblemKind::CopyFromStdin => {
                 "COPY … FROM STDIN needs its data sent by psql; dbprep sends SQL only".to_owned()
             }
+            ProblemKind::CopyToStdout => {
+                "COPY … TO STDOUT sends its rows to psql; dbprep does not read them".to_owned()
+            }
             ProblemKind::Unterminated { what } => format!("unterminated {what}"),
         }
     }
@@ -93,6 +98,9 @@ impl SqlProblem {
             }
             ProblemKind::CopyFromStdin => {
                 "turn the data into INSERT statements (pg_dump --inserts) or load it as a fixture"
+            }
+            ProblemKind::CopyToStdout => {
+                "remove it: what a migration prints goes nowhere (to keep rows, copy them into a table)"
             }
             ProblemKind::Unterminated { .. } => "close it; the rest of the file is swallowed by it",
         }
@@ -153,8 +161,10 @@ pub fn check_script(sql: &str, script: &Script, no_transaction: bool) -> Vec<Sql
         });
     }
     for statement in &script.statements {
-        let kind = if is_copy_from_stdin(statement) {
+        let kind = if is_copy_with(statement, "FROM", "STDIN") {
             Some(ProblemKind::CopyFromStdin)
+        } else if is_copy_with(statement, "TO", "STDOUT") {
+            Some(ProblemKind::CopyToStdout)
         } else if no_transaction {
             None
         } else if let Some(command) = transaction_control(statement) {
@@ -257,12 +267,13 @@ fn creates_slot(words: &[&str]) -> bool {
         .any(|pair| matches!(pair, ["CREATE_SLOT" | "CONNECT", "FALSE" | "OFF"]))
 }
 
-fn is_copy_from_stdin(statement: &Statement) -> bool {
+/// A `COPY` with `direction` followed by `end`: `FROM STDIN`, `TO STDOUT`.
+fn is_copy_with(statement: &Statement, direction: &str, end: &str) -> bool {
     statement.words.first().is_some_and(|w| w == "COPY")
         && statement
             .words
             .windows(2)
-            .any(|pair| pair[0] == "FROM" && pair[1] == "STDIN")
+            .any(|pair| pair[0] == direction && pair[1] == end)
 }
 
 #[cfg(test)]
@@ -340,7 +351,7 @@ mod tests {
 
     #[test]
     fn meta_commands_and_copy_are_refused_everywhere() {
-        let sql = "\\set ON_ERROR_STOP on\nCOPY t (a) FROM stdin;\n";
+        let sql = "\\set ON_ERROR_STOP on\nCOPY t (a) FROM stdin;\nCOPY (SELECT 1) TO STDOUT;\n";
         for no_transaction in [false, true] {
             let kinds: Vec<_> = check_sql(sql, no_transaction)
                 .into_iter()
@@ -348,7 +359,11 @@ mod tests {
                 .collect();
             assert_eq!(
                 kinds,
-                [ProblemKind::MetaCommand, ProblemKind::CopyFromStdin]
+                [
+                    ProblemKind::MetaCommand,
+                    ProblemKind::CopyFromStdin,
+                    ProblemKind::CopyToStdout
+                ]
             );
         }
     }

@@ -1,0 +1,2 @@
+CREATE TABLE a (id int);
+COPY (SELECT id FROM a) TO STDOUT;
