@@ -219,7 +219,8 @@ pub struct MigrationError {
     pub detail: Option<String>,
     /// The server's hint.
     pub hint: Option<String>,
-    /// The SQLSTATE code.
+    /// The SQLSTATE code; empty when the failure was the connection's, not
+    /// the server's.
     pub code: String,
     /// Versions applied (and kept) in this run before the failure.
     pub applied: Vec<i64>,
@@ -235,7 +236,11 @@ impl fmt::Display for MigrationError {
         if let Some((line, column)) = self.position {
             write!(f, ":{line}:{column}")?;
         }
-        write!(f, ": {} (SQLSTATE {})", self.message, self.code)?;
+        if self.code.is_empty() {
+            write!(f, ": {}", self.message)?;
+        } else {
+            write!(f, ": {} (SQLSTATE {})", self.message, self.code)?;
+        }
         if let Some(detail) = &self.detail {
             write!(f, "\n  detail: {detail}")?;
         }
@@ -250,7 +255,16 @@ impl fmt::Display for MigrationError {
                 versions(&self.applied)
             )?;
         }
-        write!(f, "\n  nothing of migration {} was kept", self.version)?;
+        if self.code.is_empty() {
+            // No answer from the server: its COMMIT may have run.
+            write!(
+                f,
+                "\n  no answer came for migration {}: whether it committed, the next run reads from the history",
+                self.version
+            )?;
+        } else {
+            write!(f, "\n  nothing of migration {} was kept", self.version)?;
+        }
         if !self.not_applied.is_empty() {
             write!(f, "; not applied: {}", versions(&self.not_applied))?;
         }
@@ -283,3 +297,42 @@ impl Error {
 
 /// The result type of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: &str, message: &str) -> MigrationError {
+        MigrationError {
+            version: 2,
+            file: "migrations/V2__b.sql".into(),
+            position: None,
+            message: message.into(),
+            detail: None,
+            hint: None,
+            code: code.into(),
+            applied: vec![1],
+            not_applied: vec![3],
+            source: None,
+        }
+    }
+
+    #[test]
+    fn a_server_error_says_nothing_was_kept() {
+        assert_eq!(
+            failure("42P01", "relation \"t\" does not exist").to_string(),
+            "migration 2 failed: migrations/V2__b.sql: relation \"t\" does not exist (SQLSTATE 42P01)\n  \
+             applied before it in this run: 1\n  nothing of migration 2 was kept; not applied: 3"
+        );
+    }
+
+    #[test]
+    fn a_connection_failure_does_not_claim_to_know_what_was_kept() {
+        assert_eq!(
+            failure("", "connection closed").to_string(),
+            "migration 2 failed: migrations/V2__b.sql: connection closed\n  \
+             applied before it in this run: 1\n  \
+             no answer came for migration 2: whether it committed, the next run reads from the history; not applied: 3"
+        );
+    }
+}
