@@ -46,7 +46,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{stream, StreamExt};
+use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::Client;
 
@@ -331,12 +331,7 @@ impl Session<'_> {
                 let previous = i.checked_sub(1).map(|p| pending[p].version());
                 let (sql, prefix_chars) =
                     self.message(pending[i], first_rank + i as i32, previous, i < last);
-                async move {
-                    self.client
-                        .simple_query(&sql)
-                        .await
-                        .map_err(|e| (e, prefix_chars))
-                }
+                async move { self.run_message(&sql).await.map_err(|e| (e, prefix_chars)) }
             })
             .buffered(WINDOW)
             .enumerate();
@@ -376,6 +371,16 @@ impl Session<'_> {
         Err(migration_error(m, error, position, applied, not_applied))
     }
 
+    /// Send one message and read its answer to the end, keeping none of
+    /// it: rows a migration returns (a `SELECT` in a data migration) are
+    /// dropped as they arrive instead of piling up in memory.
+    async fn run_message(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        let answer = self.client.simple_query_raw(sql).await?;
+        futures_util::pin_mut!(answer);
+        while answer.try_next().await?.is_some() {}
+        Ok(())
+    }
+
     /// Apply one `-- dbprep:no-transaction` migration: its history row is
     /// written with `success = false` first and set `true` at the end, so
     /// a failure or a kill leaves it dirty; each statement is a message of
@@ -412,7 +417,7 @@ impl Session<'_> {
         let sql = m.sql();
         for statement in split(sql).statements {
             let text = statement.text(sql);
-            if let Err(error) = self.client.simple_query(text).await {
+            if let Err(error) = self.run_message(text).await {
                 let position = error_position(&error)
                     .and_then(|p| p.checked_sub(1))
                     .map(|p| sql[..statement.start].chars().count() + p)

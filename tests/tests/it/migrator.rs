@@ -837,3 +837,21 @@ async fn session_defaults_set_by_a_no_transaction_migration_do_not_reach_its_his
     let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
     assert!(report.findings.is_empty(), "{report}");
 }
+
+#[tokio::test]
+async fn rows_a_migration_returns_are_read_and_dropped() {
+    let db = database().await;
+    let m = migrations(&[
+        (
+            "V1__rows.sql",
+            "SELECT g, repeat('x', 100) FROM generate_series(1, 100000) AS g;",
+        ),
+        (
+            "V2__rows.sql",
+            "-- dbprep:no-transaction\nSELECT g FROM generate_series(1, 1000) AS g;",
+        ),
+        ("V3__t.sql", "CREATE TABLE t (id int);"),
+    ]);
+    let report = Migrator::new(&m).run(db.pool()).await;
+    assert_eq!(report.map(|r| r.version).ok(), Some(Some(3)));
+}
