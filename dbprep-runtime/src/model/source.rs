@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::check::{check_script, SqlProblem};
 use super::checksum::{history_row_hash, Checksum};
 use super::directive;
-use super::lexer::split;
+use super::lexer::{line_column, split};
 use super::name::{parse_file_name, parse_folder_name, Direction, NameError};
 use super::normalize::normalize;
 use super::sum::{check as check_sum, SUM_FILE};
@@ -120,6 +120,16 @@ pub enum SourceError {
         /// Byte offset of the first invalid byte.
         offset: usize,
     },
+    /// A file with a NUL character, which PostgreSQL refuses in SQL text.
+    #[error("{file}:{line}:{column}: a NUL character, which PostgreSQL refuses in SQL; remove it")]
+    NulCharacter {
+        /// The file.
+        file: String,
+        /// Line of the first NUL.
+        line: usize,
+        /// Column of the first NUL.
+        column: usize,
+    },
     /// A symbolic link that points outside the migrations folder.
     #[error("{file}: symbolic link to {target}, outside the migrations folder; copy the file in instead")]
     SymlinkOutside {
@@ -198,6 +208,7 @@ impl SourceError {
             | SourceError::DownWithoutUp { file, .. }
             | SourceError::Empty { file }
             | SourceError::NotUtf8 { file, .. }
+            | SourceError::NulCharacter { file, .. }
             | SourceError::SymlinkOutside { file, .. }
             | SourceError::UnknownDirective { file, .. }
             | SourceError::Sql { file, .. }
@@ -521,6 +532,14 @@ fn read_text(candidate: &Candidate) -> Result<(String, bool), SourceError> {
         line: e.line,
         offset: e.offset,
     })?;
+    if let Some(offset) = text.find('\0') {
+        let (line, column) = line_column(&text, offset);
+        return Err(SourceError::NulCharacter {
+            file: candidate.file.clone(),
+            line,
+            column,
+        });
+    }
     let verbatim = text.len() == bytes.len();
     Ok((text, verbatim))
 }
@@ -672,6 +691,17 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "m/V1__a.sql:2: not valid UTF-8 (byte 18); save the file as UTF-8"
+        );
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_with_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("V1__a.sql"), "SELECT 1;\nSELECT 'a\0b';").unwrap();
+        let e = read_migrations(dir.path(), "m").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "m/V1__a.sql:2:10: a NUL character, which PostgreSQL refuses in SQL; remove it"
         );
     }
 
