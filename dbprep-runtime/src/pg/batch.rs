@@ -307,10 +307,13 @@ impl Session<'_> {
             .await
             .map_err(Error::postgres("prepare the history insert"))?;
         let outcome = self.apply_prepared(pending, first_rank, started).await;
-        let deallocate = format!("DEALLOCATE {}", self.record_statement());
-        if let Err(error) = self.client.simple_query(&deallocate).await {
-            // Harmless: the statement is named for this run alone.
-            tracing::warn!("could not deallocate the history insert: {error}");
+        // A closed connection took the statement with it.
+        if !self.client.is_closed() {
+            let deallocate = format!("DEALLOCATE {}", self.record_statement());
+            if let Err(error) = self.client.simple_query(&deallocate).await {
+                // Harmless: the statement is named for this run alone.
+                tracing::warn!("could not deallocate the history insert: {error}");
+            }
         }
         outcome
     }
