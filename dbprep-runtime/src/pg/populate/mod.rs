@@ -3,7 +3,7 @@
 //! first.
 //!
 //! Rows go from the file's JSON text to the server without a tree of
-//! values in between ([`encode`]): as `COPY t (a, b) FROM STDIN` text when
+//! values in between (module `encode`): as `COPY t (a, b) FROM STDIN` text when
 //! the table is empty (or conflicts are errors), else as one JSON array:
 //!
 //! ```sql
@@ -15,7 +15,7 @@
 //! Only the columns the rows name are listed, so the others get their
 //! defaults (`json_populate_recordset` alone would give them NULL); rows
 //! with other keys form another statement. A refused statement is traced
-//! to its row and column ([`locate`]).
+//! to its row and column (module `locate`).
 
 use std::fmt;
 use std::time::{Duration, Instant};
