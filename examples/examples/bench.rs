@@ -209,10 +209,22 @@ impl Bench {
     /// dbprep applying `migrations` to a new copy of `template`,
     /// connection included.
     async fn dbprep_apply(&mut self, migrations: &Migrations, template: &str) -> Duration {
+        self.dbprep_apply_with(migrations, true, template).await
+    }
+
+    /// [`dbprep_apply`](Self::dbprep_apply) storing a full schema snapshot
+    /// or, with `itemize` false, the fingerprint alone.
+    async fn dbprep_apply_with(
+        &mut self,
+        migrations: &Migrations,
+        itemize: bool,
+        template: &str,
+    ) -> Duration {
         let name = self.database_from(template).await;
         let pool = pool(self.cluster.config(&name), 2);
         let started = Instant::now();
         let report = Migrator::new(migrations)
+            .schema_snapshot(itemize)
             .run(&pool)
             .await
             .expect("dbprep applies the set");
@@ -467,23 +479,23 @@ impl Bench {
         // A template must have no connections left.
         drop(pool);
         let file = dir.path().join("V1001__m1001.sql");
-        let mut pairs = Pairs::default();
-        for run in 0..runs {
-            let (a, b) = if run % 2 == 0 {
-                let a = self.dbprep_apply(&migrations, &template).await;
-                (a, self.psql_apply(&file, &template).await)
-            } else {
-                let b = self.psql_apply(&file, &template).await;
-                (self.dbprep_apply(&migrations, &template).await, b)
-            };
-            pairs.push(a, b);
+        for (itemize, figure) in [
+            (true, "start-up applying 1 new migration to the N = 1,000 database (200 tables)"),
+            (false, "the same with `schema_snapshot(false)`: the fingerprint stored, no snapshot (verify then sees a change, not what)"),
+        ] {
+            let mut pairs = Pairs::default();
+            for run in 0..runs {
+                let (a, b) = if run % 2 == 0 {
+                    let a = self.dbprep_apply_with(&migrations, itemize, &template).await;
+                    (a, self.psql_apply(&file, &template).await)
+                } else {
+                    let b = self.psql_apply(&file, &template).await;
+                    (self.dbprep_apply_with(&migrations, itemize, &template).await, b)
+                };
+                pairs.push(a, b);
+            }
+            pairs.report(table, figure, "`psql -1 -f` of that file", "—");
         }
-        pairs.report(
-            table,
-            "start-up applying 1 new migration to the N = 1,000 database (200 tables)",
-            "`psql -1 -f` of that file",
-            "—",
-        );
     }
 
     /// A database with the N = 1,000 set applied, and a client on it.

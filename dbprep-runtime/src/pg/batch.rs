@@ -80,6 +80,9 @@ pub(crate) struct Session<'a> {
     pub search_path: String,
     /// The server's `server_version_num`.
     pub server_version_num: i32,
+    /// Whether the run stores a full schema snapshot, or the fingerprint
+    /// alone.
+    pub schema_snapshot: bool,
     /// Called after each migration with (done, total) of the run.
     pub progress: Option<&'a Progress>,
     /// Migrations of the run done so far, and in all (atomics: the run's
@@ -283,7 +286,7 @@ impl Session<'_> {
             // The last migration of the batch: its transaction also stores
             // the schema snapshot, and its synchronous commit makes every
             // migration before it durable.
-            message.push_str(&self.history.store_snapshot_sql());
+            message.push_str(&self.history.store_snapshot_sql(self.schema_snapshot));
         }
         message.push_str("COMMIT;\nRESET ALL;");
         (message, prefix_chars)

@@ -17,6 +17,10 @@ use serde_json::{Map, Value};
 use super::history::HistoryTable;
 use super::sql::{ident, literal};
 
+/// The `hash` of a stored row that holds the fingerprint alone (a run made
+/// with [`Migrator::schema_snapshot(false)`](crate::Migrator::schema_snapshot)).
+pub(crate) const NO_DOCUMENT: &str = "''";
+
 /// The schemas a snapshot describes.
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
@@ -204,32 +208,46 @@ impl HistoryTable {
     }
 
     /// Statements that store the live snapshot for the history's head
-    /// version, in the transaction of the last migration of a run.
+    /// version, in the transaction of the last migration of a run; with
+    /// `itemize` false, the fingerprint alone (no document: `verify` can
+    /// then tell that the schema changed, not what).
     ///
     /// The fingerprint is computed first: when it equals the stored one
     /// (the run changed data, not the schema) the stored snapshot is still
     /// the schema's, and only its version moves. Taking the snapshot is most
     /// of the time of a run that applies one migration to a large schema.
-    pub(crate) fn store_snapshot_sql(&self) -> String {
+    pub(crate) fn store_snapshot_sql(&self, itemize: bool) -> String {
         let head = format!(
             "(SELECT max(version) FROM {} WHERE success)",
             self.qualified()
         );
-        let unchanged = "fingerprint = pg_catalog.current_setting('dbprep.fingerprint') \
-             AND server_major = pg_catalog.current_setting('server_version_num')::integer / 10000";
+        let mut unchanged = "fingerprint = pg_catalog.current_setting('dbprep.fingerprint') \
+             AND server_major = pg_catalog.current_setting('server_version_num')::integer / 10000"
+            .to_owned();
+        // (hash, document, FROM): a document only when asked for, and kept
+        // only when the stored row has one.
+        let (hash, document, from) = if itemize {
+            unchanged.push_str(&format!(" AND hash <> {NO_DOCUMENT}"));
+            (
+                "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(s::text, 'UTF8')), 'hex')"
+                    .to_owned(),
+                "s",
+                format!("FROM {}\n", self.live_snapshot_sql()),
+            )
+        } else {
+            (NO_DOCUMENT.to_owned(), "'null'::jsonb", String::new())
+        };
         format!(
             "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
 SELECT pg_catalog.set_config('dbprep.fingerprint', {fingerprint}, true);
 UPDATE {t} SET version = {head}, taken_at = pg_catalog.clock_timestamp() WHERE {unchanged};
 INSERT INTO {t} AS old (only_row, version, server_major, hash, fingerprint, snapshot)
 SELECT true, {head}, pg_catalog.current_setting('server_version_num')::integer / 10000,
-       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(s::text, 'UTF8')), 'hex'), pg_catalog.current_setting('dbprep.fingerprint'), s
-FROM {live}
-WHERE NOT EXISTS (SELECT FROM {t} WHERE {unchanged})
+       {hash}, pg_catalog.current_setting('dbprep.fingerprint'), {document}
+{from}WHERE NOT EXISTS (SELECT FROM {t} WHERE {unchanged})
 ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version, server_major = EXCLUDED.server_major,
     hash = EXCLUDED.hash, fingerprint = EXCLUDED.fingerprint, snapshot = EXCLUDED.snapshot, taken_at = pg_catalog.clock_timestamp();\n",
             t = self.snapshot_table(),
-            live = self.live_snapshot_sql(),
             fingerprint = self.fingerprint_sql(),
         )
     }

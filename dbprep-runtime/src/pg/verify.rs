@@ -173,6 +173,14 @@ FROM (SELECT 1) AS one LEFT JOIN {} AS stored ON true",
     // The fingerprint moved: compare the documents themselves (an object
     // recreated as it was only moves the fingerprint).
     let stored_hash = column(row, 4).unwrap_or_default().to_owned();
+    if stored_hash.is_empty() {
+        return Ok(SchemaCheck {
+            changes: Some(vec![
+                "the schema changed since the last run; it stored no snapshot (schema_snapshot(false)) to say what changed".to_owned(),
+            ]),
+            notes,
+        });
+    }
     let documents = format!(
         "SELECT stored.snapshot::text, live.s::text, pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(live.s::text, 'UTF8')), 'hex')
 FROM {}, {} AS stored",

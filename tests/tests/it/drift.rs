@@ -272,6 +272,59 @@ async fn a_run_that_changes_only_data_keeps_the_snapshot_and_moves_its_version()
 }
 
 #[tokio::test]
+async fn runs_without_a_snapshot_still_let_verify_see_a_schema_change() {
+    let stored = "SELECT version || ' [' || hash || '] ' || left(snapshot::text, 1) FROM public.dbprep_schema_snapshot";
+    let m = three();
+    let without = Migrator::new(&m).schema_snapshot(false);
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    let _ = without.run(db.pool()).await.unwrap();
+    assert_eq!(scalar(&client, stored).await.as_deref(), Some("3 [] n"));
+    let report = without.verify(db.pool()).await.unwrap();
+    assert!(report.findings.is_empty(), "{report}");
+    client
+        .batch_execute("ALTER TABLE t ADD COLUMN by_hand int")
+        .await
+        .unwrap();
+    let report = without.verify(db.pool()).await.unwrap();
+    let [Drift::Schema { changes }] = &report.errors().collect::<Vec<_>>()[..] else {
+        panic!("{report}")
+    };
+    assert_eq!(
+        changes,
+        &["the schema changed since the last run; it stored no snapshot (schema_snapshot(false)) to say what changed"],
+        "{report}"
+    );
+
+    // A run with snapshots takes one even when the schema is the one the
+    // fingerprint describes (a data-only migration), and itemizes again.
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    let _ = without.run(db.pool()).await.unwrap();
+    let four = migrations(&[
+        ("V1__users.sql", USERS),
+        ("V2__audit.sql", AUDIT),
+        ("V3__t.sql", "CREATE TABLE t (a int);"),
+        ("V4__rows.sql", "INSERT INTO t VALUES (1);"),
+    ]);
+    let _ = Migrator::new(&four).run(db.pool()).await.unwrap();
+    let after = scalar(&client, stored).await.unwrap();
+    assert!(
+        after.starts_with("4 [") && after.ends_with("] {") && !after.starts_with("4 []"),
+        "{after}"
+    );
+    client
+        .batch_execute("ALTER TABLE t ADD COLUMN by_hand int")
+        .await
+        .unwrap();
+    let report = Migrator::new(&four).verify(db.pool()).await.unwrap();
+    let [Drift::Schema { changes }] = &report.errors().collect::<Vec<_>>()[..] else {
+        panic!("{report}")
+    };
+    assert_eq!(changes, &["column public.t.by_hand added"], "{report}");
+}
+
+#[tokio::test]
 async fn the_snapshot_ignores_dropped_columns_and_is_stable() {
     let db = database().await;
     let m = migrations(&[
