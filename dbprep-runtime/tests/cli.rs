@@ -40,6 +40,28 @@ fn dbprep(db: &TestDatabase, args: &[&str]) -> Output {
     command.output().expect("run dbprep")
 }
 
+/// The command succeeded; else its standard error is the failure.
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Add a column by hand, then `verify --json`: exit 1, and its report.
+async fn verify_after_a_hand_change(db: &TestDatabase) -> Value {
+    db.connect()
+        .await
+        .unwrap()
+        .batch_execute("ALTER TABLE users ADD COLUMN nickname text")
+        .await
+        .unwrap();
+    let verify = dbprep(db, &["verify", "--json"]);
+    assert_eq!(verify.status.code(), Some(1));
+    json(&verify)
+}
+
 fn json(output: &Output) -> Value {
     let text = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(text.trim()).unwrap_or_else(|e| {
@@ -58,11 +80,7 @@ async fn database() -> TestDatabase {
 async fn upgrade_status_history_verify_and_fixtures() {
     let db = database().await;
     let up = dbprep(&db, &["upgrade", "--json"]);
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
+    assert_success(&up);
     let up = json(&up);
     assert_eq!(up["version"], 5);
     assert_eq!(up["applied"].as_array().unwrap().len(), 5);
@@ -103,14 +121,7 @@ async fn upgrade_status_history_verify_and_fixtures() {
     assert_eq!(again["outcome"], "unchanged");
 
     // Drift: exit 1, and the JSON says what changed.
-    let client = db.connect().await.unwrap();
-    client
-        .batch_execute("ALTER TABLE users ADD COLUMN nickname text")
-        .await
-        .unwrap();
-    let verify = dbprep(&db, &["verify", "--json"]);
-    assert_eq!(verify.status.code(), Some(1));
-    let report = json(&verify);
+    let report = verify_after_a_hand_change(&db).await;
     assert_eq!(report["clean"], false);
     assert_eq!(report["findings"][0]["kind"], "schema");
     assert!(report["findings"][0]["message"]
@@ -120,14 +131,39 @@ async fn upgrade_status_history_verify_and_fixtures() {
 }
 
 #[tokio::test]
+async fn upgrade_without_a_schema_snapshot_stores_the_fingerprint_alone() {
+    let db = database().await;
+    let up = dbprep(&db, &["upgrade", "--no-schema-snapshot"]);
+    assert_success(&up);
+    let client = db.connect().await.unwrap();
+    let stored = client
+        .query_one(
+            "SELECT version, hash, snapshot::text FROM public.dbprep_schema_snapshot",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            stored.get::<_, i64>(0),
+            stored.get::<_, &str>(1),
+            stored.get::<_, &str>(2)
+        ),
+        (5, "", "null")
+    );
+    assert!(
+        verify_after_a_hand_change(&db).await["findings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stored no snapshot")
+    );
+}
+
+#[tokio::test]
 async fn stamp_then_repair_and_oneshot() {
     let db = database().await;
     let stamp = dbprep(&db, &["stamp", "3", "--json"]);
-    assert!(
-        stamp.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stamp.stderr)
-    );
+    assert_success(&stamp);
     assert_eq!(json(&stamp)["applied"].as_array().unwrap().len(), 3);
     let bad = dbprep(&db, &["stamp", "latest"]);
     assert_eq!(bad.status.code(), Some(1));
@@ -156,11 +192,7 @@ async fn stamp_then_repair_and_oneshot() {
         .env_remove("DATABASE_URL")
         .args(["oneshot", "--json"]);
     let result = output.output().unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert_success(&result);
     let value = json(&result);
     assert_eq!(
         (
@@ -246,11 +278,7 @@ async fn create_database_and_role_are_idempotent() {
         &format!("postgres://postgres@{}/{}", host_port(&db), db.name()),
     ]);
     let out = command.env("APP_PASSWORD", "p@ss:w/rd%").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let client = db.connect().await.unwrap();
     let stored = client
         .query_one(

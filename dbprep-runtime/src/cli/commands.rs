@@ -114,11 +114,15 @@ pub(super) async fn execute(
         );
     }
     match &cli.command {
-        Command::Upgrade { to } => {
+        Command::Upgrade {
+            to,
+            no_schema_snapshot,
+        } => {
             let (_, _, pool) = database()?;
+            let migrator = migrator().schema_snapshot(!no_schema_snapshot);
             let migrator = match to {
-                Some(version) => migrator().target(*version),
-                None => migrator(),
+                Some(version) => migrator.target(*version),
+                None => migrator,
             };
             let report = with_progress(migrator, interactive).run(&pool).await?;
             print(json, report_json(&report), || report.to_string());

@@ -77,6 +77,11 @@ enum Command {
         /// Stop at this version.
         #[arg(long)]
         to: Option<i64>,
+        /// Store the schema's fingerprint alone, not its snapshot: faster
+        /// on a large schema; `verify` then says the schema changed by
+        /// hand, not what.
+        #[arg(long)]
+        no_schema_snapshot: bool,
     },
     /// Create the database if missing, install the schema and stamp it, in
     /// one step.
