@@ -179,7 +179,8 @@ pub(crate) const DIGEST_DEFERRED: &str = "dbprep.digest_deferred";
 /// The session facts a run needs, read with the digest.
 const SESSION_FACTS: &str =
     "pg_catalog.current_setting('server_version_num'), pg_catalog.current_setting('role'), \
-     pg_catalog.current_setting('search_path'), current_user, pg_catalog.current_setting('application_name'), session_user";
+     pg_catalog.current_setting('search_path'), current_user, pg_catalog.current_setting('application_name'), session_user, \
+     pg_catalog.now() = pg_catalog.statement_timestamp()";
 
 /// A summary of the history: how many rows, and the XOR of a 64-bit hash of
 /// each (version, checksum, success). XOR lets the trigger update it row by
@@ -286,6 +287,20 @@ pub(crate) struct Probe {
     pub user: String,
     pub application_name: String,
     pub session_user: String,
+    /// Whether the session was outside a transaction block: a statement
+    /// sent alone starts its own transaction then, at its own timestamp
+    /// (inside a block begun earlier, `now()` is older).
+    pub outside_transaction: bool,
+}
+
+/// The refusal of a run on a connection inside a transaction block.
+pub(crate) fn inside_transaction_block() -> Error {
+    Error::Config(
+        "the connection is inside a transaction block: each migration commits on its own, \
+         which would commit that transaction too; run on a connection outside one \
+         (nothing was written)"
+            .into(),
+    )
 }
 
 impl HistoryTable {
@@ -300,7 +315,15 @@ impl HistoryTable {
                 if e.code()
                     .is_some_and(|c| c.code() == "42P01" || c.code() == "3F000") =>
             {
-                return self.probe_facts_only(client).await;
+                // In a transaction block the failed probe aborted it: say
+                // why nothing can go on.
+                return self.probe_facts_only(client).await.map_err(|e| {
+                    if e.code() == Some("25P02") {
+                        inside_transaction_block()
+                    } else {
+                        e
+                    }
+                });
             }
             Err(e) => return Err(Error::postgres("read the history digest")(e)),
         };
@@ -321,6 +344,7 @@ impl HistoryTable {
             user: text(5),
             application_name: text(6),
             session_user: text(7),
+            outside_transaction: text(8) == "t",
         })
     }
 
@@ -342,6 +366,7 @@ impl HistoryTable {
             user: text(3),
             application_name: text(4),
             session_user: text(5),
+            outside_transaction: text(6) == "t",
         })
     }
 

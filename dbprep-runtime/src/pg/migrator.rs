@@ -7,7 +7,9 @@ use tokio_postgres::{CancelToken, Client, NoTls};
 
 use super::batch::{Done, Progress, Session};
 use super::error::{describe, Drift, Error, Result};
-use super::history::{up_to_date_digests, HistoryDigest, HistoryRow, HistoryTable, Probe};
+use super::history::{
+    inside_transaction_block, up_to_date_digests, HistoryDigest, HistoryRow, HistoryTable, Probe,
+};
 use super::lock;
 use super::plan::{states, Plan, Policies, Policy};
 use super::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
@@ -233,7 +235,9 @@ impl<'m> Migrator<'m> {
     /// session has the role, search path and `application_name` it had
     /// before, and every other setting at its default (each migration starts
     /// from `RESET ALL`). The connection should be used for nothing else
-    /// afterwards if the run fails.
+    /// afterwards if the run fails. A connection inside a transaction block
+    /// is refused when something is pending (each migration commits on its
+    /// own, which would commit that transaction too).
     pub async fn run_on(&self, client: &Client) -> Result<Report> {
         self.check_target()?;
         let started = Instant::now();
@@ -275,6 +279,9 @@ impl<'m> Migrator<'m> {
             });
         }
 
+        if !probe.outside_transaction {
+            return Err(inside_transaction_block());
+        }
         let guard = CancelOnDrop(Some(client.cancel_token()));
         let step = Instant::now();
         let session = self.locked_session(client, &probe).await?;

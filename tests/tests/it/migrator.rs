@@ -855,3 +855,53 @@ async fn rows_a_migration_returns_are_read_and_dropped() {
     let report = Migrator::new(&m).run(db.pool()).await;
     assert_eq!(report.map(|r| r.version).ok(), Some(Some(3)));
 }
+
+#[tokio::test]
+async fn a_run_on_a_connection_inside_a_transaction_is_refused_before_writing() {
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    let m = five("SELECT 1;", "SELECT 2;");
+    client
+        .batch_execute("BEGIN; CREATE TABLE callers_work (id int)")
+        .await
+        .unwrap();
+    let error = Migrator::new(&m).run_on(&client).await.unwrap_err();
+    assert!(
+        error.to_string().contains("inside a transaction block"),
+        "{error}"
+    );
+    // The caller's transaction is still open and still its own.
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert!(!exists(&client, "public.callers_work").await);
+    assert!(!exists(&client, "public.dbprep_schema_history").await);
+
+    // Up to date, a run inside a transaction only reads: it is allowed.
+    let _ = Migrator::new(&m).run_on(&client).await.unwrap();
+    client.batch_execute("BEGIN").await.unwrap();
+    assert!(Migrator::new(&m)
+        .run_on(&client)
+        .await
+        .unwrap()
+        .was_up_to_date());
+    // With something pending it is refused, and the caller's transaction
+    // goes on untouched.
+    let six = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int PRIMARY KEY);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+        ("V3__c.sql", "SELECT 1;"),
+        ("V4__d.sql", "CREATE TABLE d (id int);"),
+        ("V5__e.sql", "SELECT 2;"),
+        ("V6__f.sql", "CREATE TABLE f (id int);"),
+    ]);
+    let error = Migrator::new(&six).run_on(&client).await.unwrap_err();
+    assert!(
+        error.to_string().contains("inside a transaction block"),
+        "{error}"
+    );
+    client
+        .batch_execute("CREATE TABLE callers_work (id int); COMMIT")
+        .await
+        .unwrap();
+    assert!(exists(&client, "public.callers_work").await);
+    assert!(!exists(&client, "public.f").await);
+}
