@@ -134,13 +134,9 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
         )
     }
 
-    /// The one statement of a start-up: the history's digest and the
-    /// session facts a run needs.
-    pub(crate) fn probe_sql(&self) -> String {
-        format!(
-            "SELECT rows, hash, {SESSION_FACTS} FROM {}",
-            self.digest_table()
-        )
+    /// The one statement of a start-up: the history's digest.
+    pub(crate) fn digest_sql(&self) -> String {
+        format!("SELECT rows, hash FROM {}", self.digest_table())
     }
 
     /// Read every row, in version order.
@@ -176,7 +172,7 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
 /// [`HistoryTable::create_digest_sql`]).
 pub(crate) const DIGEST_DEFERRED: &str = "dbprep.digest_deferred";
 
-/// The session facts a run needs, read with the digest.
+/// The session facts a run needs, read once it has work to do.
 const SESSION_FACTS: &str =
     "pg_catalog.current_setting('server_version_num'), pg_catalog.current_setting('role'), \
      pg_catalog.current_setting('search_path'), current_user, pg_catalog.current_setting('application_name'), session_user, \
@@ -275,12 +271,10 @@ impl HistoryRow {
     }
 }
 
-/// What the start-up probe found.
+/// What a run that has work to do needs to know about its session, read
+/// in one statement after the start-up found the history behind.
 #[derive(Debug, Clone)]
-pub(crate) struct Probe {
-    /// `None` when the digest table (and so, normally, the history) does
-    /// not exist yet.
-    pub digest: Option<HistoryDigest>,
+pub(crate) struct SessionFacts {
     pub server_version_num: i32,
     pub role: String,
     pub search_path: String,
@@ -303,71 +297,59 @@ pub(crate) fn inside_transaction_block() -> Error {
     )
 }
 
+/// Read the session facts, in one statement.
+pub(crate) async fn session_facts(client: &Client) -> Result<SessionFacts> {
+    let answer = client
+        .simple_query(&format!("SELECT {SESSION_FACTS}"))
+        .await
+        .map_err(|e| {
+            // A block that a failed statement (the start-up's, on a first
+            // start) aborted: say why nothing can go on.
+            if e.code().is_some_and(|c| c.code() == "25P02") {
+                inside_transaction_block()
+            } else {
+                Error::postgres("read the session settings")(e)
+            }
+        })?;
+    let rows = rows(answer);
+    let row = rows
+        .first()
+        .ok_or_else(|| Error::Connect("the server returned no session settings".into()))?;
+    let text = |i| column(row, i).unwrap_or_default().to_owned();
+    Ok(SessionFacts {
+        server_version_num: text(0).parse().unwrap_or_default(),
+        role: text(1),
+        search_path: text(2),
+        user: text(3),
+        application_name: text(4),
+        session_user: text(5),
+        outside_transaction: text(6) == "t",
+    })
+}
+
 impl HistoryTable {
-    /// Read the digest and the session facts in one statement. A missing
-    /// table (SQLSTATE 42P01, or 3F000 for a missing schema) is the answer
-    /// "no history yet", found on a database's first start only; the
-    /// facts are then read on their own.
-    pub(crate) async fn probe(&self, client: &Client) -> Result<Probe> {
-        let answer = match client.simple_query(&self.probe_sql()).await {
+    /// The history's digest, in one statement: `None` when the digest table
+    /// (SQLSTATE 42P01, or 3F000 for a missing schema), and so normally the
+    /// history, does not exist yet — a database's first start — or was
+    /// emptied by hand.
+    pub(crate) async fn digest(&self, client: &Client) -> Result<Option<HistoryDigest>> {
+        let answer = match client.simple_query(&self.digest_sql()).await {
             Ok(answer) => answer,
             Err(e)
                 if e.code()
                     .is_some_and(|c| c.code() == "42P01" || c.code() == "3F000") =>
             {
-                // In a transaction block the failed probe aborted it: say
-                // why nothing can go on.
-                return self.probe_facts_only(client).await.map_err(|e| {
-                    if e.code() == Some("25P02") {
-                        inside_transaction_block()
-                    } else {
-                        e
-                    }
-                });
+                return Ok(None);
             }
             Err(e) => return Err(Error::postgres("read the history digest")(e)),
         };
-        let rows = rows(answer);
-        // A digest table without its row (emptied by hand) says nothing.
-        let Some(row) = rows.first() else {
-            return self.probe_facts_only(client).await;
-        };
-        let text = |i| column(row, i).unwrap_or_default().to_owned();
-        Ok(Probe {
-            digest: Some(HistoryDigest {
+        Ok(rows(answer).first().map(|row| {
+            let text = |i| column(row, i).unwrap_or_default();
+            HistoryDigest {
                 rows: text(0).parse().unwrap_or(-1),
                 hash: text(1).parse().unwrap_or_default(),
-            }),
-            server_version_num: text(2).parse().unwrap_or_default(),
-            role: text(3),
-            search_path: text(4),
-            user: text(5),
-            application_name: text(6),
-            session_user: text(7),
-            outside_transaction: text(8) == "t",
-        })
-    }
-
-    async fn probe_facts_only(&self, client: &Client) -> Result<Probe> {
-        let answer = client
-            .simple_query(&format!("SELECT {SESSION_FACTS}"))
-            .await
-            .map_err(Error::postgres("read the session settings"))?;
-        let rows = rows(answer);
-        let row = rows
-            .first()
-            .ok_or_else(|| Error::Connect("the server returned no session settings".into()))?;
-        let text = |i| column(row, i).unwrap_or_default().to_owned();
-        Ok(Probe {
-            digest: None,
-            server_version_num: text(0).parse().unwrap_or_default(),
-            role: text(1),
-            search_path: text(2),
-            user: text(3),
-            application_name: text(4),
-            session_user: text(5),
-            outside_transaction: text(6) == "t",
-        })
+            }
+        }))
     }
 
     /// Whether the digest table exists with the trigger this version of

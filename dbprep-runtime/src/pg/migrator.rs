@@ -8,7 +8,8 @@ use tokio_postgres::{CancelToken, Client, NoTls};
 use super::batch::{Done, Progress, Session};
 use super::error::{describe, Drift, Error, Result};
 use super::history::{
-    inside_transaction_block, up_to_date_digests, HistoryDigest, HistoryRow, HistoryTable, Probe,
+    inside_transaction_block, session_facts, up_to_date_digests, HistoryDigest, HistoryRow,
+    HistoryTable,
 };
 use super::lock;
 use super::plan::{states, Plan, Policies, Policy};
@@ -255,10 +256,10 @@ impl<'m> Migrator<'m> {
                 _ => {}
             }
         }
-        let probe = self.history.probe(client).await?;
+        let digest = self.history.digest(client).await?;
         tracing::debug!("read the history digest ({:?})", started.elapsed());
         let expected = up_to_date_digests(self.migrations, self.target);
-        if probe.digest.is_some_and(|d| expected.contains(&d)) {
+        if digest.is_some_and(|d| expected.contains(&d)) {
             let version = self.target.or(self.migrations.head());
             tracing::info!(
                 "database up to date at version {} ({:?})",
@@ -271,20 +272,16 @@ impl<'m> Migrator<'m> {
                 elapsed: started.elapsed(),
             });
         }
-        if probe.digest.is_none() && self.migrations.is_empty() {
+        if digest.is_none() && self.migrations.is_empty() {
             return Ok(Report {
                 applied: Vec::new(),
                 version: None,
                 elapsed: started.elapsed(),
             });
         }
-
-        if !probe.outside_transaction {
-            return Err(inside_transaction_block());
-        }
         let guard = CancelOnDrop(Some(client.cancel_token()));
         let step = Instant::now();
-        let session = self.locked_session(client, &probe).await?;
+        let session = self.locked_session(client).await?;
         tracing::info!(
             "took the migration lock and checked the history tables ({:?})",
             step.elapsed()
@@ -377,14 +374,15 @@ impl<'m> Migrator<'m> {
         })
     }
 
-    /// Take the lock (naming this run in `application_name`, so that a
-    /// waiting peer can say who holds it) and make sure the history table
-    /// exists.
-    async fn locked_session<'c>(
-        &'c self,
-        client: &'c Client,
-        probe: &Probe,
-    ) -> Result<Session<'c>> {
+    /// Read the session facts (refusing a connection inside a transaction
+    /// block), take the lock (naming this run in `application_name`, so
+    /// that a waiting peer can say who holds it) and make sure the history
+    /// table exists.
+    async fn locked_session<'c>(&'c self, client: &'c Client) -> Result<Session<'c>> {
+        let facts = session_facts(client).await?;
+        if !facts.outside_transaction {
+            return Err(inside_transaction_block());
+        }
         let run_id = run_id();
         let since = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -405,12 +403,12 @@ impl<'m> Migrator<'m> {
             history: &self.history,
             run_id,
             application_name,
-            caller_application_name: probe.application_name.clone(),
-            applied_by: probe.user.clone(),
-            session_user: probe.session_user.clone(),
-            role: probe.role.clone(),
-            search_path: probe.search_path.clone(),
-            server_version_num: probe.server_version_num,
+            caller_application_name: facts.application_name.clone(),
+            applied_by: facts.user.clone(),
+            session_user: facts.session_user.clone(),
+            role: facts.role.clone(),
+            search_path: facts.search_path.clone(),
+            server_version_num: facts.server_version_num,
             schema_snapshot: self.schema_snapshot,
             progress: self.progress.as_deref(),
             done: Default::default(),
@@ -546,8 +544,7 @@ impl<'m> Migrator<'m> {
         migrator.check_target()?;
         let started = Instant::now();
         let client = take(pool).await?;
-        let probe = migrator.history.probe(&client).await?;
-        let session = migrator.locked_session(&client, &probe).await?;
+        let session = migrator.locked_session(&client).await?;
         let rows = migrator.history.read(&client).await?;
         let plan = Plan::new(
             migrator.migrations,
@@ -610,11 +607,10 @@ impl<'m> Migrator<'m> {
     /// A connection or query error.
     pub async fn repair(&self, pool: &Pool) -> Result<RepairReport> {
         let client = take(pool).await?;
-        let probe = self.history.probe(&client).await?;
         if !self.history.exists(&client).await? {
             return Ok(RepairReport::default());
         }
-        let _session = self.locked_session(&client, &probe).await?;
+        let _session = self.locked_session(&client).await?;
         let rows = self.history.read(&client).await?;
         let mut report = RepairReport::default();
         let t = self.history.qualified();
