@@ -281,18 +281,26 @@ impl<'m> Migrator<'m> {
         }
         let guard = CancelOnDrop(Some(client.cancel_token()));
         let step = Instant::now();
-        let session = self.locked_session(client).await?;
-        tracing::info!(
-            "took the migration lock and checked the history tables ({:?})",
-            step.elapsed()
-        );
-        let result = self.apply(&session).await;
-        // The batch ended its transaction (or rolled it back), so the
-        // session can finish the run even after a failure; closing the
-        // connection would release the lock too, but only once the server
-        // notices.
-        let finished = self.finish(&session).await;
+        let locked = async {
+            let session = self.locked_session(client).await?;
+            tracing::info!(
+                "took the migration lock and checked the history tables ({:?})",
+                step.elapsed()
+            );
+            let result = self.apply(&session).await;
+            // The batch ended its transaction (or rolled it back), so the
+            // session can finish the run even after a failure; closing the
+            // connection would release the lock too, but only once the
+            // server notices.
+            let finished = self.finish(&session).await;
+            Ok::<_, Error>((result, finished))
+        }
+        .await;
+        // Over, failed or not: only a future dropped mid-way cancels; an
+        // error returned early must not cancel the caller's next query on
+        // this connection.
         guard.disarm();
+        let (result, finished) = locked?;
         let done = result?;
         let rows = finished?;
         let applied = done
