@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use dbprep_runtime::testing::TestDatabase;
 use dbprep_runtime::{Error, Migrations, Migrator, Policy, State};
 
 use crate::support::{database, exists, migrations, recorded, scalar};
@@ -522,6 +523,20 @@ async fn dropping_the_run_cancels_the_server_query() {
     assert!(!exists(&client, "slow").await);
 }
 
+/// Whether a run of `m` finds nothing to do.
+async fn up_to_date(m: &Migrations, db: &TestDatabase) -> bool {
+    Migrator::new(m)
+        .run(db.pool())
+        .await
+        .unwrap()
+        .was_up_to_date()
+}
+
+/// The history digest's row count.
+async fn digest_rows(client: &tokio_postgres::Client) -> Option<String> {
+    scalar(client, "SELECT rows FROM dbprep_schema_history_digest").await
+}
+
 #[tokio::test]
 async fn a_history_row_deleted_by_hand_is_seen_at_the_next_start() {
     let db = database().await;
@@ -537,11 +552,7 @@ async fn a_history_row_deleted_by_hand_is_seen_at_the_next_start() {
         report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
         [5]
     );
-    assert!(Migrator::new(&m)
-        .run(db.pool())
-        .await
-        .unwrap()
-        .was_up_to_date());
+    assert!(up_to_date(&m, &db).await);
 }
 
 #[tokio::test]
@@ -554,20 +565,11 @@ async fn a_dropped_digest_table_is_rebuilt_from_the_history() {
         .batch_execute("DROP TABLE dbprep_schema_history_digest CASCADE")
         .await
         .unwrap();
-    assert!(Migrator::new(&m)
-        .run(db.pool())
-        .await
-        .unwrap()
-        .was_up_to_date());
+    assert!(up_to_date(&m, &db).await);
     assert!(exists(&client, "dbprep_schema_history_digest").await);
-    let rows = scalar(&client, "SELECT rows FROM dbprep_schema_history_digest").await;
-    assert_eq!(rows.as_deref(), Some("5"));
+    assert_eq!(digest_rows(&client).await.as_deref(), Some("5"));
     // And the fast path works again.
-    assert!(Migrator::new(&m)
-        .run(db.pool())
-        .await
-        .unwrap()
-        .was_up_to_date());
+    assert!(up_to_date(&m, &db).await);
 }
 
 #[tokio::test]
@@ -590,23 +592,17 @@ async fn a_digest_trigger_without_its_when_clause_is_replaced() {
         .unwrap();
     let report = Migrator::new(&m).run(db.pool()).await.unwrap();
     assert_eq!(report.applied.len(), 2);
-    let rows = scalar(&client, "SELECT rows FROM dbprep_schema_history_digest").await;
-    assert_eq!(rows.as_deref(), Some("5"));
-    assert!(Migrator::new(&m)
-        .run(db.pool())
-        .await
-        .unwrap()
-        .was_up_to_date());
+    assert_eq!(digest_rows(&client).await.as_deref(), Some("5"));
+    assert!(up_to_date(&m, &db).await);
 }
 
 #[tokio::test]
 async fn a_batch_writes_the_digest_once_at_its_end_even_when_it_fails() {
     let db = database().await;
     let client = db.connect().await.unwrap();
-    let digest_rows = || scalar(&client, "SELECT rows FROM dbprep_schema_history_digest");
     let failing = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int) oops;");
     let _ = Migrator::new(&failing).run(db.pool()).await.unwrap_err();
-    assert_eq!(digest_rows().await.as_deref(), Some("4"));
+    assert_eq!(digest_rows(&client).await.as_deref(), Some("4"));
     // A run killed half-way leaves the digest "in progress": the next
     // start-up cannot take it for an up-to-date history, and writes the
     // right one.
@@ -618,7 +614,7 @@ async fn a_batch_writes_the_digest_once_at_its_end_even_when_it_fails() {
         .unwrap();
     let report = Migrator::new(&fixed).run(db.pool()).await.unwrap();
     assert!(report.applied.is_empty());
-    assert_eq!(digest_rows().await.as_deref(), Some("5"));
+    assert_eq!(digest_rows(&client).await.as_deref(), Some("5"));
 }
 
 #[tokio::test]
@@ -636,8 +632,7 @@ async fn rows_written_by_hand_still_move_the_digest() {
         )
         .await
         .unwrap();
-    let rows = scalar(&client, "SELECT rows FROM dbprep_schema_history_digest").await;
-    assert_eq!(rows.as_deref(), Some("6"));
+    assert_eq!(digest_rows(&client).await.as_deref(), Some("6"));
     let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
     assert!(error.to_string().contains('6'), "{error}");
 }
