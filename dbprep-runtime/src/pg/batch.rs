@@ -7,14 +7,22 @@
 //!
 //! ```text
 //! BEGIN;
-//! SELECT set_config('role', …), set_config('search_path', …), set_config('dbprep.run', …, true), …;
+//! SELECT set_config('role', …), set_config('search_path', …), set_config('synchronous_commit', 'off', true), …;
+//! EXECUTE dbprep_record_<run>(<rank>, <version>, <name>, <checksum>, <kind>, <previous version>);
 //! <migration SQL>
 //! ;
-//! SELECT set_config('search_path', 'pg_catalog', true), set_config('role', …, true), …, set_config('dbprep.digest_deferred', 'on', true);
-//! EXECUTE dbprep_record_<run>(<rank>, <version>, <name>, <checksum>, <kind>, <previous version>);
 //! COMMIT;
 //! RESET ALL;
 //! ```
+//!
+//! **The history row goes in before the migration's SQL**, in its
+//! transaction: nothing of dbprep's then runs after the migration, so
+//! whatever its `SET ROLE`, `SET search_path` or `SET statement_timeout`
+//! did cannot redirect or stop dbprep's row, with no statement to put the
+//! session back in between (that statement was a third of dbprep's cost
+//! per migration). The last message of a batch is the exception: it also
+//! stores the schema snapshot, so it runs the migration first, then puts
+//! dbprep's settings back, records the row and takes the snapshot.
 //!
 //! `RESET ALL` ends each message (and the one before the first) rather
 //! than starting the next: the server reads a whole message before running
@@ -23,18 +31,27 @@
 //! default_transaction_read_only = on` would otherwise change how the next
 //! message's literals are read, or make its transaction read-only.
 //!
-//! The history insert is a statement prepared once per batch (with
-//! `search_path = pg_catalog`, as it runs): parsing and planning an
-//! `INSERT` per migration cost more than the insert itself. Its
-//! `execution_ms` counts from `now()`, the start of the message's
-//! transaction.
+//! The history insert is a statement prepared once per batch (under the
+//! search path it runs with, else every `EXECUTE` plans it again):
+//! parsing and planning an `INSERT` per migration cost more than the
+//! insert itself.
+//!
+//! **Durations.** A row written before its migration cannot hold how long
+//! the migration took. The replies come back one per message as the
+//! server finishes each, so the time between two replies is the time of
+//! one migration; once a batch is over, one `UPDATE` writes them all (the
+//! last message records its own, from `now()`, the start of its
+//! transaction, to the end of its SQL). A run killed in the middle leaves
+//! 0 for the migrations it committed.
 //!
 //! After an error the session may be idle again (a message rejected at
 //! parse time never ran its `BEGIN`; a failed `COMMIT` ends the
 //! transaction), so the next message would run without its predecessor.
-//! Two guards make its history insert *raise* instead: `previous_version`
-//! references the predecessor's row, and `run_id` (NOT NULL) comes from the
-//! `SET LOCAL` value, which is gone if the migration ended the transaction.
+//! `previous_version` references the predecessor's row, so the history
+//! insert *raises* instead, before the migration's SQL runs. (A migration
+//! cannot end dbprep's transaction itself: transaction control is refused
+//! at compile time, and a procedure's `COMMIT` is refused by the server
+//! inside a transaction block.)
 //!
 //! Every message but the last commits asynchronously; the last one's WAL
 //! flush makes all before it durable.
@@ -143,11 +160,11 @@ impl Session<'_> {
         format!("RESET ALL;\nSELECT {};\n", self.restore_calls().join(", "))
     }
 
-    /// Settings for one migration's transaction.
+    /// Settings for one migration's transaction. The history insert leaves
+    /// the digest to the end of the run.
     fn transaction_calls(&self, asynchronous_commit: bool) -> Vec<String> {
         let mut settings = vec![format!(
-            "pg_catalog.set_config('dbprep.run', {}, true)",
-            literal(&self.run_id)
+            "pg_catalog.set_config('{DIGEST_DEFERRED}', 'on', true)"
         )];
         if asynchronous_commit {
             settings.push("pg_catalog.set_config('synchronous_commit', 'off', true)".to_owned());
@@ -218,23 +235,65 @@ impl Session<'_> {
         ident(&format!("dbprep_record_{}", self.run_id.replace('-', "_")))
     }
 
-    /// Prepare the history insert of a batch's migrations, with the search
-    /// path it runs under (a different one would make every `EXECUTE`
-    /// plan it again), then `RESET ALL` for the first migration's message.
-    /// The guards are in it: `run_id` from the transaction's setting,
-    /// `previous_version` a parameter.
+    /// Put the session as each migration starts (the first migration's
+    /// message is then read with the server's defaults), and prepare the
+    /// history insert of a batch's migrations under that search path, the
+    /// one it runs with. Every name in it is qualified, so the path
+    /// changes nothing but whether the plan is reused. `applied_at` is the
+    /// start of the migration's transaction; `execution_ms` the time since,
+    /// right for a row written after its migration (see the module docs).
     fn prepare_record_sql(&self) -> String {
         format!(
-            "BEGIN;\nSELECT pg_catalog.set_config('search_path', 'pg_catalog', true);\n\
-             PREPARE {name} (integer, bigint, text, bytea, text, bigint) AS INSERT INTO {t} \
+            "{restore}PREPARE {name} (pg_catalog.int4, pg_catalog.int8, pg_catalog.text, pg_catalog.bytea, pg_catalog.text, pg_catalog.int8) \
+             AS INSERT INTO {t} \
              (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id) \
-             VALUES ($1, $2, $3, $4, $5, pg_catalog.clock_timestamp(), \
-             (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::integer, \
-             {by}, true, $6, nullif(pg_catalog.current_setting('dbprep.run', true), ''));\nCOMMIT;\nRESET ALL;",
+             VALUES ($1, $2, $3, $4, $5, pg_catalog.now(), \
+             (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::pg_catalog.int4, \
+             {by}, true, $6, {run_id});",
+            restore = self.restore_session(),
             name = self.record_statement(),
             t = self.history.qualified(),
             by = literal(&self.applied_by),
+            run_id = literal(&self.run_id),
         )
+    }
+
+    /// The closing message of a batch: the statement deallocated, and the
+    /// durations of the migrations whose rows were written before them
+    /// recorded. After a failure it commits synchronously, which makes
+    /// every migration committed asynchronously before it durable.
+    fn close_batch_sql(&self, recorded_before: &[Done], failed: bool) -> String {
+        let mut sql = format!("DEALLOCATE {};\n", self.record_statement());
+        if recorded_before.is_empty() && !failed {
+            return sql;
+        }
+        sql.push_str(&self.restore_session());
+        sql.push_str("BEGIN;\n");
+        let mut settings = vec![format!(
+            "pg_catalog.set_config('{DIGEST_DEFERRED}', 'on', true)"
+        )];
+        if !failed {
+            settings.push("pg_catalog.set_config('synchronous_commit', 'off', true)".to_owned());
+        }
+        sql.push_str(&format!("SELECT {};\n", settings.join(", ")));
+        if !recorded_before.is_empty() {
+            let durations: Vec<String> = recorded_before
+                .iter()
+                .map(|d| format!("({}, {})", d.version, millis(d.elapsed)))
+                .collect();
+            sql.push_str(&format!(
+                "UPDATE {t} AS h SET execution_ms = d.ms FROM (VALUES {values}) AS d (version, ms) \
+                 WHERE h.version = d.version::pg_catalog.int8;\n",
+                t = self.history.qualified(),
+                values = durations.join(", "),
+            ));
+        }
+        if failed {
+            // Writes a commit record even when nothing was applied.
+            sql.push_str("SELECT pg_catalog.txid_current();\n");
+        }
+        sql.push_str("COMMIT;");
+        sql
     }
 
     /// The `EXECUTE` of the prepared history insert for `m`.
@@ -269,23 +328,22 @@ impl Session<'_> {
             // As the run's role, in the first migration's transaction.
             message.push_str(&self.history.digest_in_progress_sql());
         }
+        // The last migration of the batch (the one that commits
+        // synchronously) records itself after its SQL: see the module docs.
+        let last = !asynchronous_commit;
+        if !last {
+            message.push_str(&self.record_history(m, rank, previous));
+        }
         let prefix_chars = message.chars().count();
         message.push_str(m.sql());
         // A newline ends a trailing `--` comment; the `;` a last statement
         // written without one.
         message.push_str("\n;\n");
-        let mut after = self.own_calls(true);
-        after.push(format!(
-            "pg_catalog.set_config('{DIGEST_DEFERRED}', 'on', true)"
-        ));
-        message.push_str("SELECT ");
-        message.push_str(&after.join(", "));
-        message.push_str(";\n");
-        message.push_str(&self.record_history(m, rank, previous));
-        if !asynchronous_commit {
-            // The last migration of the batch: its transaction also stores
-            // the schema snapshot, and its synchronous commit makes every
-            // migration before it durable.
+        if last {
+            message.push_str(&self.own_settings(true));
+            message.push_str(&self.record_history(m, rank, previous));
+            // Its synchronous commit makes every migration before it
+            // durable.
             message.push_str(&self.history.store_snapshot_sql(self.schema_snapshot));
         }
         message.push_str("COMMIT;\nRESET ALL;");
@@ -304,31 +362,38 @@ impl Session<'_> {
         pending: &[&Migration],
         first_rank: i32,
     ) -> Result<Vec<Done>, Error> {
-        let started = Instant::now();
         self.client
             .simple_query(&self.prepare_record_sql())
             .await
             .map_err(Error::postgres("prepare the history insert"))?;
-        let outcome = self.apply_prepared(pending, first_rank, started).await;
-        // A closed connection took the statement with it.
+        let (outcome, done) = self.apply_prepared(pending, first_rank).await;
+        // A closed connection took the statement with it, and left nothing
+        // to record.
         if !self.client.is_closed() {
-            let deallocate = format!("DEALLOCATE {}", self.record_statement());
-            if let Err(error) = self.client.simple_query(&deallocate).await {
-                // Harmless: the statement is named for this run alone.
-                tracing::warn!("could not deallocate the history insert: {error}");
+            // All but the last applied migration were recorded before their
+            // SQL ran; after a failure, the last applied one too.
+            let recorded_before = match outcome {
+                Ok(_) => &done[..done.len().saturating_sub(1)],
+                Err(_) => &done[..],
+            };
+            let close = self.close_batch_sql(recorded_before, outcome.is_err());
+            if let Err(error) = self.client.batch_execute(&close).await {
+                // The migrations are applied: their durations stay 0.
+                tracing::warn!("could not record the durations of the batch: {error}");
+                let _ = self.client.simple_query("ROLLBACK").await;
             }
         }
-        outcome
+        outcome.map(|()| done)
     }
 
     /// [`apply_pipelined`](Self::apply_pipelined) once the history insert is
-    /// prepared.
+    /// prepared: the outcome, and the migrations applied (all of them, or
+    /// those before the one that failed) with their durations.
     async fn apply_prepared(
         &self,
         pending: &[&Migration],
         first_rank: i32,
-        started: Instant,
-    ) -> Result<Vec<Done>, Error> {
+    ) -> (Result<(), Error>, Vec<Done>) {
         let last = pending.len() - 1;
         // Indices, not references, go through the stream: a closure over
         // borrowed items would make the run's future lose `Send`.
@@ -342,39 +407,42 @@ impl Session<'_> {
             .buffered(WINDOW)
             .enumerate();
         let mut failure = None;
+        let mut done = Vec::with_capacity(pending.len());
+        // The server runs the messages one after the other, so a reply
+        // comes when its migration is over: the time since the previous
+        // reply is the migration's.
+        let mut previous_reply = Instant::now();
         while let Some((i, reply)) = replies.next().await {
             if let Err(error) = reply {
                 failure = Some((i, error));
                 break;
             }
+            done.push(Done {
+                version: pending[i].version(),
+                elapsed: previous_reply.elapsed(),
+            });
+            previous_reply = Instant::now();
             self.advance();
         }
         // Messages still in flight after a failure fail on their guards;
         // dropping the stream discards their replies.
         drop(replies);
         let Some((failed, (error, prefix_chars))) = failure else {
-            let elapsed = started.elapsed() / pending.len().max(1) as u32;
-            return Ok(pending
-                .iter()
-                .map(|m| Done {
-                    version: m.version(),
-                    elapsed,
-                })
-                .collect());
+            return (Ok(()), done);
         };
-        // The session is in a failed transaction (or idle): end it, then
-        // flush what committed asynchronously before reporting.
+        // The session is in a failed transaction (or idle): end it. What
+        // committed asynchronously is flushed with the batch's closing
+        // message, before the error is reported.
         let _ = self.client.simple_query("ROLLBACK").await;
-        let _ = self
-            .client
-            .simple_query("SELECT pg_catalog.txid_current()")
-            .await;
         let m = pending[failed];
         let position = error_position(&error)
             .and_then(|p| position_in_sql(m.sql(), p.checked_sub(prefix_chars + 1)?));
         let applied = pending[..failed].iter().map(|m| m.version()).collect();
         let not_applied = pending[failed + 1..].iter().map(|m| m.version()).collect();
-        Err(migration_error(m, error, position, applied, not_applied))
+        (
+            Err(migration_error(m, error, position, applied, not_applied)),
+            done,
+        )
     }
 
     /// Send one message and read its answer to the end, keeping none of
@@ -448,7 +516,7 @@ impl Session<'_> {
             "{restore}{own}UPDATE {t} SET success = true, execution_ms = {ms} WHERE version = {version};",
             restore = self.restore_session(),
             own = self.own_settings(false),
-            ms = elapsed.as_millis().min(i32::MAX as u128),
+            ms = millis(elapsed),
             version = m.version(),
         );
         self.client
@@ -464,6 +532,12 @@ impl Session<'_> {
             elapsed,
         })
     }
+}
+
+/// A duration as `execution_ms` holds it: milliseconds, rounded (most
+/// migrations take one or two).
+fn millis(duration: Duration) -> u128 {
+    ((duration.as_micros() + 500) / 1000).min(i32::MAX as u128)
 }
 
 fn error_position(error: &tokio_postgres::Error) -> Option<usize> {

@@ -55,10 +55,9 @@ impl HistoryTable {
 
     /// The statement that creates the schema and the table if missing.
     ///
-    /// `previous_version` and `run_id` are the batch guards: the first makes
-    /// a migration's history insert fail when its predecessor in the batch
-    /// is not recorded, the second when the migration ended dbprep's
-    /// transaction itself (the `SET LOCAL` value is then gone).
+    /// `previous_version` is the batch guard: it makes a migration's
+    /// history insert fail when its predecessor in the batch is not
+    /// recorded. `run_id` names the run that wrote the row.
     pub fn create_sql(&self) -> String {
         let t = self.qualified();
         let pkey = ident(&format!("{}_pkey", self.table));

@@ -254,6 +254,42 @@ async fn session_settings_do_not_leak_between_migrations() {
     assert!((300..10_000).contains(&ms), "execution_ms = {ms}");
 }
 
+/// Rows written before their migration get their durations once the batch
+/// is over, failed or not.
+#[tokio::test]
+async fn every_migration_of_a_batch_is_timed_even_when_a_later_one_fails() {
+    let timed = [
+        ("V1__slow.sql", "SELECT pg_sleep(0.3);"),
+        ("V2__quick.sql", "CREATE TABLE b (id int);"),
+        ("V3__slow_too.sql", "SELECT pg_sleep(0.2);"),
+    ];
+    let failing = ("V4__fails.sql", "INSERT INTO missing VALUES (1);");
+    for fails in [false, true] {
+        let db = database().await;
+        let mut files = timed.to_vec();
+        if fails {
+            files.push(failing);
+        }
+        let result = Migrator::new(&migrations(&files)).run(db.pool()).await;
+        assert_eq!(result.is_err(), fails, "{result:?}");
+        let client = db.connect().await.unwrap();
+        let ms = |version: i32| {
+            let client = &client;
+            async move {
+                let sql = format!(
+                    "SELECT execution_ms FROM public.dbprep_schema_history WHERE version = {version}"
+                );
+                let ms = scalar(client, &sql).await.expect("a history row");
+                ms.parse::<i64>().unwrap()
+            }
+        };
+        let (first, second, third) = (ms(1).await, ms(2).await, ms(3).await);
+        assert!((300..10_000).contains(&first), "V1: {first} ms");
+        assert!(second < 300, "V2: {second} ms");
+        assert!((150..10_000).contains(&third), "V3: {third} ms");
+    }
+}
+
 #[tokio::test]
 async fn lock_wait_gives_up_naming_the_holder_and_writes_nothing() {
     let db = database().await;
