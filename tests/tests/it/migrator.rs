@@ -178,6 +178,33 @@ async fn deferred_constraint_failing_at_commit_stops_the_migrations_after_it() {
     );
 }
 
+/// A message with a syntax error is rejected whole and leaves the session
+/// idle: only the guard in the next migration's history insert, which runs
+/// before its SQL, stops it.
+#[tokio::test]
+async fn a_syntax_error_in_the_middle_stops_the_migrations_after_it() {
+    let db = database().await;
+    let m = five(
+        "CREATE TABLE c (id int,, x int);",
+        "CREATE TABLE e (id int);",
+    );
+    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    let Error::Migration(failure) = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(
+        (failure.version, failure.code.as_str()),
+        (3, "42601"),
+        "{error}"
+    );
+    assert_eq!(failure.position, Some((1, 24)), "{error}");
+    let client = db.connect().await.unwrap();
+    assert_eq!(recorded(&client).await, [1, 2]);
+    for table in ["c", "d", "e"] {
+        assert!(!exists(&client, table).await, "{table} exists");
+    }
+}
+
 #[tokio::test]
 async fn pool_connections_stay_clean_after_a_failed_run() {
     let db = database().await;
