@@ -172,7 +172,7 @@ SELECT CAST(pg_catalog.json_build_object(
     pub(crate) fn fingerprint_sql(&self) -> String {
         let own = self.own_relations();
         let user_relations = format!(
-            "SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+            "SELECT c.oid, c.xmin FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE {USER_SCHEMA} AND c.oid <> ALL ({own})"
         );
         let user_schema_rows = |catalog: &str, alias: &str, namespace: &str| {
@@ -182,7 +182,8 @@ SELECT CAST(pg_catalog.json_build_object(
             )
         };
         let parts = [
-            "SELECT pg_catalog.string_agg(c.oid::text || ':' || c.xmin::text, ',' ORDER BY c.oid) FROM pg_catalog.pg_class c JOIN u ON u.oid = c.oid".to_owned(),
+            // The relations' own rows: `u` is read from pg_class.
+            "SELECT pg_catalog.string_agg(u.oid::text || ':' || u.xmin::text, ',' ORDER BY u.oid) FROM u".to_owned(),
             "SELECT pg_catalog.string_agg(a.attrelid::text || '.' || a.attnum::text || ':' || a.xmin::text, ',' ORDER BY a.attrelid, a.attnum) \
              FROM pg_catalog.pg_attribute a JOIN u ON u.oid = a.attrelid WHERE a.attnum > 0".to_owned(),
             "SELECT pg_catalog.string_agg(d.oid::text || ':' || d.xmin::text, ',' ORDER BY d.oid) FROM pg_catalog.pg_attrdef d JOIN u ON u.oid = d.adrelid".to_owned(),
