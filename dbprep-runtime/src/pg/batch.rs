@@ -238,8 +238,8 @@ impl Session<'_> {
     /// Put the session as each migration starts (the first migration's
     /// message is then read with the server's defaults), and prepare the
     /// history insert of a batch's migrations under that search path, the
-    /// one it runs with. Every name in it is qualified, so the path
-    /// changes nothing but whether the plan is reused. `applied_at` is the
+    /// one it runs with. Every name in it, operators too, is qualified, so
+    /// the path changes nothing but whether the plan is reused. `applied_at` is the
     /// start of the migration's transaction; `execution_ms` the time since,
     /// right for a row written after its migration (see the module docs).
     fn prepare_record_sql(&self) -> String {
@@ -248,7 +248,8 @@ impl Session<'_> {
              AS INSERT INTO {t} \
              (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id) \
              VALUES ($1, $2, $3, $4, $5, pg_catalog.now(), \
-             (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::pg_catalog.int4, \
+             (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) pg_catalog.now()) \
+             OPERATOR(pg_catalog.*) 1000)::pg_catalog.int4, \
              {by}, true, $6, {run_id});",
             restore = self.restore_session(),
             name = self.record_statement(),
