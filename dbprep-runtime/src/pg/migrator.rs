@@ -441,9 +441,12 @@ impl<'m> Migrator<'m> {
         // No need to wait for the disk: what the run commits next is
         // flushed with it (the WAL is written in order), and a run that
         // commits nothing loses nothing if these tables are made again.
+        // The digest function's body is dbprep's own, tested: not checking
+        // it when it is created (as pg_dump does) spares a new session
+        // loading PL/pgSQL, which a batch never calls (1.3 against 0.1 ms).
         client
             .batch_execute(&format!(
-                "BEGIN;\nSET LOCAL synchronous_commit = off;\n{sql}\nCOMMIT;"
+                "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL check_function_bodies = off;\n{sql}\nCOMMIT;"
             ))
             .await
             .map_err(Error::postgres(format!(
