@@ -444,9 +444,13 @@ impl<'m> Migrator<'m> {
         // The digest function's body is dbprep's own, tested: not checking
         // it when it is created (as pg_dump does) spares a new session
         // loading PL/pgSQL, which a batch never calls (1.3 against 0.1 ms).
+        // `IF NOT EXISTS` and `IF EXISTS` say "skipping" in a notice, which
+        // tokio-postgres logs: nothing an application should see at every
+        // start-up.
         client
             .batch_execute(&format!(
-                "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL check_function_bodies = off;\n{sql}\nCOMMIT;"
+                "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL check_function_bodies = off;\n\
+                 SET LOCAL client_min_messages = warning;\n{sql}\nCOMMIT;"
             ))
             .await
             .map_err(Error::postgres(format!(

@@ -317,6 +317,35 @@ async fn every_migration_of_a_batch_is_timed_even_when_a_later_one_fails() {
     }
 }
 
+/// Notices reach an application's log (tokio-postgres logs them): a run
+/// that creates dbprep's tables, then one that applies more on top of
+/// them, must not say "already exists, skipping".
+#[tokio::test]
+async fn runs_send_no_notices() {
+    let db = database().await;
+    let (client, mut connection) = db.config().connect(tokio_postgres::NoTls).await.unwrap();
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                let line = format!("{}: {}", notice.severity(), notice.message());
+                sink.lock().unwrap().push(line);
+            }
+        }
+    });
+    let first = migrations(&[("V1__a.sql", "CREATE TABLE a (id int);")]);
+    let second = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+    ]);
+    for m in [&first, &second] {
+        Migrator::new(m).run_on(&client).await.unwrap();
+    }
+    assert!(exists(&client, "b").await);
+    assert_eq!(*notices.lock().unwrap(), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn lock_wait_gives_up_naming_the_holder_and_writes_nothing() {
     let db = database().await;

@@ -233,9 +233,13 @@ pub async fn populate(
     // A connection of its own, closed afterwards: a failed transaction
     // never returns to the pool.
     let client = Object::take(object);
+    // The fixture history is made in a transaction of its own (a peer
+    // making it too waits for it no longer than that), without the
+    // "already exists, skipping" notices tokio-postgres would log.
     client
         .batch_execute(&format!(
-            "{}\nBEGIN;\nSELECT pg_catalog.set_config('TimeZone', 'UTC', true);",
+            "BEGIN;\nSET LOCAL client_min_messages = warning;\n{}\nCOMMIT;\n\
+             BEGIN;\nSELECT pg_catalog.set_config('TimeZone', 'UTC', true);",
             history.create_fixture_table_sql()
         ))
         .await
