@@ -340,7 +340,8 @@ async fn runs_send_no_notices() {
         ("V2__b.sql", "CREATE TABLE b (id int);"),
     ]);
     for m in [&first, &second] {
-        Migrator::new(m).run_on(&client).await.unwrap();
+        let report = Migrator::new(m).run_on(&client).await.unwrap();
+        assert_eq!(report.applied.len(), 1);
     }
     assert!(exists(&client, "b").await);
     assert_eq!(*notices.lock().unwrap(), Vec::<String>::new());
