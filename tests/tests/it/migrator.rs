@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use dbprep_runtime::testing::TestDatabase;
-use dbprep_runtime::{Error, Migrations, Migrator, Policy, State};
+use dbprep_runtime::{Error, MigrationError, Migrations, Migrator, Policy, State};
 
 use crate::support::{database, exists, migrations, recorded, scalar};
 
@@ -128,47 +128,49 @@ async fn syntax_error_in_the_last_migration_keeps_the_four_before_it() {
     assert!(!exists(&client, "e").await);
 }
 
-#[tokio::test]
-async fn runtime_error_stops_at_its_migration_and_keeps_nothing_of_it() {
+/// Run [`five`] with `third`, which must fail with `code`: nothing of
+/// migration 3 nor of those after it is kept, 1 and 2 are. The failure and
+/// the database, for the caller's own checks.
+async fn third_fails(third: &str, code: &str) -> (TestDatabase, Box<MigrationError>) {
     let db = database().await;
-    let m = five(
-        "CREATE TABLE c (id int);\nINSERT INTO missing VALUES (1);",
-        "CREATE TABLE e (id int);",
-    );
+    let m = five(third, "CREATE TABLE e (id int);");
     let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
-    let Error::Migration(failure) = &error else {
+    let Error::Migration(failure) = error else {
         panic!("{error}")
     };
-    assert_eq!((failure.version, failure.code.as_str()), (3, "42P01"));
-    assert_eq!(failure.position, Some((2, 13)));
-    assert_eq!(failure.not_applied, [4, 5]);
+    assert_eq!(
+        (failure.version, failure.code.as_str()),
+        (3, code),
+        "{failure}"
+    );
     let client = db.connect().await.unwrap();
     assert_eq!(recorded(&client).await, [1, 2]);
     for table in ["c", "d", "e"] {
         assert!(!exists(&client, table).await, "{table} exists");
     }
+    (db, failure)
 }
 
 #[tokio::test]
+async fn runtime_error_stops_at_its_migration_and_keeps_nothing_of_it() {
+    let (_, failure) = third_fails(
+        "CREATE TABLE c (id int);\nINSERT INTO missing VALUES (1);",
+        "42P01",
+    )
+    .await;
+    assert_eq!(failure.position, Some((2, 13)));
+    assert_eq!(failure.not_applied, [4, 5]);
+}
+
+/// A failed `COMMIT` ends the transaction and leaves the session idle: the
+/// guard stops migration 4.
+#[tokio::test]
 async fn deferred_constraint_failing_at_commit_stops_the_migrations_after_it() {
-    let db = database().await;
-    let m = five(
+    let (db, _) = third_fails(
         "CREATE TABLE c (a_id int REFERENCES a (id) DEFERRABLE INITIALLY DEFERRED);\nINSERT INTO c VALUES (42);",
-        "CREATE TABLE e (id int);",
-    );
-    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
-    let Error::Migration(failure) = &error else {
-        panic!("{error}")
-    };
-    assert_eq!(
-        (failure.version, failure.code.as_str()),
-        (3, "23503"),
-        "{error}"
-    );
-    let client = db.connect().await.unwrap();
-    assert_eq!(recorded(&client).await, [1, 2]);
-    assert!(!exists(&client, "d").await, "4 ran without its predecessor");
-    assert!(!exists(&client, "e").await);
+        "23503",
+    )
+    .await;
     // The next run, with the file fixed, completes.
     let fixed = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
     let report = Migrator::new(&fixed).run(db.pool()).await.unwrap();
@@ -183,26 +185,8 @@ async fn deferred_constraint_failing_at_commit_stops_the_migrations_after_it() {
 /// before its SQL, stops it.
 #[tokio::test]
 async fn a_syntax_error_in_the_middle_stops_the_migrations_after_it() {
-    let db = database().await;
-    let m = five(
-        "CREATE TABLE c (id int,, x int);",
-        "CREATE TABLE e (id int);",
-    );
-    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
-    let Error::Migration(failure) = &error else {
-        panic!("{error}")
-    };
-    assert_eq!(
-        (failure.version, failure.code.as_str()),
-        (3, "42601"),
-        "{error}"
-    );
-    assert_eq!(failure.position, Some((1, 24)), "{error}");
-    let client = db.connect().await.unwrap();
-    assert_eq!(recorded(&client).await, [1, 2]);
-    for table in ["c", "d", "e"] {
-        assert!(!exists(&client, table).await, "{table} exists");
-    }
+    let (_, failure) = third_fails("CREATE TABLE c (id int,, x int);", "42601").await;
+    assert_eq!(failure.position, Some((1, 24)), "{failure}");
 }
 
 #[tokio::test]
