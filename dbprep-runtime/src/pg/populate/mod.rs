@@ -233,9 +233,10 @@ pub async fn populate(
     // A connection of its own, closed afterwards: a failed transaction
     // never returns to the pool.
     let client = Object::take(object);
-    // The fixture history is made in a transaction of its own (a peer
-    // making it too waits for it no longer than that), without the
-    // "already exists, skipping" notices tokio-postgres would log.
+    // The fixture history is made in a short transaction of its own (a
+    // peer making it at the same moment waits for that one, not for the
+    // whole fixture), without the "already exists, skipping" notices
+    // tokio-postgres would log.
     client
         .batch_execute(&format!(
             "BEGIN;\nSET LOCAL client_min_messages = warning;\n{}\nCOMMIT;\n\
