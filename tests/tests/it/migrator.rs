@@ -828,6 +828,32 @@ async fn a_last_migration_that_sets_role_and_settings_leaves_the_callers_session
     );
 }
 
+/// A caller's connection with a search path of its own: each migration
+/// starts with it, also after one that sets another.
+#[tokio::test]
+async fn each_migration_starts_with_the_callers_search_path() {
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("CREATE SCHEMA app; CREATE SCHEMA other; SET search_path = app, public")
+        .await
+        .unwrap();
+    let m = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        (
+            "V2__b.sql",
+            "SET search_path = other;\nCREATE TABLE b (id int);",
+        ),
+        ("V3__c.sql", "CREATE TABLE c (id int);"),
+        ("V4__d.sql", "CREATE TABLE d (id int);"),
+    ]);
+    let report = Migrator::new(&m).run_on(&client).await.unwrap();
+    assert_eq!(report.version, Some(4));
+    for table in ["app.a", "other.b", "app.c", "app.d"] {
+        assert!(exists(&client, table).await, "{table} is missing");
+    }
+}
+
 #[tokio::test]
 async fn a_session_authorization_set_by_a_migration_ends_with_it() {
     let db = database().await;
