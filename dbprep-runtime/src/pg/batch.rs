@@ -281,12 +281,11 @@ impl Session<'_> {
         }
         sql.push_str(&self.restore_session());
         sql.push_str("BEGIN;\n");
-        let mut settings = vec![format!(
-            "pg_catalog.set_config('{DIGEST_DEFERRED}', 'on', true)"
-        )];
-        if !failed {
-            settings.push("pg_catalog.set_config('synchronous_commit', 'off', true)".to_owned());
-        }
+        // As dbprep's own statements after a migration, and as the
+        // migrations' transactions: the digest left to the end of the run,
+        // the commit asynchronous unless it must make the batch durable.
+        let mut settings = self.own_calls(true);
+        settings.extend(self.transaction_calls(!failed));
         sql.push_str(&format!("SELECT {};\n", settings.join(", ")));
         if !recorded_before.is_empty() {
             let durations: Vec<String> = recorded_before
