@@ -329,8 +329,8 @@ impl Session<'_> {
     ) -> (String, usize) {
         let mut message = String::with_capacity(m.sql().len() + 1024);
         // Every statement costs the server a parse, a plan and a reply:
-        // the settings before and after the migration are one `SELECT`
-        // each.
+        // the settings before the migration are one `SELECT` (and so are
+        // those after it, in the last message).
         let mut before = self.restore_calls(restore_search_path);
         before.extend(self.transaction_calls(asynchronous_commit));
         message.push_str("BEGIN;\nSELECT ");
