@@ -256,12 +256,7 @@ async fn session_settings_do_not_leak_between_migrations() {
     .await;
     assert_eq!(by.as_deref(), Some("postgres"));
     // Timed from the start of the migration's transaction.
-    let ms = scalar(
-        &client,
-        "SELECT execution_ms FROM public.dbprep_schema_history WHERE version = 3",
-    )
-    .await;
-    let ms: i64 = ms.as_deref().unwrap_or("0").parse().unwrap();
+    let ms = execution_ms(&client, 3).await;
     assert!((300..10_000).contains(&ms), "execution_ms = {ms}");
 }
 
@@ -284,21 +279,45 @@ async fn every_migration_of_a_batch_is_timed_even_when_a_later_one_fails() {
         let result = Migrator::new(&migrations(&files)).run(db.pool()).await;
         assert_eq!(result.is_err(), fails, "{result:?}");
         let client = db.connect().await.unwrap();
-        let ms = |version: i32| {
-            let client = &client;
-            async move {
-                let sql = format!(
-                    "SELECT execution_ms FROM public.dbprep_schema_history WHERE version = {version}"
-                );
-                let ms = scalar(client, &sql).await.expect("a history row");
-                ms.parse::<i64>().unwrap()
-            }
-        };
-        let (first, second, third) = (ms(1).await, ms(2).await, ms(3).await);
+        let first = execution_ms(&client, 1).await;
+        let second = execution_ms(&client, 2).await;
+        let third = execution_ms(&client, 3).await;
         assert!((300..10_000).contains(&first), "V1: {first} ms");
         assert!(second < 300, "V2: {second} ms");
         assert!((150..10_000).contains(&third), "V3: {third} ms");
     }
+}
+
+/// A no-transaction migration splits the pending ones into two batches:
+/// each writes its own durations (and prepares its history insert again).
+#[tokio::test]
+async fn each_batch_around_a_no_transaction_migration_is_timed() {
+    let db = database().await;
+    let m = migrations(&[
+        ("V1__slow.sql", "SELECT pg_sleep(0.3);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+        (
+            "V3__index.sql",
+            "-- dbprep:no-transaction\nCREATE INDEX CONCURRENTLY ix_b ON b (id);",
+        ),
+        ("V4__slow.sql", "SELECT pg_sleep(0.3);"),
+        ("V5__c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let report = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert_eq!(report.version, Some(5));
+    let client = db.connect().await.unwrap();
+    for version in [1, 4] {
+        let ms = execution_ms(&client, version).await;
+        assert!((300..10_000).contains(&ms), "V{version}: {ms} ms");
+    }
+}
+
+/// A migration's recorded `execution_ms`.
+async fn execution_ms(client: &tokio_postgres::Client, version: i64) -> i64 {
+    let sql =
+        format!("SELECT execution_ms FROM public.dbprep_schema_history WHERE version = {version}");
+    let ms = scalar(client, &sql).await.expect("a history row");
+    ms.parse().unwrap()
 }
 
 /// Notices reach an application's log (tokio-postgres logs them): a run
