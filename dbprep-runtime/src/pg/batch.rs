@@ -48,7 +48,8 @@
 //! parse time never ran its `BEGIN`; a failed `COMMIT` ends the
 //! transaction), so the next message would run without its predecessor.
 //! `previous_version` references the predecessor's row, so the history
-//! insert *raises* instead, before the migration's SQL runs. (A migration
+//! insert *raises* instead: before the migration's SQL runs, or in the last
+//! message after it, rolling it back. (A migration
 //! cannot end dbprep's transaction itself: transaction control is refused
 //! at compile time, and a procedure's `COMMIT` is refused by the server
 //! inside a transaction block.)
