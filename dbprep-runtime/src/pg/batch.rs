@@ -179,14 +179,16 @@ impl Session<'_> {
         if asynchronous_commit {
             settings.push("pg_catalog.set_config('synchronous_commit', 'off', true)".to_owned());
         }
-        if self.server_version_num >= 140000 {
-            // PostgreSQL 14+: abort a migration when the client is gone.
-            settings.push(
-                "pg_catalog.set_config('client_connection_check_interval', '1000', true)"
-                    .to_owned(),
-            );
-        }
+        settings.extend(self.connection_check_call(true));
         settings
+    }
+
+    /// PostgreSQL 14+: the server checks every second that the client is
+    /// still there, and aborts a migration when it is gone.
+    fn connection_check_call(&self, local: bool) -> Option<String> {
+        (self.server_version_num >= 140000).then(|| {
+            format!("pg_catalog.set_config('client_connection_check_interval', '1000', {local})")
+        })
     }
 
     /// dbprep's own statements after a migration: its `SET` must not
@@ -509,9 +511,8 @@ impl Session<'_> {
                 m.version()
             )))?;
         let mut session = self.restore_session();
-        if self.server_version_num >= 140000 {
-            // PostgreSQL 14+: abort a migration when the client is gone.
-            session.push_str("SELECT pg_catalog.set_config('client_connection_check_interval', '1000', false);\n");
+        if let Some(call) = self.connection_check_call(false) {
+            session.push_str(&format!("SELECT {call};\n"));
         }
         self.client
             .simple_query(&session)
