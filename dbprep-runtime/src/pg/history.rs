@@ -55,9 +55,10 @@ impl HistoryTable {
 
     /// The statement that creates the schema and the table if missing.
     ///
-    /// `previous_version` is the batch guard: it makes a migration's
-    /// history insert fail when its predecessor in the batch is not
-    /// recorded. `run_id` names the run that wrote the row.
+    /// `previous_version` is the migration applied before it in the same
+    /// batch, and `run_id` names the run that wrote the row: the history
+    /// insert of a batch leaves it `NULL`, which the table refuses, when
+    /// the predecessor was not committed (the batch guard).
     ///
     /// Half of each page is left free: a batch writes its durations into
     /// rows it has just inserted, and with room on their page the new
@@ -78,7 +79,7 @@ CREATE TABLE IF NOT EXISTS {t} (
     execution_ms     integer NOT NULL DEFAULT 0,
     applied_by       text NOT NULL,
     success          boolean NOT NULL,
-    previous_version bigint REFERENCES {t} (version) ON DELETE SET NULL,
+    previous_version bigint,
     run_id           text NOT NULL
 ) WITH (fillfactor = 50);",
             schema = ident(&self.schema),

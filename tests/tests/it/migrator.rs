@@ -131,18 +131,25 @@ async fn syntax_error_in_the_last_migration_keeps_the_four_before_it() {
 /// Run [`five`] with `third`, which must fail with `code`: nothing of
 /// migration 3 nor of those after it is kept, 1 and 2 are. The failure and
 /// the database, for the caller's own checks.
-async fn third_fails(third: &str, code: &str) -> (TestDatabase, Box<MigrationError>) {
+/// Run `m` on a new database, expecting migration `version` to fail with
+/// SQLSTATE `code`.
+async fn fails_at(m: &Migrations, version: i64, code: &str) -> (TestDatabase, Box<MigrationError>) {
     let db = database().await;
-    let m = five(third, "CREATE TABLE e (id int);");
-    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    let error = Migrator::new(m).run(db.pool()).await.unwrap_err();
     let Error::Migration(failure) = error else {
         panic!("{error}")
     };
     assert_eq!(
         (failure.version, failure.code.as_str()),
-        (3, code),
+        (version, code),
         "{failure}"
     );
+    (db, failure)
+}
+
+async fn third_fails(third: &str, code: &str) -> (TestDatabase, Box<MigrationError>) {
+    let m = five(third, "CREATE TABLE e (id int);");
+    let (db, failure) = fails_at(&m, 3, code).await;
     let client = db.connect().await.unwrap();
     assert_eq!(recorded(&client).await, [1, 2]);
     for table in ["c", "d", "e"] {
@@ -187,6 +194,22 @@ async fn deferred_constraint_failing_at_commit_stops_the_migrations_after_it() {
 async fn a_syntax_error_in_the_middle_stops_the_migrations_after_it() {
     let (_, failure) = third_fails("CREATE TABLE c (id int,, x int);", "42601").await;
     assert_eq!(failure.position, Some((1, 24)), "{failure}");
+}
+
+/// The same before the last migration of a batch, whose message also
+/// stores the snapshot: its guard stops it before its SQL runs.
+#[tokio::test]
+async fn a_syntax_error_before_the_last_migration_stops_the_last() {
+    let m = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__b.sql", "CREATE TABLE b (id int,, x int);"),
+        ("V3__c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let (db, failure) = fails_at(&m, 2, "42601").await;
+    assert_eq!(failure.not_applied, [3]);
+    let client = db.connect().await.unwrap();
+    assert_eq!(recorded(&client).await, [1]);
+    assert!(!exists(&client, "c").await);
 }
 
 #[tokio::test]
