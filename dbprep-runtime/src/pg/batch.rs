@@ -259,11 +259,12 @@ impl Session<'_> {
     /// migration's transaction; `execution_ms` is written once the
     /// migration is over (see the module docs). The guard: `run_id` is
     /// `NULL`, which the table refuses, unless [`APPLIED`] names the
-    /// predecessor (`RESET ALL` leaves it empty for the first).
+    /// predecessor, or is empty for the first (set here, not left to
+    /// `RESET ALL`: a role's or a database's default could fill it).
     fn prepare_record_sql(&self) -> String {
         format!(
             "RESET ALL;\nSELECT pg_catalog.current_setting('search_path');\n\
-             {restore}PREPARE {name} (pg_catalog.int4, pg_catalog.int8, pg_catalog.text, pg_catalog.bytea, pg_catalog.text, pg_catalog.int8) \
+             SET {APPLIED} = '';\n{restore}PREPARE {name} (pg_catalog.int4, pg_catalog.int8, pg_catalog.text, pg_catalog.bytea, pg_catalog.text, pg_catalog.int8) \
              AS INSERT INTO {t} \
              (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id) \
              VALUES ($1, $2, $3, $4, $5, pg_catalog.now(), 0, {by}, true, $6, \

@@ -212,6 +212,24 @@ async fn a_syntax_error_before_the_last_migration_stops_the_last() {
     assert!(!exists(&client, "c").await);
 }
 
+/// The batch's guard is a session setting: a default a database gives it
+/// does not stop the first migration.
+#[tokio::test]
+async fn a_database_default_for_the_guard_setting_changes_nothing() {
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    let name = scalar(&client, "SELECT current_database()").await.unwrap();
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" SET dbprep.applied = '7'"
+        ))
+        .await
+        .unwrap();
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert_eq!(recorded(&client).await, [1, 2, 3, 4, 5]);
+}
+
 #[tokio::test]
 async fn pool_connections_stay_clean_after_a_failed_run() {
     let db = database().await;
