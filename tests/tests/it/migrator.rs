@@ -226,7 +226,8 @@ async fn a_database_default_for_the_guard_setting_changes_nothing() {
         .await
         .unwrap();
     let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
-    Migrator::new(&m).run(db.pool()).await.unwrap();
+    let report = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert_eq!(report.version, Some(5));
     assert_eq!(recorded(&client).await, [1, 2, 3, 4, 5]);
 }
 
