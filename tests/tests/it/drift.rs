@@ -420,3 +420,34 @@ async fn verify_works_on_a_hot_standby() {
     assert!(report.is_clean() && report.findings.is_empty(), "{report}");
     assert_eq!(report.version, Some(3));
 }
+
+/// The snapshot's hash is the schema's, whatever order its objects were
+/// made (and its catalog rows are read) in.
+#[tokio::test]
+async fn the_same_schema_made_in_another_order_has_the_same_snapshot_hash() {
+    let x = "CREATE TABLE x (id int PRIMARY KEY);";
+    let y = "CREATE TABLE y (id int PRIMARY KEY, note text);\nCREATE INDEX y_note ON y (note);";
+    let views = [
+        "CREATE VIEW vx AS SELECT id FROM x;",
+        "CREATE VIEW vy AS SELECT id FROM y;",
+    ];
+    let in_order = migrations(&[
+        ("V1__x.sql", x),
+        ("V2__y.sql", y),
+        ("V3__views.sql", &views.join("\n")),
+    ]);
+    let other_order = migrations(&[
+        ("V1__y.sql", y),
+        ("V2__x.sql", x),
+        ("V3__views.sql", &format!("{}\n{}", views[1], views[0])),
+    ]);
+    let mut hashes = Vec::new();
+    for m in [&in_order, &other_order] {
+        let db = database().await;
+        let _ = Migrator::new(m).run(db.pool()).await.unwrap();
+        let client = db.connect().await.unwrap();
+        let hash = "SELECT hash FROM public.dbprep_schema_snapshot";
+        hashes.push(scalar(&client, hash).await.unwrap());
+    }
+    assert_eq!(hashes[0], hashes[1]);
+}
