@@ -53,7 +53,10 @@ impl HistoryTable {
         )
     }
 
-    /// The statement that creates the schema and the table if missing.
+    /// The statement that creates the table if missing, and with
+    /// `create_schema` its schema. (`CREATE SCHEMA IF NOT EXISTS` asks for
+    /// the right to create schemas in the database even when the schema is
+    /// there: an owner granted no more than a schema could not run.)
     ///
     /// `previous_version` is the migration applied before it in the same
     /// batch, and `run_id` names the run that wrote the row: the history
@@ -64,12 +67,16 @@ impl HistoryTable {
     /// rows it has just inserted, and with room on their page the new
     /// versions stay there and the primary key is not touched (3.5 instead
     /// of 7 ms for 1,000 rows).
-    pub fn create_sql(&self) -> String {
+    pub fn create_sql(&self, create_schema: bool) -> String {
         let t = self.qualified();
         let pkey = ident(&format!("{}_pkey", self.table));
+        let schema = if create_schema {
+            format!("CREATE SCHEMA IF NOT EXISTS {};\n", ident(&self.schema))
+        } else {
+            String::new()
+        };
         format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
-CREATE TABLE IF NOT EXISTS {t} (
+            "{schema}CREATE TABLE IF NOT EXISTS {t} (
     installed_rank   integer NOT NULL,
     version          bigint NOT NULL CONSTRAINT {pkey} PRIMARY KEY,
     name             text NOT NULL,
@@ -81,8 +88,7 @@ CREATE TABLE IF NOT EXISTS {t} (
     success          boolean NOT NULL,
     previous_version bigint,
     run_id           text NOT NULL
-) WITH (fillfactor = 50);",
-            schema = ident(&self.schema),
+) WITH (fillfactor = 50);"
         )
     }
 
@@ -156,6 +162,20 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
             .await
             .map_err(Error::postgres("read the history table"))?;
         Ok(rows(answer).iter().map(HistoryRow::from_row).collect())
+    }
+
+    /// Whether the table's schema exists.
+    pub(crate) async fn schema_exists(&self, client: &Client) -> Result<bool> {
+        let sql = format!(
+            "SELECT pg_catalog.to_regnamespace({}) IS NOT NULL",
+            literal(&ident(&self.schema))
+        );
+        query_bool(
+            client,
+            &sql,
+            &format!("look for the schema {}", self.schema),
+        )
+        .await
     }
 
     /// Whether the table exists.

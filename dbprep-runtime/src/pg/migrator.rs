@@ -431,7 +431,8 @@ impl<'m> Migrator<'m> {
         let history = &self.history;
         let mut sql = if !history.exists(client).await? {
             tracing::info!("creating the history table {}", history.qualified());
-            history.create_sql() + &history.create_digest_sql(HistoryDigest::default())
+            let create_schema = !history.schema_exists(client).await?;
+            history.create_sql(create_schema) + &history.create_digest_sql(HistoryDigest::default())
         } else if !history.digest_is_current(client).await? {
             history.create_digest_sql(HistoryDigest::of_rows(&history.read(client).await?))
         } else {

@@ -948,6 +948,41 @@ async fn a_session_authorization_set_by_a_migration_ends_with_it() {
     assert_eq!(session.as_deref(), Some("postgres postgres"));
 }
 
+/// An owner that is not a superuser: every migration's message puts back
+/// its session authorization and role, which the server allows for the
+/// user the session logged in as.
+#[tokio::test]
+async fn an_ordinary_owner_role_runs_the_migrations() {
+    let db = database().await;
+    let owner = format!("{}_owner", db.name());
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE \"{owner}\" LOGIN; GRANT CREATE ON SCHEMA public TO \"{owner}\";"
+        ))
+        .await
+        .unwrap();
+    let mut config = db.config();
+    config.user(&owner);
+    let pool = dbprep_runtime::testing::pool(config, 1);
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let report = Migrator::new(&m).run(&pool).await.unwrap();
+    assert_eq!(report.version, Some(5));
+    drop(pool);
+    let owners = scalar(
+        &client,
+        "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'public'",
+    )
+    .await;
+    assert_eq!(owners, Some(owner.clone()));
+    client
+        .batch_execute(&format!(
+            "DROP OWNED BY \"{owner}\"; DROP ROLE \"{owner}\";"
+        ))
+        .await
+        .ok();
+}
+
 #[tokio::test]
 async fn session_defaults_set_by_a_migration_do_not_reach_the_next_one() {
     // The server reads a whole message before running any of it, and its
