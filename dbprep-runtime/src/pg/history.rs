@@ -70,11 +70,6 @@ impl HistoryTable {
     pub fn create_sql(&self, create_schema: bool) -> String {
         let t = self.qualified();
         let pkey = ident(&format!("{}_pkey", self.table));
-        let schema = if create_schema {
-            format!("CREATE SCHEMA IF NOT EXISTS {};\n", ident(&self.schema))
-        } else {
-            String::new()
-        };
         format!(
             "{schema}CREATE TABLE IF NOT EXISTS {t} (
     installed_rank   integer NOT NULL,
@@ -88,7 +83,8 @@ impl HistoryTable {
     success          boolean NOT NULL,
     previous_version bigint,
     run_id           text NOT NULL
-) WITH (fillfactor = 50);"
+) WITH (fillfactor = 50);",
+            schema = self.create_schema_sql(create_schema),
         )
     }
 
@@ -162,6 +158,16 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
             .await
             .map_err(Error::postgres("read the history table"))?;
         Ok(rows(answer).iter().map(HistoryRow::from_row).collect())
+    }
+
+    /// `CREATE SCHEMA IF NOT EXISTS` of the table's schema, or nothing
+    /// when `create` is false (the schema is known to exist).
+    pub(crate) fn create_schema_sql(&self, create: bool) -> String {
+        if create {
+            format!("CREATE SCHEMA IF NOT EXISTS {};\n", ident(&self.schema))
+        } else {
+            String::new()
+        }
     }
 
     /// Whether the table's schema exists.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use dbprep_runtime::testing::TestDatabase;
-use dbprep_runtime::{Error, MigrationError, Migrations, Migrator, Policy, State};
+use dbprep_runtime::{Error, Fixture, MigrationError, Migrations, Migrator, Policy, State};
 
 use crate::support::{database, exists, migrations, recorded, scalar};
 
@@ -966,8 +966,13 @@ async fn an_ordinary_owner_role_runs_the_migrations() {
     config.user(&owner);
     let pool = dbprep_runtime::testing::pool(config, 1);
     let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
-    let report = Migrator::new(&m).run(&pool).await.unwrap();
+    let migrator = Migrator::new(&m);
+    let report = migrator.run(&pool).await.unwrap();
     assert_eq!(report.version, Some(5));
+    let fixture = Fixture::from_text("a".into(), "a.json".into(), br#"{"a": [{"id": 1}]}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let loaded = migrator.populate(&pool, &fixture, None).await.unwrap();
+    assert_eq!(loaded.rows, 1);
     drop(pool);
     let owners = scalar(
         &client,

@@ -194,16 +194,17 @@ fn duplicate_key(rows: &[Row<'_>], primary_key: &[String]) -> Option<(usize, usi
 }
 
 impl HistoryTable {
-    fn create_fixture_table_sql(&self) -> String {
+    /// The fixture history table if missing, and with `create_schema` its
+    /// schema (see [`HistoryTable::create_sql`]).
+    fn create_fixture_table_sql(&self, create_schema: bool) -> String {
         format!(
-            "CREATE SCHEMA IF NOT EXISTS {};
-CREATE TABLE IF NOT EXISTS {} (
+            "{}CREATE TABLE IF NOT EXISTS {} (
     name       text PRIMARY KEY,
     checksum   bytea NOT NULL,
     rows       bigint NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );",
-            ident(&self.schema),
+            self.create_schema_sql(create_schema),
             self.fixture_table()
         )
     }
@@ -237,11 +238,12 @@ pub async fn populate(
     // peer making it at the same moment waits for that one, not for the
     // whole fixture), without the "already exists, skipping" notices
     // tokio-postgres would log.
+    let create_schema = !history.schema_exists(&client).await?;
     client
         .batch_execute(&format!(
             "BEGIN;\nSET LOCAL client_min_messages = warning;\n{}\nCOMMIT;\n\
              BEGIN;\nSELECT pg_catalog.set_config('TimeZone', 'UTC', true);",
-            history.create_fixture_table_sql()
+            history.create_fixture_table_sql(create_schema)
         ))
         .await
         .map_err(Error::postgres("start the fixture transaction"))?;
