@@ -1,0 +1,2 @@
+﻿INSERT INTO t VALUES (E'a\\b "q"', 'café — ́');
+-- tab	here
