@@ -784,7 +784,7 @@ async fn main() {
     let document = format!(
         "# Benchmarks\n\n\
          Measured {date} with `cargo run --release --example bench -- --runs {runs}` on {cores} cores and {memory} GiB, \
-         PostgreSQL {version}, a local cluster with `fsync=on`, client and server on one machine.\n\
+         PostgreSQL {version}, a local cluster with the server's default settings (`fsync=on`, no preloaded library), client and server on one machine.\n\
          Each figure is the median of {runs} runs (no-op: {noop} runs) with min and max; the ratio is taken per pair, \
          dbprep and its baseline back to back in alternating order.\n\n\
          | figure | dbprep | baseline | ratio (median, min–max) | target |\n|---|---|---|---|---|\n{table}\n\
