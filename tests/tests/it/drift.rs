@@ -1,6 +1,7 @@
 //! Drift: edited, unknown, out-of-order and dirty migrations, and schema
 //! changes made by hand, each found by `verify` and held to its policy.
 
+use dbprep_runtime::testing::TestDatabase;
 use dbprep_runtime::{Drift, Error, Migrations, Migrator, Policy};
 
 use crate::support::{database, migrations, scalar};
@@ -15,6 +16,21 @@ fn three() -> Migrations {
         ("V2__audit.sql", AUDIT),
         ("V3__t.sql", "CREATE TABLE t (a int);"),
     ])
+}
+
+/// Add a column to `t` by hand, then verify: the schema changes found (and
+/// nothing else).
+async fn hand_made_column(db: &TestDatabase, migrator: &Migrator<'_>) -> Vec<String> {
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("ALTER TABLE t ADD COLUMN by_hand int")
+        .await
+        .unwrap();
+    let report = migrator.verify(db.pool()).await.unwrap();
+    let [Drift::Schema { changes }] = &report.errors().collect::<Vec<_>>()[..] else {
+        panic!("{report}")
+    };
+    changes.clone()
 }
 
 #[tokio::test]
@@ -236,18 +252,8 @@ async fn a_run_that_changes_only_data_keeps_the_snapshot_and_moves_its_version()
         .unwrap();
     assert_eq!(scalar(&client, stored).await.unwrap(), format!("4 {hash}"));
     // The kept snapshot still says what a hand-made change did.
-    client
-        .batch_execute("ALTER TABLE t ADD COLUMN by_hand int")
-        .await
-        .unwrap();
-    let report = Migrator::new(&migrations(&files))
-        .verify(db.pool())
-        .await
-        .unwrap();
-    let [Drift::Schema { changes }] = &report.errors().collect::<Vec<_>>()[..] else {
-        panic!("{report}")
-    };
-    assert_eq!(changes, &["column public.t.by_hand added"], "{report}");
+    let changes = hand_made_column(&db, &Migrator::new(&migrations(&files))).await;
+    assert_eq!(changes, ["column public.t.by_hand added"]);
     client
         .batch_execute("ALTER TABLE t DROP COLUMN by_hand")
         .await
@@ -282,18 +288,9 @@ async fn runs_without_a_snapshot_still_let_verify_see_a_schema_change() {
     assert_eq!(scalar(&client, stored).await.as_deref(), Some("3 [] n"));
     let report = without.verify(db.pool()).await.unwrap();
     assert!(report.findings.is_empty(), "{report}");
-    client
-        .batch_execute("ALTER TABLE t ADD COLUMN by_hand int")
-        .await
-        .unwrap();
-    let report = without.verify(db.pool()).await.unwrap();
-    let [Drift::Schema { changes }] = &report.errors().collect::<Vec<_>>()[..] else {
-        panic!("{report}")
-    };
     assert_eq!(
-        changes,
-        &["the schema changed since the last run; it stored no snapshot (schema_snapshot(false)) to say what changed"],
-        "{report}"
+        hand_made_column(&db, &without).await,
+        ["the schema changed since the last run; it stored no snapshot (schema_snapshot(false)) to say what changed"]
     );
 
     // A run with snapshots takes one even when the schema is the one the
@@ -313,15 +310,10 @@ async fn runs_without_a_snapshot_still_let_verify_see_a_schema_change() {
         after.starts_with("4 [") && after.ends_with("] {") && !after.starts_with("4 []"),
         "{after}"
     );
-    client
-        .batch_execute("ALTER TABLE t ADD COLUMN by_hand int")
-        .await
-        .unwrap();
-    let report = Migrator::new(&four).verify(db.pool()).await.unwrap();
-    let [Drift::Schema { changes }] = &report.errors().collect::<Vec<_>>()[..] else {
-        panic!("{report}")
-    };
-    assert_eq!(changes, &["column public.t.by_hand added"], "{report}");
+    assert_eq!(
+        hand_made_column(&db, &Migrator::new(&four)).await,
+        ["column public.t.by_hand added"]
+    );
 }
 
 #[tokio::test]
@@ -450,4 +442,37 @@ async fn the_same_schema_made_in_another_order_has_the_same_snapshot_hash() {
         hashes.push(scalar(&client, hash).await.unwrap());
     }
     assert_eq!(hashes[0], hashes[1]);
+}
+
+/// A snapshot table made by an earlier version holds the document as
+/// jsonb: runs still store into it (through the assignment cast) and verify
+/// still reads it.
+#[tokio::test]
+async fn a_jsonb_snapshot_table_from_an_earlier_version_still_works() {
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE public.dbprep_schema_snapshot (
+                only_row     boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                version      bigint,
+                server_major integer NOT NULL,
+                hash         text NOT NULL,
+                fingerprint  text NOT NULL,
+                snapshot     jsonb NOT NULL,
+                taken_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+            )",
+        )
+        .await
+        .unwrap();
+    let m = three();
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    let stored = "SELECT version || ' ' || pg_typeof(snapshot) FROM public.dbprep_schema_snapshot";
+    assert_eq!(scalar(&client, stored).await.as_deref(), Some("3 jsonb"));
+    let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(
+        hand_made_column(&db, &Migrator::new(&m)).await,
+        ["column public.t.by_hand added"]
+    );
 }
