@@ -30,6 +30,13 @@ fn object_agg(key: &str, value: &str) -> String {
     format!("pg_catalog.json_object_agg({key}, {value} ORDER BY {key} COLLATE pg_catalog.\"C\")")
 }
 
+/// The `hash` of a snapshot `document` (an expression of type json), as
+/// stored with it and as `verify` computes it for the live schema: the two
+/// must be the same expression.
+pub(crate) fn document_hash_sql(document: &str) -> String {
+    format!("pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({document}::text, 'UTF8')), 'hex')")
+}
+
 /// The schemas a snapshot describes.
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
@@ -119,16 +126,16 @@ impl HistoryTable {
         // those whose constraints and triggers are: listed once for every
         // section, with the extension check made once per relation rather
         // than once per constraint or index.
-        let relations = format!(
-            "rel AS MATERIALIZED (SELECT c.oid, c.relkind, \
-             pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) AS name \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE {USER_SCHEMA} AND c.oid <> ALL ({own}) AND {})",
-            not_extension("pg_class", "c.oid")
-        );
         let qualified = |namespace: &str, name: &str| {
             format!("pg_catalog.quote_ident({namespace}) || '.' || pg_catalog.quote_ident({name})")
         };
+        let relations = format!(
+            "rel AS MATERIALIZED (SELECT c.oid, c.relkind, {} AS name \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE {USER_SCHEMA} AND c.oid <> ALL ({own}) AND {})",
+            qualified("n.nspname", "c.relname"),
+            not_extension("pg_class", "c.oid")
+        );
         let function = format!(
             "{} || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')'",
             qualified("n.nspname", "p.proname")
@@ -319,8 +326,7 @@ impl HistoryTable {
         let (hash, document, from) = if itemize {
             unchanged.push_str(&format!(" AND hash <> {NO_DOCUMENT}"));
             (
-                "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(s::text, 'UTF8')), 'hex')"
-                    .to_owned(),
+                document_hash_sql("s"),
                 "s",
                 format!("FROM {}\n", self.live_snapshot_sql()),
             )

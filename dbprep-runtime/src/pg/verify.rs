@@ -9,7 +9,7 @@ use super::error::{Drift, Error, Result};
 use super::history::{HistoryRow, HistoryTable};
 use super::plan::{states, Policies, Policy};
 use super::report::State;
-use super::snapshot::diff;
+use super::snapshot::{diff, document_hash_sql};
 use super::sql::{column, literal, rows};
 use crate::model::fixture::Fixtures;
 use crate::model::migration::Migrations;
@@ -182,8 +182,9 @@ FROM (SELECT 1) AS one LEFT JOIN {} AS stored ON true",
         });
     }
     let documents = format!(
-        "SELECT stored.snapshot::text, live.s::text, pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(live.s::text, 'UTF8')), 'hex')
+        "SELECT stored.snapshot::text, live.s::text, {}
 FROM {}, {} AS stored",
+        document_hash_sql("live.s"),
         history.live_snapshot_sql(),
         history.snapshot_table()
     );
