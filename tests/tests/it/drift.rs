@@ -4,7 +4,7 @@
 use dbprep_runtime::testing::TestDatabase;
 use dbprep_runtime::{Drift, Error, Migrations, Migrator, Policy};
 
-use crate::support::{database, migrations, scalar};
+use crate::support::{database, drop_role, login_role, migrations, scalar};
 
 const USERS: &str = "CREATE TABLE users (id int PRIMARY KEY, email text);\nCREATE INDEX ix_users_email ON users (email);";
 const AUDIT: &str =
@@ -341,25 +341,17 @@ async fn verify_works_with_a_read_only_role() {
     let db = database().await;
     let m = three();
     let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
-    let role = format!("{}_reader", db.name());
-    let client = db.connect().await.unwrap();
-    client
-        .batch_execute(&format!(
-            "CREATE ROLE \"{role}\" LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO \"{role}\";
-             ALTER ROLE \"{role}\" SET default_transaction_read_only = on;"
-        ))
-        .await
-        .unwrap();
-    let mut config = db.config();
-    config.user(&role);
-    let pool = dbprep_runtime::testing::pool(config, 1);
+    let (role, pool) = login_role(
+        &db,
+        "reader",
+        "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
+         ALTER ROLE {role} SET default_transaction_read_only = on;",
+    )
+    .await;
     let report = Migrator::new(&m).verify(&pool).await.unwrap();
     assert!(report.is_clean(), "{report}");
     drop(pool);
-    client
-        .batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\";"))
-        .await
-        .ok();
+    drop_role(&db.connect().await.unwrap(), &role).await;
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use dbprep_runtime::testing::TestDatabase;
 use dbprep_runtime::{Error, Fixture, MigrationError, Migrations, Migrator, Policy, State};
 
-use crate::support::{database, exists, migrations, recorded, scalar};
+use crate::support::{database, drop_role, exists, login_role, migrations, recorded, scalar};
 
 static DEMO: Migrations = dbprep_macros::embed_migrations!("../migrations");
 
@@ -954,17 +954,7 @@ async fn a_session_authorization_set_by_a_migration_ends_with_it() {
 #[tokio::test]
 async fn an_ordinary_owner_role_runs_the_migrations() {
     let db = database().await;
-    let owner = format!("{}_owner", db.name());
-    let client = db.connect().await.unwrap();
-    client
-        .batch_execute(&format!(
-            "CREATE ROLE \"{owner}\" LOGIN; GRANT CREATE ON SCHEMA public TO \"{owner}\";"
-        ))
-        .await
-        .unwrap();
-    let mut config = db.config();
-    config.user(&owner);
-    let pool = dbprep_runtime::testing::pool(config, 1);
+    let (owner, pool) = login_role(&db, "owner", "GRANT CREATE ON SCHEMA public TO {role};").await;
     let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
     let migrator = Migrator::new(&m);
     let report = migrator.run(&pool).await.unwrap();
@@ -974,18 +964,14 @@ async fn an_ordinary_owner_role_runs_the_migrations() {
     let loaded = migrator.populate(&pool, &fixture, None).await.unwrap();
     assert_eq!(loaded.rows, 1);
     drop(pool);
+    let client = db.connect().await.unwrap();
     let owners = scalar(
         &client,
         "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'public'",
     )
     .await;
     assert_eq!(owners, Some(owner.clone()));
-    client
-        .batch_execute(&format!(
-            "DROP OWNED BY \"{owner}\"; DROP ROLE \"{owner}\";"
-        ))
-        .await
-        .ok();
+    drop_role(&client, &owner).await;
 }
 
 #[tokio::test]

@@ -86,3 +86,35 @@ pub async fn eventually(
     }
     false
 }
+
+/// A new login role for `db` (its name ends in `suffix`), set up by
+/// `grants` (SQL, `{role}` standing for its quoted name), and a pool that
+/// connects as it. [`drop_role`] removes it.
+pub async fn login_role(
+    db: &TestDatabase,
+    suffix: &str,
+    grants: &str,
+) -> (String, deadpool_postgres::Pool) {
+    let role = format!("{}_{suffix}", db.name());
+    let quoted = format!("\"{role}\"");
+    db.connect()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "CREATE ROLE {quoted} LOGIN; {}",
+            grants.replace("{role}", &quoted)
+        ))
+        .await
+        .unwrap();
+    let mut config = db.config();
+    config.user(&role);
+    (role, dbprep_runtime::testing::pool(config, 1))
+}
+
+/// Remove a role made by [`login_role`] and what it owns.
+pub async fn drop_role(client: &tokio_postgres::Client, role: &str) {
+    client
+        .batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\";"))
+        .await
+        .ok();
+}
