@@ -326,7 +326,7 @@ fn compile_time(table: &mut String, runs: usize) {
     // The same crate with the macro replaced: it still uses dbprep (here
     // an empty set), so both binaries link dbprep-runtime and the ratio is
     // the macro's. Also next to a crate that links nothing of dbprep, as
-    // measured before (its link is 12 ms shorter).
+    // measured before (its link is 12-23 ms shorter in the runs measured).
     let linked = make(
         "linked",
         format!(
