@@ -34,7 +34,10 @@ pub use pg::connect::{connect, ensure_database};
 #[cfg(feature = "postgres")]
 pub use pg::populate::{Conflict, FixtureFailure, Outcome, PopulateReport};
 #[cfg(feature = "postgres")]
-pub use pg::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
+pub use pg::report::{
+    Applied, InvalidIndex, LockWait, RepairOptions, RepairReport, Report, State, Status,
+    StatusEntry,
+};
 #[cfg(feature = "postgres")]
 pub use pg::{Drift, Error, Finding, MigrationError, Migrator, Policy, VerifyReport};
 

@@ -478,3 +478,52 @@ fn unsafe_is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+#[tokio::test]
+async fn invalid_indexes_in_status_and_verify_and_repair_drops_them() {
+    let db = database().await;
+    assert_success(&dbprep(&db, &["upgrade"]));
+    // What an interrupted CREATE INDEX CONCURRENTLY leaves: an INVALID index.
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("CREATE TABLE dup (x int); INSERT INTO dup VALUES (1), (1);")
+        .await
+        .unwrap();
+    client
+        .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY ix_dup ON dup (x)")
+        .await
+        .unwrap_err();
+    let status = json(&dbprep(&db, &["status", "--json"]));
+    assert_eq!(
+        status["invalid_indexes"],
+        serde_json::json!(["public.ix_dup on dup"])
+    );
+    let text = String::from_utf8_lossy(&dbprep(&db, &["status"]).stdout).into_owned();
+    assert!(
+        text.contains("INVALID index public.ix_dup on dup"),
+        "{text}"
+    );
+    let verify = dbprep(&db, &["verify", "--json"]);
+    assert_eq!(verify.status.code(), Some(1));
+    let kinds: Vec<Value> = json(&verify)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].clone())
+        .collect();
+    assert!(kinds.contains(&"invalid_index".into()), "{kinds:?}");
+    let repair = json(&dbprep(&db, &["repair", "--json"]));
+    assert_eq!(
+        repair["invalid_indexes"],
+        serde_json::json!(["public.ix_dup on dup"])
+    );
+    let repair = dbprep(&db, &["repair", "--drop-invalid-indexes"]);
+    assert_success(&repair);
+    let text = String::from_utf8_lossy(&repair.stdout).into_owned();
+    assert!(
+        text.contains("dropped the INVALID index public.ix_dup on dup"),
+        "{text}"
+    );
+    let status = json(&dbprep(&db, &["status", "--json"]));
+    assert_eq!(status["invalid_indexes"], serde_json::json!([]));
+}

@@ -653,6 +653,7 @@ impl Bench {
                 &dbprep_runtime::pg::history::HistoryTable::default(),
                 &fixture,
                 None,
+                Duration::from_secs(60),
             )
             .await
             .expect("populate");

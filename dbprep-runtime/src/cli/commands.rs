@@ -14,6 +14,7 @@ use crate::model::fixture::{Fixture, Fixtures};
 use crate::model::migration::Migrations;
 use crate::pg::error::{describe, Error, Result};
 use crate::pg::populate::Conflict;
+use crate::pg::report::{InvalidIndex, RepairOptions};
 use crate::pg::sql::{ident, literal};
 use crate::pg::tls::{SslMode, Tls};
 use crate::pg::Migrator;
@@ -150,12 +151,24 @@ pub(super) async fn execute(
                 .iter()
                 .map(|e| json!({"version": e.version, "name": e.name, "file": e.file, "state": state_name(&e.state), "detail": e.state.to_string()}))
                 .collect();
-            print(json, json!({ "versions": entries }), || {
-                status_table(
+            let invalid: Vec<String> = status
+                .invalid_indexes
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let value = json!({ "versions": entries, "invalid_indexes": invalid });
+            print(json, value, || {
+                let mut text = status_table(
                     &status,
                     std::io::IsTerminal::is_terminal(&std::io::stdout()),
                 )
-                .to_string()
+                .to_string();
+                for index in &invalid {
+                    text.push_str(&format!(
+                        "\nINVALID index {index}: its build failed or is still running"
+                    ));
+                }
+                text
             });
         }
         Command::History => {
@@ -197,17 +210,22 @@ pub(super) async fn execute(
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Repair => {
+        Command::Repair {
+            drop_invalid_indexes,
+        } => {
             let (_, _, pool) = database()?;
-            let report = migrator().repair(&pool).await?;
-            let value =
-                json!({"removed_dirty": report.removed_dirty, "realigned": report.realigned});
-            print(json, value, || {
-                format!(
-                    "removed dirty rows: {:?}; realigned checksums: {:?}",
-                    report.removed_dirty, report.realigned
-                )
+            let options = RepairOptions::default().drop_invalid_indexes(*drop_invalid_indexes);
+            let report = migrator().repair_with(&pool, options).await?;
+            let names = |indexes: &[InvalidIndex]| -> Vec<String> {
+                indexes.iter().map(ToString::to_string).collect()
+            };
+            let value = json!({
+                "removed_dirty": report.removed_dirty,
+                "realigned": report.realigned,
+                "dropped_indexes": names(&report.dropped_indexes),
+                "invalid_indexes": names(&report.invalid_indexes),
             });
+            print(json, value, || report.to_string());
         }
         Command::Fixture {
             command: FixtureCommand::List,
@@ -564,6 +582,7 @@ fn state_name(state: &crate::pg::report::State) -> &'static str {
         State::Unknown => "unknown",
         State::Edited { .. } => "edited",
         State::Dirty => "dirty",
+        State::InProgress { .. } => "in_progress",
     }
 }
 
@@ -573,6 +592,7 @@ fn drift_kind(drift: &crate::pg::Drift) -> &'static str {
         Drift::Edited { .. } => "edited",
         Drift::Unknown { .. } => "unknown",
         Drift::Dirty { .. } => "dirty",
+        Drift::InvalidIndex(_) => "invalid_index",
         Drift::Schema { .. } => "schema",
         Drift::OutOfOrder { .. } => "out_of_order",
         Drift::FixtureChanged { .. } => "fixture_changed",

@@ -99,7 +99,13 @@ enum Command {
     /// Compare the database with the migrations; exit 1 on drift.
     Verify,
     /// Forget dirty rows and accept edited checksums.
-    Repair,
+    Repair {
+        /// First drop the database's INVALID indexes (what an interrupted
+        /// CREATE INDEX CONCURRENTLY leaves), so that the dirty migration's
+        /// rerun builds them instead of skipping them.
+        #[arg(long)]
+        drop_invalid_indexes: bool,
+    },
     /// Fixtures.
     Fixture {
         #[command(subcommand)]

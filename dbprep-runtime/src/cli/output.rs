@@ -58,7 +58,7 @@ pub(super) fn status_table(status: &Status, colour: bool) -> Table {
     let mut table = Table::new(["version", "name", "state"]);
     for e in &status.entries {
         let code = match e.state {
-            State::Pending => "33",
+            State::Pending | State::InProgress { .. } => "33",
             State::Unknown | State::Edited { .. } | State::Dirty => "31",
             State::Applied { .. } | State::InBaseline { .. } => "",
         };

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::indexes::InvalidIndex;
 use crate::model::source::SourceErrors;
 
 /// Everything that can go wrong while preparing a database. Each message
@@ -37,13 +38,17 @@ pub enum Error {
         /// Who held the lock when dbprep started waiting.
         holder: Option<LockHolder>,
     },
-    /// A no-transaction migration failed or was interrupted earlier.
-    #[error("migration {version} ({file}) is dirty: a no-transaction migration failed or was interrupted, and may be half-applied; check the database (an invalid index from CREATE INDEX CONCURRENTLY is the usual leftover), fix it by hand, then run `repair`")]
+    /// A no-transaction migration failed or was interrupted earlier, and
+    /// no migrator is running it now.
+    #[error("migration {version} ({file}) is dirty: a no-transaction migration failed or was interrupted, and may be half-applied; {}", dirty_advice(invalid_indexes))]
     Dirty {
         /// The version.
         version: i64,
         /// Its file (or `unknown file` when the binary does not know it).
         file: String,
+        /// The database's INVALID indexes: the usual leftover of an
+        /// interrupted `CREATE INDEX CONCURRENTLY`.
+        invalid_indexes: Vec<InvalidIndex>,
     },
     /// The database differs from the embedded migrations in a way the
     /// policies refuse.
@@ -79,6 +84,18 @@ pub fn describe(error: &tokio_postgres::Error) -> String {
         text.push_str(&format!("; hint: {hint}"));
     }
     text
+}
+
+/// What to do about a dirty migration, given the INVALID indexes found.
+fn dirty_advice(invalid_indexes: &[InvalidIndex]) -> String {
+    if invalid_indexes.is_empty() {
+        return "no INVALID index was found; check what else it did, fix it by hand, then run `repair` so that it runs again".to_owned();
+    }
+    let names: Vec<String> = invalid_indexes.iter().map(ToString::to_string).collect();
+    format!(
+        "INVALID indexes left in the database: {}. A rerun's CREATE INDEX CONCURRENTLY IF NOT EXISTS would skip them without building them: drop them (`repair --drop-invalid-indexes` does, with DROP INDEX CONCURRENTLY) and run `repair`, so that the migration runs again",
+        names.join(", ")
+    )
 }
 
 fn list(drifts: &[Drift]) -> String {
@@ -143,6 +160,9 @@ pub enum Drift {
         /// Its file.
         file: String,
     },
+    /// An index whose build did not finish (a failed or interrupted
+    /// `CREATE INDEX CONCURRENTLY`): written to, never read.
+    InvalidIndex(InvalidIndex),
     /// The schema differs from the snapshot stored by the last run: DDL
     /// was run by hand.
     Schema {
@@ -185,6 +205,10 @@ impl fmt::Display for Drift {
             Drift::Dirty { version, file } => write!(
                 f,
                 "migration {version} ({file}) is dirty: a no-transaction migration failed or was interrupted; fix the database, then run `repair`"
+            ),
+            Drift::InvalidIndex(index) => write!(
+                f,
+                "index {index} is INVALID: its build (CREATE INDEX CONCURRENTLY) failed or was interrupted; drop it (`repair --drop-invalid-indexes`) and build it again"
             ),
             Drift::Schema { changes } => write!(
                 f,

@@ -415,11 +415,11 @@ impl HistoryTable {
         format!(
             "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL search_path = pg_catalog;\n\
              UPDATE {d} SET rows = {rows}, hash = {hash} WHERE rows IS DISTINCT FROM {rows} OR hash IS DISTINCT FROM {hash};\n\
-             COMMIT;\nSELECT pg_catalog.pg_advisory_unlock({key});",
+             COMMIT;\n{unlock}",
             d = self.digest_table(),
             rows = digest.rows,
             hash = digest.hash,
-            key = self.lock_key(),
+            unlock = super::lock::release_sql(self.lock_key()),
         )
     }
 }

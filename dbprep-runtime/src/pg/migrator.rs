@@ -11,11 +11,13 @@ use super::history::{
     inside_transaction_block, session_facts, up_to_date_digests, HistoryDigest, HistoryRow,
     HistoryTable,
 };
-use super::lock;
-use super::plan::{states, Plan, Policies, Policy};
-use super::report::{Applied, RepairReport, Report, State, Status, StatusEntry};
+use super::plan::{in_progress, states, Plan, Policies, Policy};
+use super::report::{
+    Applied, LockWait, RepairOptions, RepairReport, Report, State, Status, StatusEntry,
+};
 use super::sql::{bytea, literal};
 use super::verify::{self, VerifyReport};
+use super::{indexes, lock};
 use crate::model::fixture::Fixtures;
 use crate::model::migration::{Migration, Migrations};
 
@@ -137,10 +139,17 @@ impl<'m> Migrator<'m> {
         self
     }
 
-    /// What to do when the database has versions the binary does not know
-    /// (an older binary during a rolling deployment).
+    /// What to do when the database has versions the binary does not know.
+    ///
+    /// By default a version *newer* than every embedded one (an older
+    /// binary during a rolling deployment, or after a rollback) is a
+    /// warning: the binary starts and writes nothing, as with Flyway's
+    /// `ignoreFutureMigrations`. An unknown version *between* embedded ones
+    /// (a deleted or renamed file) is an error. This sets both:
+    /// `on_unknown(Policy::Error)` refuses to start behind the database.
     pub fn on_unknown(mut self, policy: Policy) -> Self {
         self.policies.unknown = policy;
+        self.policies.future = policy;
         self
     }
 
@@ -270,19 +279,36 @@ impl<'m> Migrator<'m> {
                 applied: Vec::new(),
                 version,
                 elapsed: started.elapsed(),
+                lock: None,
             });
+        }
+        if let Some(digest) = digest {
+            if let Some(version) = self.needs_nothing(client, digest).await? {
+                tracing::info!(
+                    "database at version {}, nothing to apply ({:?})",
+                    show(version),
+                    started.elapsed()
+                );
+                return Ok(Report {
+                    applied: Vec::new(),
+                    version,
+                    elapsed: started.elapsed(),
+                    lock: None,
+                });
+            }
         }
         if digest.is_none() && self.migrations.is_empty() {
             return Ok(Report {
                 applied: Vec::new(),
                 version: None,
                 elapsed: started.elapsed(),
+                lock: None,
             });
         }
         let guard = CancelOnDrop(Some(client.cancel_token()));
         let step = Instant::now();
         let locked = async {
-            let session = self.locked_session(client).await?;
+            let (session, lock) = self.locked_session(client).await?;
             tracing::info!(
                 "took the migration lock and checked the history tables ({:?})",
                 step.elapsed()
@@ -293,14 +319,14 @@ impl<'m> Migrator<'m> {
             // connection would release the lock too, but only once the
             // server notices.
             let finished = self.finish(&session).await;
-            Ok::<_, Error>((result, finished))
+            Ok::<_, Error>((result, finished, lock))
         }
         .await;
         // Over, failed or not: only a future dropped mid-way cancels; an
         // error returned early must not cancel the caller's next query on
         // this connection.
         guard.disarm();
-        let (result, finished) = locked?;
+        let (result, finished, lock) = locked?;
         let done = result?;
         let rows = finished?;
         let applied = done
@@ -324,6 +350,7 @@ impl<'m> Migrator<'m> {
             applied,
             version,
             elapsed: started.elapsed(),
+            lock: Some(lock),
         };
         tracing::info!(
             "applied {} migration(s), database at version {} ({:?})",
@@ -332,6 +359,29 @@ impl<'m> Migrator<'m> {
             report.elapsed
         );
         Ok(report)
+    }
+
+    /// Whether a history whose digest is not one this binary leaves needs
+    /// nothing from it all the same, read without the lock: a newer binary
+    /// applied versions this one does not embed (a rolling deployment, a
+    /// rollback), which the policies may accept. Only when the digest is a
+    /// faithful summary of the rows (not a run's "in progress", not stale),
+    /// nothing is pending and no row is unfinished; anything else is left
+    /// to the run under the lock, which reads the history again. `Some`
+    /// with the version the database is at.
+    async fn needs_nothing(
+        &self,
+        client: &Client,
+        digest: HistoryDigest,
+    ) -> Result<Option<Option<i64>>> {
+        let rows = self.history.read(client).await?;
+        if HistoryDigest::of_rows(&rows) != digest || rows.iter().any(|r| !r.success) {
+            return Ok(None);
+        }
+        match Plan::new(self.migrations, &rows, self.target, self.policies) {
+            Ok(plan) if plan.pending.is_empty() => Ok(Some(rows.iter().map(|r| r.version).max())),
+            _ => Ok(None),
+        }
     }
 
     /// Under the lock, after a run: put the session back as it was, read
@@ -386,7 +436,7 @@ impl<'m> Migrator<'m> {
     /// block), take the lock (naming this run in `application_name`, so
     /// that a waiting peer can say who holds it) and make sure the history
     /// table exists.
-    async fn locked_session<'c>(&'c self, client: &'c Client) -> Result<Session<'c>> {
+    async fn locked_session<'c>(&'c self, client: &'c Client) -> Result<(Session<'c>, LockWait)> {
         let facts = session_facts(client).await?;
         if !facts.outside_transaction {
             return Err(inside_transaction_block());
@@ -404,9 +454,9 @@ impl<'m> Migrator<'m> {
             ))
             .await
             .map_err(Error::postgres("name the session"))?;
-        lock::acquire(client, self.history.lock_key(), self.lock_wait).await?;
+        let lock = lock::acquire(client, self.history.lock_key(), self.lock_wait).await?;
         self.ensure_tables(client).await?;
-        Ok(Session {
+        let session = Session {
             client,
             history: &self.history,
             run_id,
@@ -421,7 +471,8 @@ impl<'m> Migrator<'m> {
             progress: self.progress.as_deref(),
             done: Default::default(),
             total: Default::default(),
-        })
+        };
+        Ok((session, lock))
     }
 
     /// Under the lock: create the history table and its digest if missing
@@ -476,7 +527,19 @@ impl<'m> Migrator<'m> {
     /// Under the lock: read the history again, plan, apply.
     async fn apply(&self, session: &Session<'_>) -> Result<Vec<Done>> {
         let rows = self.history.read(session.client).await?;
-        let plan = Plan::new(self.migrations, &rows, self.target, self.policies)?;
+        let plan = match Plan::new(self.migrations, &rows, self.target, self.policies) {
+            Ok(plan) => plan,
+            // Under the lock nobody else is running it: dirty, and what it
+            // left behind is named.
+            Err(Error::Dirty { version, file, .. }) => {
+                return Err(Error::Dirty {
+                    version,
+                    file,
+                    invalid_indexes: indexes::invalid(session.client).await?,
+                })
+            }
+            Err(error) => return Err(error),
+        };
         if plan.pending.is_empty() {
             return Ok(Vec::new());
         }
@@ -530,6 +593,7 @@ impl<'m> Migrator<'m> {
         } else {
             Vec::new()
         };
+        let running = verify::running_holder(&client, &self.history, &rows).await?;
         let entries = states(self.migrations, &rows)
             .into_iter()
             .map(|(version, m, recorded_name, state)| StatusEntry {
@@ -539,10 +603,13 @@ impl<'m> Migrator<'m> {
                     .or(recorded_name.map(str::to_owned))
                     .unwrap_or_default(),
                 file: m.map(|m| m.file().to_owned()),
-                state,
+                state: in_progress(state, running.as_ref()),
             })
             .collect();
-        Ok(Status { entries })
+        Ok(Status {
+            entries,
+            invalid_indexes: indexes::invalid(&client).await?,
+        })
     }
 
     /// Record versions up to `target` (default: the newest) as applied
@@ -560,7 +627,7 @@ impl<'m> Migrator<'m> {
         migrator.check_target()?;
         let started = Instant::now();
         let client = take(pool).await?;
-        let session = migrator.locked_session(&client).await?;
+        let (session, lock) = migrator.locked_session(&client).await?;
         let rows = migrator.history.read(&client).await?;
         let plan = Plan::new(
             migrator.migrations,
@@ -612,6 +679,7 @@ impl<'m> Migrator<'m> {
             applied,
             version,
             elapsed: started.elapsed(),
+            lock: Some(lock),
         })
     }
 
@@ -622,13 +690,40 @@ impl<'m> Migrator<'m> {
     ///
     /// A connection or query error.
     pub async fn repair(&self, pool: &Pool) -> Result<RepairReport> {
+        self.repair_with(pool, RepairOptions::default()).await
+    }
+
+    /// [`repair`](Self::repair), and with
+    /// [`RepairOptions::drop_invalid_indexes`] first drop the INVALID
+    /// indexes a failed `CREATE INDEX CONCURRENTLY` left (each with `DROP
+    /// INDEX CONCURRENTLY`, under the migration lock), so that the rerun
+    /// builds them instead of skipping them.
+    ///
+    /// # Errors
+    ///
+    /// A connection or query error; a dropped index stays dropped when a
+    /// later step fails.
+    pub async fn repair_with(&self, pool: &Pool, options: RepairOptions) -> Result<RepairReport> {
         let client = take(pool).await?;
         if !self.history.exists(&client).await? {
             return Ok(RepairReport::default());
         }
         let _session = self.locked_session(&client).await?;
-        let rows = self.history.read(&client).await?;
         let mut report = RepairReport::default();
+        let invalid = indexes::invalid(&client).await?;
+        if options.drop_invalid_indexes {
+            for index in invalid {
+                client
+                    .simple_query(&index.drop_sql())
+                    .await
+                    .map_err(Error::postgres(format!("drop the invalid index {index}")))?;
+                tracing::info!("dropped the invalid index {index}");
+                report.dropped_indexes.push(index);
+            }
+        } else {
+            report.invalid_indexes = invalid;
+        }
+        let rows = self.history.read(&client).await?;
         let t = self.history.qualified();
         let mut sql = String::from("BEGIN;\n");
         for (version, m, _, state) in states(self.migrations, &rows) {
@@ -673,14 +768,9 @@ impl<'m> Migrator<'m> {
 
     /// [`verify`](Self::verify) on a connection the caller owns.
     pub async fn verify_on(&self, client: &Client) -> Result<VerifyReport> {
-        let (rows, schema) = verify::read(client, &self.history).await?;
-        let mut report = verify::report(
-            self.migrations,
-            &rows,
-            schema,
-            self.policies,
-            self.schema_policy,
-        );
+        let observed = verify::read(client, &self.history).await?;
+        let mut report =
+            verify::report(self.migrations, observed, self.policies, self.schema_policy);
         if let Some(fixtures) = self.fixtures {
             report.findings.extend(
                 verify::fixtures(client, &self.history, fixtures, self.fixture_policy).await?,
@@ -702,7 +792,7 @@ impl<'m> Migrator<'m> {
         fixture: &crate::model::fixture::Fixture,
         conflict: Option<super::populate::Conflict>,
     ) -> Result<super::populate::PopulateReport> {
-        super::populate::populate(pool, &self.history, fixture, conflict).await
+        super::populate::populate(pool, &self.history, fixture, conflict, self.lock_wait).await
     }
 
     /// The history rows, in version order (empty when the table is missing).

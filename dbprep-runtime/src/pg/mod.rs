@@ -6,6 +6,7 @@ pub mod config;
 pub mod connect;
 pub mod error;
 pub mod history;
+mod indexes;
 mod lock;
 mod migrator;
 mod plan;

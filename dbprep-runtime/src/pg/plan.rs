@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::error::{Drift, Error, Result};
+use super::error::{Drift, Error, LockHolder, Result};
 use super::history::HistoryRow;
 use super::report::State;
 use crate::model::migration::{Migration, Migrations};
@@ -20,11 +20,40 @@ pub enum Policy {
 }
 
 /// The policies of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Policies {
     pub edited: Policy,
+    /// Recorded versions the binary does not embed, below its newest one
+    /// (a deleted or renamed file).
     pub unknown: Policy,
+    /// Recorded versions above the binary's newest: an older binary during
+    /// a rolling deployment, or after a rollback. Warned about by default,
+    /// as Flyway's `ignoreFutureMigrations`: the binary starts, writing
+    /// nothing.
+    pub future: Policy,
     pub out_of_order: Policy,
+}
+
+impl Default for Policies {
+    fn default() -> Self {
+        Policies {
+            edited: Policy::Error,
+            unknown: Policy::Error,
+            future: Policy::Warn,
+            out_of_order: Policy::Error,
+        }
+    }
+}
+
+impl Policies {
+    /// The policy for a recorded version that `migrations` does not embed.
+    pub(crate) fn for_unknown(&self, migrations: &Migrations, version: i64) -> Policy {
+        if migrations.head().is_none_or(|head| version > head) {
+            self.future
+        } else {
+            self.unknown
+        }
+    }
 }
 
 /// The migrations a run applies, in order.
@@ -95,6 +124,17 @@ pub(crate) fn states<'m>(
         .collect()
 }
 
+/// A dirty state is in progress while `running` (the live session holding
+/// the lock) runs it.
+pub(crate) fn in_progress(state: State, running: Option<&LockHolder>) -> State {
+    match (state, running) {
+        (State::Dirty, Some(holder)) => State::InProgress {
+            holder: holder.clone(),
+        },
+        (state, _) => state,
+    }
+}
+
 impl<'m> Plan<'m> {
     /// Check the history against the embedded set and list what to apply up
     /// to `target` (default: head).
@@ -111,6 +151,7 @@ impl<'m> Plan<'m> {
             return Err(Error::Dirty {
                 version: dirty.version,
                 file,
+                invalid_indexes: Vec::new(),
             });
         }
         let mut refused = Vec::new();
@@ -122,7 +163,7 @@ impl<'m> Plan<'m> {
         for row in rows {
             match embedded_for(migrations, row) {
                 None => report(
-                    policies.unknown,
+                    policies.for_unknown(migrations, row.version),
                     Drift::Unknown {
                         version: row.version,
                         name: row.name.clone(),

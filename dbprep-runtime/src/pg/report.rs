@@ -3,6 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::error::LockHolder;
+pub use super::indexes::InvalidIndex;
+pub use super::lock::LockWait;
+
 /// What [`Migrator::run`](super::Migrator::run) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a report says what was applied; log it or check it"]
@@ -14,6 +18,9 @@ pub struct Report {
     pub version: Option<i64>,
     /// How long the whole run took, connection excluded.
     pub elapsed: Duration,
+    /// How the migration lock was taken: `None` when the run found nothing
+    /// to do without it.
+    pub lock: Option<LockWait>,
 }
 
 impl Report {
@@ -61,6 +68,10 @@ impl fmt::Display for Report {
 pub struct Status {
     /// One entry per version, in version order.
     pub entries: Vec<StatusEntry>,
+    /// The database's INVALID indexes (what a failed `CREATE INDEX
+    /// CONCURRENTLY` leaves, or one being built now while a migration is
+    /// in progress).
+    pub invalid_indexes: Vec<InvalidIndex>,
 }
 
 /// The state of one version.
@@ -105,8 +116,15 @@ pub enum State {
         /// The embedded checksum, as hex.
         embedded: String,
     },
-    /// A no-transaction migration that failed or was interrupted.
+    /// A no-transaction migration that failed or was interrupted: no
+    /// migrator holds the lock.
     Dirty,
+    /// A no-transaction migration that a live migrator is running now (it
+    /// holds the lock): not dirty, it will finish or fail.
+    InProgress {
+        /// The session running it.
+        holder: LockHolder,
+    },
 }
 
 impl fmt::Display for State {
@@ -121,6 +139,7 @@ impl fmt::Display for State {
             State::Unknown => write!(f, "unknown (not in this binary)"),
             State::Edited { .. } => write!(f, "edited since applied"),
             State::Dirty => write!(f, "dirty"),
+            State::InProgress { holder } => write!(f, "in progress ({holder})"),
         }
     }
 }
@@ -133,4 +152,55 @@ pub struct RepairReport {
     pub removed_dirty: Vec<i64>,
     /// Versions whose recorded checksum was set to the embedded one.
     pub realigned: Vec<i64>,
+    /// INVALID indexes dropped ([`RepairOptions::drop_invalid_indexes`]).
+    pub dropped_indexes: Vec<InvalidIndex>,
+    /// INVALID indexes left in place: a rerun's `CREATE INDEX CONCURRENTLY
+    /// IF NOT EXISTS` skips them.
+    pub invalid_indexes: Vec<InvalidIndex>,
+}
+
+impl fmt::Display for RepairReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let versions = |v: &[i64]| -> String {
+            if v.is_empty() {
+                return "none".to_owned();
+            }
+            v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+        };
+        write!(
+            f,
+            "removed dirty rows: {}; realigned checksums: {}",
+            versions(&self.removed_dirty),
+            versions(&self.realigned)
+        )?;
+        for index in &self.dropped_indexes {
+            write!(f, "\ndropped the INVALID index {index}")?;
+        }
+        for index in &self.invalid_indexes {
+            write!(
+                f,
+                "\nINVALID index {index} left in place: a rerun's CREATE INDEX CONCURRENTLY IF NOT EXISTS skips it (repair --drop-invalid-indexes drops it)"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// What [`Migrator::repair_with`](super::Migrator::repair_with) may do
+/// beyond removing dirty rows and realigning checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RepairOptions {
+    /// Drop the database's INVALID indexes (`DROP INDEX CONCURRENTLY`,
+    /// before the history is changed), so that the dirty migration's rerun
+    /// builds them again instead of skipping them.
+    pub drop_invalid_indexes: bool,
+}
+
+impl RepairOptions {
+    /// Whether to drop the database's INVALID indexes.
+    pub fn drop_invalid_indexes(mut self, drop: bool) -> Self {
+        self.drop_invalid_indexes = drop;
+        self
+    }
 }

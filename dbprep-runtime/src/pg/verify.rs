@@ -5,9 +5,11 @@ use std::fmt;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use super::error::{Drift, Error, Result};
+use super::error::{Drift, Error, LockHolder, Result};
 use super::history::{HistoryRow, HistoryTable};
-use super::plan::{states, Policies, Policy};
+use super::indexes::{self, InvalidIndex};
+use super::lock;
+use super::plan::{in_progress, states, Policies, Policy};
 use super::report::State;
 use super::snapshot::{diff, document_hash_sql};
 use super::sql::{column, literal, rows};
@@ -84,19 +86,30 @@ impl fmt::Display for VerifyReport {
     }
 }
 
+/// What verify reads of the database.
+pub(crate) struct Observed {
+    /// The history rows, in version order.
+    pub rows: Vec<HistoryRow>,
+    /// The schema check (`None`: no snapshot table).
+    pub schema: Option<SchemaCheck>,
+    /// The live migrator holding the lock while a row is unfinished: that
+    /// row is in progress, not dirty.
+    pub running: Option<LockHolder>,
+    /// The database's INVALID indexes.
+    pub invalid_indexes: Vec<InvalidIndex>,
+}
+
 /// The schema part of a verification.
 pub(crate) struct SchemaCheck {
     pub changes: Option<Vec<String>>,
     pub notes: Vec<String>,
 }
 
-/// Read what verify needs: history rows, and the schema check. Only
-/// SELECTs and `set_config(…, true)`, so it runs with a read-only role and
-/// on a hot standby.
-pub(crate) async fn read(
-    client: &Client,
-    history: &HistoryTable,
-) -> Result<(Vec<HistoryRow>, Option<SchemaCheck>)> {
+/// Read what verify needs: history rows, the schema check, who runs an
+/// unfinished migration, the INVALID indexes. Only SELECTs and
+/// `set_config(…, true)`, so it runs with a read-only role and on a hot
+/// standby.
+pub(crate) async fn read(client: &Client, history: &HistoryTable) -> Result<Observed> {
     let present = client
         .simple_query(&format!(
             "SELECT pg_catalog.to_regclass({}) IS NOT NULL, pg_catalog.to_regclass({}) IS NOT NULL",
@@ -114,10 +127,30 @@ pub(crate) async fn read(
     } else {
         Vec::new()
     };
-    if !has_snapshot {
-        return Ok((rows, None));
+    let schema = if has_snapshot {
+        Some(schema(client, history).await?)
+    } else {
+        None
+    };
+    Ok(Observed {
+        running: running_holder(client, history, &rows).await?,
+        invalid_indexes: indexes::invalid(client).await?,
+        rows,
+        schema,
+    })
+}
+
+/// When the history has an unfinished row: the live migrator holding the
+/// lock, which is running it (`None`: nobody is, and the row is dirty).
+pub(crate) async fn running_holder(
+    client: &Client,
+    history: &HistoryTable,
+    rows: &[HistoryRow],
+) -> Result<Option<LockHolder>> {
+    if rows.iter().all(|r| r.success) {
+        return Ok(None);
     }
-    Ok((rows, Some(schema(client, history).await?)))
+    lock::holder(client, history.lock_key()).await
 }
 
 /// The one row of `select`, run with `search_path = pg_catalog` (the
@@ -255,24 +288,33 @@ pub(crate) async fn fixtures(
     Ok(findings)
 }
 
-/// Turn history rows and the schema check into a report.
+/// Turn what was read into a report.
 pub(crate) fn report(
     migrations: &Migrations,
-    rows: &[HistoryRow],
-    schema: Option<SchemaCheck>,
+    observed: Observed,
     policies: Policies,
     schema_policy: Policy,
 ) -> VerifyReport {
+    let Observed {
+        rows,
+        schema,
+        running,
+        invalid_indexes,
+    } = observed;
     let mut findings = Vec::new();
     let mut pending = Vec::new();
+    let mut notes = Vec::new();
     let newest = rows.iter().map(|r| r.version).max();
-    for (version, m, name, state) in states(migrations, rows) {
+    for (version, m, name, state) in states(migrations, &rows) {
         let file = m.map_or("unknown file".to_owned(), |m| m.file().to_owned());
-        match state {
+        match in_progress(state, running.as_ref()) {
             State::Dirty => findings.push(Finding {
                 drift: Drift::Dirty { version, file },
                 policy: Policy::Error,
             }),
+            State::InProgress { holder } => notes.push(format!(
+                "migration {version} ({file}) is in progress, run by {holder}"
+            )),
             State::Edited { applied, embedded } => findings.push(Finding {
                 drift: Drift::Edited {
                     version,
@@ -287,7 +329,7 @@ pub(crate) fn report(
                     version,
                     name: name.unwrap_or_default().to_owned(),
                 },
-                policy: policies.unknown,
+                policy: policies.for_unknown(migrations, version),
             }),
             State::Pending => {
                 pending.push(version);
@@ -305,9 +347,22 @@ pub(crate) fn report(
             State::Applied { .. } | State::InBaseline { .. } => {}
         }
     }
-    let mut notes = Vec::new();
+    for index in invalid_indexes {
+        if running.is_some() {
+            // A running CREATE INDEX CONCURRENTLY's index is INVALID
+            // until its build is over.
+            notes.push(format!(
+                "index {index} is INVALID while a migration is in progress (an index being built)"
+            ));
+        } else {
+            findings.push(Finding {
+                drift: Drift::InvalidIndex(index),
+                policy: Policy::Error,
+            });
+        }
+    }
     if let Some(schema) = schema {
-        notes = schema.notes;
+        notes.extend(schema.notes);
         if let Some(changes) = schema.changes.filter(|c| !c.is_empty()) {
             findings.push(Finding {
                 drift: Drift::Schema { changes },

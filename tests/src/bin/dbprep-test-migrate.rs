@@ -1,7 +1,15 @@
-//! A migrator in a process of its own, for the tests that kill it:
-//! `dbprep-test-migrate <migrations folder>`, connecting as the libpq
-//! variables say.
+//! A migrator in a process of its own, for the tests that kill it or start
+//! many at once: `dbprep-test-migrate <migrations folder>`, connecting as
+//! the libpq variables say.
+//!
+//! With `DBPREP_TEST_BARRIER` set, it first reads its standard input to the
+//! end: a test starts every process, then closes their inputs together, so
+//! that they all connect at the same moment. It prints the run's report,
+//! then two lines a test reads: `applied: 1,2,3` (the versions this
+//! process applied) and `lock tries: N` (the statements it sent to take
+//! the lock).
 
+use std::io::Read;
 use std::process::ExitCode;
 
 use dbprep_runtime::{Migrations, Migrator};
@@ -13,6 +21,9 @@ async fn main() -> ExitCode {
         eprintln!("usage: dbprep-test-migrate <migrations folder>");
         return ExitCode::from(2);
     };
+    if std::env::var_os("DBPREP_TEST_BARRIER").is_some() {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    }
     let result = async {
         let migrations = Migrations::from_dir(&folder)?;
         let config = dbprep_runtime::pg::config::from_env()?;
@@ -29,6 +40,13 @@ async fn main() -> ExitCode {
             .map_err(|e| dbprep_runtime::Error::Connect(e.to_string()))?;
         let report = Migrator::new(&migrations).run(&pool).await?;
         println!("{report}");
+        let applied: Vec<String> = report
+            .applied
+            .iter()
+            .map(|a| a.version.to_string())
+            .collect();
+        println!("applied: {}", applied.join(","));
+        println!("lock tries: {}", report.lock.map_or(0, |l| l.tries));
         Ok::<_, dbprep_runtime::Error>(())
     }
     .await;

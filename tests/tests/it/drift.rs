@@ -2,7 +2,7 @@
 //! changes made by hand, each found by `verify` and held to its policy.
 
 use dbprep_runtime::testing::TestDatabase;
-use dbprep_runtime::{Drift, Error, Migrations, Migrator, Policy};
+use dbprep_runtime::{Drift, Error, Finding, Migrations, Migrator, Policy};
 
 use crate::support::{database, drop_role, login_role, migrations, scalar};
 
@@ -90,31 +90,77 @@ async fn an_edited_migration_is_reported_with_both_checksums() {
 }
 
 #[tokio::test]
-async fn an_older_binary_sees_unknown_versions_and_may_start_without_touching_them() {
+async fn an_older_binary_starts_on_a_newer_database_and_touches_nothing() {
+    // A rolling deployment, or a rollback: the database has a version
+    // newer than every one this binary embeds.
     let db = database().await;
     let _ = Migrator::new(&three()).run(db.pool()).await.unwrap();
     let older = migrations(&[("V1__users.sql", USERS), ("V2__audit.sql", AUDIT)]);
     let report = Migrator::new(&older).verify(db.pool()).await.unwrap();
+    assert!(report.is_clean(), "{report}");
     assert_eq!(
-        report.errors().collect::<Vec<_>>(),
-        [&Drift::Unknown {
-            version: 3,
-            name: "t".into()
+        report.findings,
+        [Finding {
+            drift: Drift::Unknown {
+                version: 3,
+                name: "t".into()
+            },
+            policy: Policy::Warn
         }]
     );
-    assert!(Migrator::new(&older).run(db.pool()).await.is_err());
-    let report = Migrator::new(&older)
+    let client = db.connect().await.unwrap();
+    let before = scalar(
+        &client,
+        "SELECT xmin::text FROM dbprep_schema_history_digest",
+    )
+    .await;
+    let report = Migrator::new(&older).run(db.pool()).await.unwrap();
+    assert!(report.was_up_to_date());
+    assert_eq!(report.version, Some(3));
+    assert_eq!(report.lock, None, "it took the lock");
+    let after = scalar(
+        &client,
+        "SELECT xmin::text FROM dbprep_schema_history_digest",
+    )
+    .await;
+    assert_eq!(before, after, "it wrote the digest");
+    // The strict behaviour, on request.
+    let strict = Migrator::new(&older).on_unknown(Policy::Error);
+    let error = strict.run(db.pool()).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Drift(d) if matches!(d[..], [Drift::Unknown { version: 3, .. }])),
+        "{error}"
+    );
+    assert!(!strict.verify(db.pool()).await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn an_unknown_version_between_known_ones_is_an_error() {
+    // A deleted or renamed file, not a newer binary's migration.
+    let db = database().await;
+    let _ = Migrator::new(&three()).run(db.pool()).await.unwrap();
+    let gap = migrations(&[
+        ("V1__users.sql", USERS),
+        ("V3__t.sql", "CREATE TABLE t (a int);"),
+    ]);
+    let error = Migrator::new(&gap).run(db.pool()).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Drift(d) if matches!(d[..], [Drift::Unknown { version: 2, .. }])),
+        "{error}"
+    );
+    let report = Migrator::new(&gap).verify(db.pool()).await.unwrap();
+    assert!(
+        matches!(
+            report.errors().collect::<Vec<_>>()[..],
+            [Drift::Unknown { version: 2, .. }]
+        ),
+        "{report}"
+    );
+    let _ = Migrator::new(&gap)
         .on_unknown(Policy::Allow)
         .run(db.pool())
         .await
         .unwrap();
-    assert!(report.was_up_to_date());
-    assert!(Migrator::new(&older)
-        .on_unknown(Policy::Allow)
-        .verify(db.pool())
-        .await
-        .unwrap()
-        .is_clean());
 }
 
 #[tokio::test]
@@ -166,8 +212,13 @@ async fn a_dirty_migration_is_reported() {
         matches!(errors[0], Drift::Dirty { version: 2, .. }),
         "{report}"
     );
-    // The leftover of the failed CREATE INDEX CONCURRENTLY is seen too.
-    let Drift::Schema { changes } = errors[1] else {
+    // The leftover of the failed CREATE INDEX CONCURRENTLY is named, and
+    // seen in the schema too.
+    let Drift::InvalidIndex(index) = errors[1] else {
+        panic!("{report}")
+    };
+    assert_eq!(index.to_string(), "public.ix on users");
+    let Drift::Schema { changes } = errors[2] else {
         panic!("{report}")
     };
     assert_eq!(changes, &["index public.ix added"]);

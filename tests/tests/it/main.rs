@@ -6,6 +6,7 @@ mod drift;
 mod fixtures;
 mod kill;
 mod migrator;
+mod replicas;
 mod sum;
 mod support;
 mod test_databases;

@@ -4,9 +4,13 @@
 use std::time::Duration;
 
 use dbprep_runtime::testing::TestDatabase;
-use dbprep_runtime::{Error, Fixture, MigrationError, Migrations, Migrator, Policy, State};
+use dbprep_runtime::{
+    Error, Fixture, MigrationError, Migrations, Migrator, Policy, RepairOptions, State,
+};
 
-use crate::support::{database, drop_role, exists, login_role, migrations, recorded, scalar};
+use crate::support::{
+    database, drop_role, eventually, exists, login_role, migrations, recorded, scalar,
+};
 
 static DEMO: Migrations = dbprep_macros::embed_migrations!("../migrations");
 
@@ -551,6 +555,140 @@ async fn failed_no_transaction_migration_is_dirty_until_repair() {
 }
 
 #[tokio::test]
+async fn a_dirty_migration_names_its_invalid_index_and_repair_can_drop_it() {
+    let db = database().await;
+    let broken = migrations(&[
+        (
+            "V1__a.sql",
+            "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1), (1);",
+        ),
+        (
+            "V2__ix.sql",
+            "-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix_a ON a (id);",
+        ),
+    ]);
+    let _ = Migrator::new(&broken).run(db.pool()).await.unwrap_err();
+    let error = Migrator::new(&broken).run(db.pool()).await.unwrap_err();
+    let Error::Dirty {
+        version: 2,
+        invalid_indexes,
+        ..
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    assert_eq!(
+        invalid_indexes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["public.ix_a on a"]
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("INVALID indexes left in the database: public.ix_a on a")
+            && message.contains("would skip them without building them")
+            && message.contains("repair --drop-invalid-indexes"),
+        "{message}"
+    );
+    let status = Migrator::new(&broken).status(db.pool()).await.unwrap();
+    assert_eq!(status.invalid_indexes, invalid_indexes.clone());
+    // A plain repair forgets the row but leaves the index, and says so.
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("DELETE FROM a WHERE ctid = (SELECT min(ctid) FROM a)")
+        .await
+        .unwrap();
+    let repaired = Migrator::new(&broken).repair(db.pool()).await.unwrap();
+    assert_eq!(repaired.removed_dirty, [2]);
+    assert_eq!(repaired.invalid_indexes, invalid_indexes.clone());
+    assert!(repaired.to_string().contains("skips it"), "{repaired}");
+    // The rerun's IF NOT EXISTS skips the build: the very trap it warned of.
+    let _ = Migrator::new(&broken).run(db.pool()).await.unwrap();
+    let valid = "SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_a'::regclass";
+    assert_eq!(scalar(&client, valid).await.as_deref(), Some("f"));
+    // Recover properly: drop the INVALID index, forget the row, run again.
+    client
+        .batch_execute("DELETE FROM dbprep_schema_history WHERE version = 2")
+        .await
+        .unwrap();
+    let repaired = Migrator::new(&broken)
+        .repair_with(
+            db.pool(),
+            RepairOptions::default().drop_invalid_indexes(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(repaired.dropped_indexes, invalid_indexes.clone());
+    assert!(repaired.invalid_indexes.is_empty());
+    let report = Migrator::new(&broken).run(db.pool()).await.unwrap();
+    assert_eq!(
+        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [2]
+    );
+    assert_eq!(scalar(&client, valid).await.as_deref(), Some("t"));
+    assert!(Migrator::new(&broken)
+        .verify(db.pool())
+        .await
+        .unwrap()
+        .is_clean());
+}
+
+#[tokio::test]
+async fn a_no_transaction_migration_being_run_is_in_progress_not_dirty() {
+    let db = database().await;
+    let slow: &'static Migrations = Box::leak(Box::new(migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        (
+            "V2__slow.sql",
+            "-- dbprep:no-transaction\nSELECT pg_sleep(3);\nCREATE INDEX CONCURRENTLY ix_a ON a (id);",
+        ),
+    ])));
+    let running = {
+        let pool = db.pool().clone();
+        tokio::spawn(async move { Migrator::new(slow).run(&pool).await })
+    };
+    let client = db.connect().await.unwrap();
+    assert!(
+        eventually(
+            &client,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()",
+            "1",
+            30
+        )
+        .await
+    );
+    let status = Migrator::new(slow).status(db.pool()).await.unwrap();
+    let State::InProgress { holder } = &status.entries[1].state else {
+        panic!("{:?}", status.entries[1].state)
+    };
+    assert!(
+        holder.application_name.starts_with("dbprep migrator"),
+        "{holder}"
+    );
+    assert!(status.entries[1]
+        .state
+        .to_string()
+        .starts_with("in progress (pid "));
+    let report = Migrator::new(slow).verify(db.pool()).await.unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert!(
+        report.notes.iter().any(|n| n.contains("in progress")),
+        "{report}"
+    );
+    // A peer arriving now waits for the lock instead of calling it dirty,
+    // then has nothing to do.
+    let peer = Migrator::new(slow).run(db.pool()).await.unwrap();
+    assert!(peer.applied.is_empty(), "{peer}");
+    assert!(peer.lock.unwrap().tries > 1);
+    let first = running.await.unwrap().unwrap();
+    assert_eq!(
+        first.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+}
+
+#[tokio::test]
 async fn target_stops_there_and_an_unknown_target_runs_nothing() {
     let db = database().await;
     let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
@@ -771,7 +909,11 @@ async fn rows_written_by_hand_still_move_the_digest() {
         .await
         .unwrap();
     assert_eq!(digest_rows(&client).await.as_deref(), Some("6"));
-    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    let error = Migrator::new(&m)
+        .on_unknown(Policy::Error)
+        .run(db.pool())
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains('6'), "{error}");
 }
 

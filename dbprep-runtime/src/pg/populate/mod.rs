@@ -26,6 +26,7 @@ use tokio_postgres::Client;
 
 use super::error::{Error, Result};
 use super::history::HistoryTable;
+use super::lock;
 use super::sql::{ident, literal};
 use crate::model::fixture::{Fixture, FixtureTable, Mode, Row};
 
@@ -225,6 +226,7 @@ pub async fn populate(
     history: &HistoryTable,
     fixture: &Fixture,
     conflict: Option<Conflict>,
+    lock_wait: Duration,
 ) -> Result<PopulateReport> {
     let started = Instant::now();
     let object = pool
@@ -234,6 +236,11 @@ pub async fn populate(
     // A connection of its own, closed afterwards: a failed transaction
     // never returns to the pool.
     let client = Object::take(object);
+    // Under the migration lock: two replicas loading one fixture at once
+    // would both find its tables empty and copy the same rows (a duplicate
+    // key for one of them), and a fixture must not load into a schema a
+    // peer is still migrating.
+    lock::acquire(&client, history.lock_key(), lock_wait).await?;
     // The fixture history is made in a short transaction of its own (a
     // peer making it at the same moment waits for that one, not for the
     // whole fixture), without the "already exists, skipping" notices
@@ -250,7 +257,10 @@ pub async fn populate(
     let result = load(&client, history, fixture, conflict, started).await;
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     client
-        .batch_execute(end)
+        .batch_execute(&format!(
+            "{end};\n{}",
+            lock::release_sql(history.lock_key())
+        ))
         .await
         .map_err(Error::postgres(format!("{end} the fixture")))?;
     let report = result?;
