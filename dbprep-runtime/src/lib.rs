@@ -32,6 +32,8 @@ pub use model::source::{SourceError, SourceErrors};
 #[cfg(feature = "postgres")]
 pub use pg::connect::{connect, ensure_database};
 #[cfg(feature = "postgres")]
+pub use pg::lock::LockMode;
+#[cfg(feature = "postgres")]
 pub use pg::populate::{Conflict, FixtureFailure, Outcome, PopulateReport};
 #[cfg(feature = "postgres")]
 pub use pg::report::{

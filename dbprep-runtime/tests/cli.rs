@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dbprep_runtime::testing::TestDatabase;
+use dbprep_runtime::testing::{Bouncer, TestDatabase, TestServer};
 use serde_json::Value;
 
 const DBPREP: &str = env!("CARGO_BIN_EXE_dbprep");
@@ -15,6 +15,11 @@ fn workspace() -> PathBuf {
 
 /// `dbprep` on the demo folders, pointed at `db` by the libpq variables.
 fn dbprep(db: &TestDatabase, args: &[&str]) -> Output {
+    dbprep_with(db, args, &[])
+}
+
+/// [`dbprep`] with more environment variables (set last, so they win).
+fn dbprep_with(db: &TestDatabase, args: &[&str], env: &[(&str, String)]) -> Output {
     let config = db.config();
     let mut command = Command::new(DBPREP);
     command
@@ -37,6 +42,7 @@ fn dbprep(db: &TestDatabase, args: &[&str]) -> Output {
     if let Some(password) = config.get_password() {
         command.env("PGPASSWORD", String::from_utf8_lossy(password).into_owned());
     }
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     command.output().expect("run dbprep")
 }
 
@@ -526,4 +532,37 @@ async fn invalid_indexes_in_status_and_verify_and_repair_drops_them() {
     );
     let status = json(&dbprep(&db, &["status", "--json"]));
     assert_eq!(status["invalid_indexes"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn upgrade_through_pgbouncer_in_transaction_mode() {
+    let db = database().await;
+    let bad = dbprep(&db, &["--lock-mode", "pooled", "status"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr).into_owned();
+    assert!(stderr.contains("unknown lock mode \"pooled\""), "{stderr}");
+    let TestServer::Cluster(_) = TestServer::get().unwrap() else {
+        return; // PgBouncer is set up for the throwaway cluster only.
+    };
+    let bouncer = Bouncer::shared().unwrap_or_else(|e| panic!("{e}"));
+    let through = [
+        ("PGPORT", bouncer.port().to_string()),
+        ("DBPREP_LOCK_MODE", "transaction".to_owned()),
+    ];
+    let upgrade = dbprep_with(&db, &["upgrade", "--json"], &through);
+    assert_success(&upgrade);
+    assert_eq!(json(&upgrade)["applied"].as_array().unwrap().len(), 5);
+    let populate = dbprep_with(&db, &["fixture", "populate", "example-keypairs"], &through);
+    assert_success(&populate);
+    let status = json(&dbprep_with(&db, &["status", "--json"], &through));
+    assert!(
+        status["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["state"] == "applied"),
+        "{status}"
+    );
+    let verify = dbprep_with(&db, &["verify"], &through);
+    assert_success(&verify);
 }

@@ -653,6 +653,7 @@ impl Bench {
                 &dbprep_runtime::pg::history::HistoryTable::default(),
                 &fixture,
                 None,
+                dbprep_runtime::LockMode::Session,
                 Duration::from_secs(60),
             )
             .await

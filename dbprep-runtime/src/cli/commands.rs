@@ -92,6 +92,7 @@ pub(super) async fn execute(
         Migrator::new(migrations)
             .history_schema(&g.history_schema)
             .lock_wait(Duration::from_secs(g.lock_wait))
+            .lock_mode(g.lock_mode)
             .fixtures(fixtures)
     };
     let database = || -> Result<(Config, Tls, Pool)> {

@@ -67,6 +67,19 @@ struct Global {
     /// How long to wait for another migrator's lock, in seconds.
     #[arg(long, global = true, default_value_t = 60)]
     lock_wait: u64,
+    /// How migrators keep out of each other's way: `session`, a session
+    /// advisory lock (a direct connection, or a pooler in session mode), or
+    /// `transaction`, a lease renewed by each transaction (through a pooler
+    /// in transaction mode, such as PgBouncer's pool_mode = transaction).
+    /// Every migrator of a database must use the same.
+    #[arg(
+        long,
+        global = true,
+        env = "DBPREP_LOCK_MODE",
+        default_value = "session",
+        value_name = "MODE"
+    )]
+    lock_mode: crate::pg::lock::LockMode,
 }
 
 /// What to do.

@@ -77,6 +77,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::error::{Error, MigrationError, Result};
 use super::history::{HistoryTable, DIGEST_DEFERRED};
+use super::lock::{LockMode, MigrationLock};
 use super::sql::{bytea, ident, literal};
 use crate::model::lexer::{line_column, split};
 use crate::model::migration::Migration;
@@ -95,6 +96,9 @@ const WINDOW: usize = 64;
 pub(crate) struct Session<'a> {
     pub client: &'a Client,
     pub history: &'a HistoryTable,
+    /// The lock the run holds; in [`LockMode::Transaction`] every message
+    /// renews its lease and sets nothing beyond its own transaction.
+    pub lock: MigrationLock,
     pub run_id: String,
     /// What the session calls itself while it holds the lock (a waiting
     /// peer names the holder with it).
@@ -126,6 +130,12 @@ pub(crate) struct Session<'a> {
 pub type Progress = dyn Fn(usize, usize) + Send + Sync;
 
 impl Session<'_> {
+    /// Whether the connection may go through a pooler in transaction mode:
+    /// no session state may be relied on from one transaction to the next.
+    fn pooled(&self) -> bool {
+        self.lock.mode() == LockMode::Transaction
+    }
+
     /// One more migration is done.
     pub(crate) fn advance(&self) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -154,20 +164,23 @@ impl Session<'_> {
     /// its setting, where a `set_config` call is planned, executed and its
     /// result sent back. Six settings cost 21 µs as statements, 33 µs as one
     /// `SELECT`, and every message has them.
-    fn restore_statements(&self, search_path: bool) -> String {
+    ///
+    /// With `local`, for the transaction alone.
+    fn restore_statements(&self, search_path: bool, local: bool) -> String {
         let mut sql = format!(
             // The session authorization before the role: setting it resets
             // the role.
-            "SET application_name = {};\nSET SESSION AUTHORIZATION {};\nSET ROLE {};\n",
+            "SET {scope}application_name = {};\nSET {scope}SESSION AUTHORIZATION {};\nSET {scope}ROLE {};\n",
             literal(&self.application_name),
             literal(&self.session_user),
             literal(&self.role),
+            scope = scope(local),
         );
         if search_path {
             // `SET search_path = '…'` would take the whole list for one
             // schema name: `set_config` takes the setting's text as it is.
             sql.push_str(&format!(
-                "SELECT pg_catalog.set_config('search_path', {}, false);\n",
+                "SELECT pg_catalog.set_config('search_path', {}, {local});\n",
                 literal(&self.search_path)
             ));
         }
@@ -175,8 +188,36 @@ impl Session<'_> {
     }
 
     /// `RESET ALL` and the statements that put the run's session back.
+    /// Through a pooler in transaction mode there is no session to put
+    /// back: `RESET ALL` alone, so that nothing a migration set stays on
+    /// the server connection for its next client.
     pub(crate) fn restore_session(&self) -> String {
-        format!("RESET ALL;\n{}", self.restore_statements(true))
+        if self.pooled() {
+            return "RESET ALL;\n".to_owned();
+        }
+        format!("RESET ALL;\n{}", self.restore_statements(true, false))
+    }
+
+    /// dbprep's own statements `body`, run as the run's session: in
+    /// session mode after putting the session back with dbprep's own
+    /// settings; through a pooler in transaction mode, in a transaction of
+    /// their own that sets them locally and renews the lease.
+    fn own_statements(&self, body: &str) -> String {
+        if self.pooled() {
+            format!(
+                "{tag}RESET ALL;\nBEGIN;\n{restore}{own}{renew}{body}COMMIT;",
+                tag = self.lock.tag(),
+                restore = self.restore_statements(false, true),
+                own = self.own_settings(true),
+                renew = self.lock.renew_sql(),
+            )
+        } else {
+            format!(
+                "{restore}{own}{body}",
+                restore = self.restore_session(),
+                own = self.own_settings(false),
+            )
+        }
     }
 
     /// Settings for one migration's transaction. The history insert leaves
@@ -231,14 +272,17 @@ impl Session<'_> {
     }
 
     /// The history row of a no-transaction migration, written before it
-    /// runs: `success = false` until it ends.
+    /// runs: `success = false` until it ends. Its `run_id` is `NULL`, which
+    /// the table refuses, when the run no longer holds the lock.
     fn insert_dirty_row(&self, m: &Migration, rank: i32) -> String {
         format!(
             "INSERT INTO {t} (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id)\n\
-             VALUES ({values}, pg_catalog.clock_timestamp(), 0, {by}, false, NULL, {run_id});\n",
+             VALUES ({values}, pg_catalog.clock_timestamp(), 0, {by}, false, NULL, \
+             CASE WHEN {held} THEN {run_id} END);\n",
             t = self.history.qualified(),
             values = Self::identity_values(m, rank),
             by = literal(&self.applied_by),
+            held = self.lock.held_condition(),
             run_id = literal(&self.run_id),
         )
     }
@@ -270,7 +314,7 @@ impl Session<'_> {
              VALUES ($1, $2, $3, $4, $5, pg_catalog.now(), 0, {by}, true, $6, \
              CASE WHEN COALESCE(pg_catalog.current_setting('{APPLIED}', true), '') \
              OPERATOR(pg_catalog.=) COALESCE(CAST($6 AS pg_catalog.text), '') THEN {run_id} END);",
-            restore = self.restore_statements(true),
+            restore = self.restore_statements(true, false),
             name = self.record_statement(),
             t = self.history.qualified(),
             by = literal(&self.applied_by),
@@ -283,12 +327,19 @@ impl Session<'_> {
     /// synchronously, which makes every migration committed asynchronously
     /// before it durable.
     fn close_batch_sql(&self, timed_by_replies: &[Done], failed: bool) -> String {
-        let mut sql = format!("DEALLOCATE {};\n", self.record_statement());
+        let mut sql = if self.pooled() {
+            String::new()
+        } else {
+            format!("DEALLOCATE {};\n", self.record_statement())
+        };
         if timed_by_replies.is_empty() && !failed {
             return sql;
         }
         sql.push_str(&self.restore_session());
         sql.push_str("BEGIN;\n");
+        if self.pooled() {
+            sql.push_str(&self.restore_statements(false, true));
+        }
         // As dbprep's own statements after a migration, and as the
         // migrations' transactions: the digest left to the end of the run,
         // the commit asynchronous unless it must make the batch durable.
@@ -314,13 +365,34 @@ impl Session<'_> {
         sql
     }
 
-    /// The `EXECUTE` of the prepared history insert for `m`.
+    /// The history insert for `m`: the `EXECUTE` of the prepared one; or,
+    /// through a pooler in transaction mode (no prepared statement, no
+    /// session setting survives there), the insert itself, whose guard is
+    /// the history and the lease: `run_id` is `NULL`, which the table
+    /// refuses, unless the predecessor is recorded and the lease is still
+    /// this run's.
     fn record_history(&self, m: &Migration, rank: i32, previous: Option<i64>) -> String {
+        let previous_sql = previous.map_or("NULL".to_owned(), |v| v.to_string());
+        if !self.pooled() {
+            return format!(
+                "EXECUTE {name}({values}, {previous_sql});\n",
+                name = self.record_statement(),
+                values = Self::identity_values(m, rank),
+            );
+        }
+        let t = self.history.qualified();
+        let predecessor = previous.map_or("true".to_owned(), |v| {
+            format!("EXISTS (SELECT FROM {t} WHERE version = {v})")
+        });
         format!(
-            "EXECUTE {name}({values}, {previous});\n",
-            name = self.record_statement(),
+            "INSERT INTO {t} \
+             (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id) \
+             VALUES ({values}, pg_catalog.now(), 0, {by}, true, {previous_sql}, \
+             CASE WHEN {predecessor} AND {held} THEN {run_id} END);\n",
             values = Self::identity_values(m, rank),
-            previous = previous.map_or("NULL".to_owned(), |v| v.to_string()),
+            by = literal(&self.applied_by),
+            held = self.lock.held_condition(),
+            run_id = literal(&self.run_id),
         )
     }
 
@@ -346,9 +418,11 @@ impl Session<'_> {
         restore_search_path: bool,
     ) -> (String, usize) {
         let mut message = String::with_capacity(m.sql().len() + 1024);
+        message.push_str(&self.lock.tag());
         message.push_str("BEGIN;\n");
-        message.push_str(&self.restore_statements(restore_search_path));
+        message.push_str(&self.restore_statements(restore_search_path, self.pooled()));
         message.push_str(&self.transaction_settings(asynchronous_commit));
+        message.push_str(&self.lock.renew_sql());
         if previous.is_none() {
             // As the run's role, in the first migration's transaction.
             message.push_str(&self.history.digest_in_progress_sql());
@@ -367,10 +441,10 @@ impl Session<'_> {
             message.push_str(&self.record_duration(m));
             message.push_str(&self.history.store_snapshot_sql(self.schema_snapshot));
         }
-        message.push_str(&format!(
-            "COMMIT;\nRESET ALL;\nSET {APPLIED} = '{}';",
-            m.version()
-        ));
+        message.push_str("COMMIT;\nRESET ALL;");
+        if !self.pooled() {
+            message.push_str(&format!("\nSET {APPLIED} = '{}';", m.version()));
+        }
         (message, prefix_chars)
     }
 
@@ -386,18 +460,24 @@ impl Session<'_> {
         pending: &[&Migration],
         first_rank: i32,
     ) -> Result<Vec<Done>, Error> {
-        let answer = self
-            .client
-            .simple_query(&self.prepare_record_sql())
-            .await
-            .map_err(Error::postgres("prepare the history insert"))?;
         // A `set_config` less per migration when the search path the
-        // session goes back to is the caller's (~5 µs of ~95).
-        let default_path = answer.iter().find_map(|message| match message {
-            SimpleQueryMessage::Row(row) => row.get(0),
-            _ => None,
-        });
-        let restore_search_path = default_path != Some(self.search_path.as_str());
+        // session goes back to is the caller's (~5 µs of ~95). Through a
+        // pooler in transaction mode nothing is prepared, and each
+        // transaction sets the search path.
+        let restore_search_path = if self.pooled() {
+            true
+        } else {
+            let answer = self
+                .client
+                .simple_query(&self.prepare_record_sql())
+                .await
+                .map_err(Error::postgres("prepare the history insert"))?;
+            let default_path = answer.iter().find_map(|message| match message {
+                SimpleQueryMessage::Row(row) => row.get(0),
+                _ => None,
+            });
+            default_path != Some(self.search_path.as_str())
+        };
         let (outcome, done) = self
             .apply_prepared(pending, first_rank, restore_search_path)
             .await;
@@ -480,7 +560,7 @@ impl Session<'_> {
         let applied = pending[..failed].iter().map(|m| m.version()).collect();
         let not_applied = pending[failed + 1..].iter().map(|m| m.version()).collect();
         (
-            Err(migration_error(m, error, position, applied, not_applied)),
+            Err(self.explain_guard(migration_error(m, error, position, applied, not_applied))),
             done,
         )
     }
@@ -506,34 +586,44 @@ impl Session<'_> {
     ) -> Result<Done, Error> {
         let started = Instant::now();
         let t = self.history.qualified();
-        let begin = format!(
-            "{restore}{own}{insert}",
-            restore = self.restore_session(),
-            own = self.own_settings(false),
-            insert = self.insert_dirty_row(m, rank),
-        );
-        self.client
-            .simple_query(&begin)
-            .await
-            .map_err(Error::postgres(format!(
-                "record the start of migration {}",
-                m.version()
-            )))?;
-        let session = self.restore_session() + &self.connection_check(false);
-        self.client
-            .simple_query(&session)
-            .await
-            .map_err(Error::postgres("prepare the session"))?;
+        self.run_own(
+            &self.insert_dirty_row(m, rank),
+            format!("record the start of migration {}", m.version()),
+        )
+        .await?;
+        // Through a pooler in transaction mode each statement may run on
+        // another server connection: no session setting would reach it.
+        // Its tag tells a peer that the run is alive while it runs.
+        let tag = self.lock.tag();
+        if !self.pooled() {
+            let session = self.restore_session() + &self.connection_check(false);
+            self.client
+                .simple_query(&session)
+                .await
+                .map_err(Error::postgres("prepare the session"))?;
+        }
         let sql = m.sql();
-        for statement in split(sql).statements {
-            let text = statement.text(sql);
-            if let Err(error) = self.run_message(text).await {
+        for (i, statement) in split(sql).statements.iter().enumerate() {
+            if i > 0 && self.pooled() {
+                self.client
+                    .simple_query(&self.lock.renew_sql())
+                    .await
+                    .map_err(Error::postgres("renew the migration lock"))?;
+            }
+            let text = format!("{tag}{}", statement.text(sql));
+            if let Err(error) = self.run_message(&text).await {
                 let position = error_position(&error)
-                    .and_then(|p| p.checked_sub(1))
+                    .and_then(|p| p.checked_sub(1 + tag.chars().count()))
                     .map(|p| sql[..statement.start].chars().count() + p)
                     .or_else(|| Some(sql[..statement.start].chars().count()))
                     .and_then(|p| position_in_sql(sql, p));
-                return Err(migration_error(m, error, position, Vec::new(), Vec::new()));
+                return Err(self.explain_guard(migration_error(
+                    m,
+                    error,
+                    position,
+                    Vec::new(),
+                    Vec::new(),
+                )));
             }
         }
         let elapsed = started.elapsed();
@@ -549,24 +639,60 @@ impl Session<'_> {
                 m.version()
             )))?;
         let finish = format!(
-            "{restore}{own}UPDATE {t} SET success = true, execution_ms = {ms} WHERE version = {version};",
-            restore = self.restore_session(),
-            own = self.own_settings(false),
+            "UPDATE {t} SET success = true, execution_ms = {ms} WHERE version = {version};\n",
             ms = millis(elapsed),
             version = m.version(),
         );
-        self.client
-            .simple_query(&finish)
-            .await
-            .map_err(Error::postgres(format!(
-                "record the end of migration {}",
-                m.version()
-            )))?;
+        self.run_own(
+            &finish,
+            format!("record the end of migration {}", m.version()),
+        )
+        .await?;
         self.advance();
         Ok(Done {
             version: m.version(),
             elapsed,
         })
+    }
+
+    /// A failure of the history insert's guard (its `run_id` left `NULL`),
+    /// said in words: it means the migration never ran.
+    fn explain_guard(&self, error: Error) -> Error {
+        let Error::Migration(mut failure) = error else {
+            return error;
+        };
+        let guard = failure.code == "23502"
+            && failure
+                .source
+                .as_ref()
+                .and_then(|e| e.as_db_error())
+                .is_some_and(|db| {
+                    db.column() == Some("run_id") && db.table() == Some(&self.history.table)
+                });
+        if guard {
+            failure.position = None;
+            failure.message = "dbprep refused to record it: the migration before it in this batch was not recorded, or this run no longer holds the migration lock (its lease ran out and another migrator took it over, or the lock row was removed)".to_owned();
+            failure.detail = None;
+            failure.hint = Some("nothing of this migration ran; run again to apply it".to_owned());
+        }
+        Error::Migration(failure)
+    }
+
+    /// Run dbprep's own statements `body` as [`own_statements`] writes
+    /// them; after a failure inside their transaction, roll it back, so
+    /// that the run can still release its lock.
+    ///
+    /// [`own_statements`]: Self::own_statements
+    async fn run_own(&self, body: &str, doing: String) -> Result<()> {
+        match self.client.simple_query(&self.own_statements(body)).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                if self.pooled() {
+                    let _ = self.client.simple_query("ROLLBACK").await;
+                }
+                Err(Error::postgres(doing)(error))
+            }
+        }
     }
 }
 

@@ -45,6 +45,17 @@ impl HistoryTable {
         )
     }
 
+    /// The one-row table of the migration lock's lease, in
+    /// [`LockMode::Transaction`](super::lock::LockMode::Transaction):
+    /// which run holds it, and until when.
+    pub fn lease_table(&self) -> String {
+        format!(
+            "{}.{}",
+            ident(&self.schema),
+            ident(&format!("{}_lock", self.table))
+        )
+    }
+
     fn digest_function(&self) -> String {
         format!(
             "{}.{}",
@@ -409,8 +420,8 @@ impl HistoryTable {
     /// The end of a run, in one message: the digest of `rows` (the history
     /// as the run leaves it, read under the lock) written without waiting
     /// for the disk (lost in a crash, it is rebuilt by the next run), then
-    /// the lock released.
-    pub(crate) fn finish_run_sql(&self, rows: &[HistoryRow]) -> String {
+    /// the lock released with `unlock`.
+    pub(crate) fn finish_run_sql(&self, rows: &[HistoryRow], unlock: &str) -> String {
         let digest = HistoryDigest::of_rows(rows);
         format!(
             "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL search_path = pg_catalog;\n\
@@ -419,7 +430,6 @@ impl HistoryTable {
             d = self.digest_table(),
             rows = digest.rows,
             hash = digest.hash,
-            unlock = super::lock::release_sql(self.lock_key()),
         )
     }
 }

@@ -1,9 +1,28 @@
-//! The migration lock: a session-level advisory lock on the run's own
-//! connection, keyed from the history table's name.
+//! The migration lock: only one migrator of a history at a time.
 //!
-//! **A waiter never waits inside a statement.** It polls
-//! `pg_try_advisory_lock`, each try a statement of its own that ends at
-//! once, and sleeps on the client between tries. A statement that blocks
+//! Two ways to hold it, chosen by [`LockMode`]:
+//!
+//! - **Session** (the default): a session-level advisory lock on the run's
+//!   own connection, keyed from the history table's name. The server
+//!   releases it when that connection ends, whatever happened to the
+//!   client.
+//! - **Transaction**, for a connection through a pooler in transaction
+//!   mode (PgBouncer's `pool_mode = transaction`), where consecutive
+//!   transactions may run on different server connections: a session lock
+//!   would stay on whichever server connection took it, and the unlock
+//!   would go to another. The lock is a *lease*, one row in
+//!   `<history>_lock` naming the run and when its lease ends. The run
+//!   renews it in every transaction it commits (each migration's message
+//!   starts by renewing it, and so keeps the row locked until it commits),
+//!   and its history inserts fail unless the row still names it: a run
+//!   that lost its lease cannot record anything. A peer takes over an
+//!   expired lease only when no statement tagged with the holder's run is
+//!   active on the server: a long `CREATE INDEX CONCURRENTLY` runs outside
+//!   any transaction and cannot renew, but is plainly alive.
+//!
+//! **A waiter never waits inside a statement.** It polls, each try a
+//! statement (or a short transaction) of its own that ends at once, and
+//! sleeps on the client between tries. A statement that blocks
 //! (`pg_advisory_lock`, even under `lock_timeout`) holds a snapshot for as
 //! long as it waits, and `CREATE INDEX CONCURRENTLY` in the holder waits
 //! for every snapshot older than its own to go away: the holder waits for
@@ -21,7 +40,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_postgres::Client;
 
 use super::error::{Error, LockHolder, Result};
-use super::sql::{column, rows};
+use super::history::HistoryTable;
+use super::sql::{column, literal, rows};
 
 /// The first sleep between two tries.
 const FIRST_SLEEP: Duration = Duration::from_millis(5);
@@ -30,103 +50,360 @@ const FIRST_SLEEP: Duration = Duration::from_millis(5);
 /// this late at worst.
 const LONGEST_SLEEP: Duration = Duration::from_millis(250);
 
+/// How long a lease lasts without being renewed. A run renews it with
+/// every transaction it commits; a holder that died is replaced this long
+/// after its last one (and once its last statement is over).
+const LEASE: &str = "15 seconds";
+
+/// How long a try waits for the lease row when the holder's migration has
+/// it locked: not long, since that means the lease is alive.
+const LEASE_ROW_WAIT: &str = "100ms";
+
+/// How migrators of one database keep out of each other's way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockMode {
+    /// A session-level advisory lock on the run's connection, released by
+    /// the server when the connection ends. For a direct connection, or a
+    /// pooler in session mode.
+    #[default]
+    Session,
+    /// A lease row renewed by every transaction of the run, and only
+    /// transaction-scoped settings. For a pooler in transaction mode
+    /// (PgBouncer's `pool_mode = transaction`), where session locks and
+    /// session settings do not survive from one transaction to the next.
+    /// Every migrator of a database must use the same mode.
+    Transaction,
+}
+
+impl std::str::FromStr for LockMode {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "session" => Ok(LockMode::Session),
+            "transaction" => Ok(LockMode::Transaction),
+            other => Err(Error::Config(format!(
+                "unknown lock mode {other:?}: `session` (a direct connection, or a pooler in session mode) or `transaction` (a pooler in transaction mode)"
+            ))),
+        }
+    }
+}
+
 /// How a lock was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LockWait {
-    /// How many times `pg_try_advisory_lock` was sent (1: the lock was free).
+    /// How many tries it took (1: the lock was free).
     pub tries: u32,
     /// How long the run waited for it.
     pub waited: Duration,
 }
 
-/// Take the lock, waiting at most `wait`.
-pub(crate) async fn acquire(client: &Client, key: i64, wait: Duration) -> Result<LockWait> {
-    let started = Instant::now();
-    let mut sleep = FIRST_SLEEP;
-    let mut tries = 0;
-    let mut holder = None;
-    let mut jitter = Jitter::new();
-    loop {
-        tries += 1;
-        if try_lock(client, key).await? {
-            let taken = LockWait {
-                tries,
-                waited: started.elapsed(),
-            };
-            if tries > 1 {
-                tracing::info!(
-                    "took the migration lock after {:?} ({tries} tries)",
-                    taken.waited
-                );
-            }
-            return Ok(taken);
+/// The lock of one history, as one run takes it.
+#[derive(Debug, Clone)]
+pub(crate) struct MigrationLock {
+    mode: LockMode,
+    /// The advisory-lock key (session mode).
+    key: i64,
+    /// The lease table, qualified (transaction mode).
+    lease_table: String,
+    /// The schema that holds it, quoted.
+    schema: String,
+    /// The run taking the lock.
+    run_id: String,
+    /// How the run names itself to peers that wait.
+    label: String,
+}
+
+impl MigrationLock {
+    /// The lock of `history`, taken in `mode` by the run `run_id`, which
+    /// calls itself `label` (its `application_name`).
+    pub(crate) fn new(history: &HistoryTable, mode: LockMode, run_id: &str, label: &str) -> Self {
+        MigrationLock {
+            mode,
+            key: history.lock_key(),
+            lease_table: history.lease_table(),
+            schema: super::sql::ident(&history.schema),
+            run_id: run_id.to_owned(),
+            label: label.to_owned(),
         }
-        if tries == 1 {
-            holder = self::holder(client, key).await?;
-            match &holder {
-                Some(h) => {
-                    tracing::info!("waiting up to {wait:?} for the migration lock, held by {h}")
+    }
+
+    /// The mode.
+    pub(crate) fn mode(&self) -> LockMode {
+        self.mode
+    }
+
+    /// Take the lock, waiting at most `wait`.
+    pub(crate) async fn acquire(&self, client: &Client, wait: Duration) -> Result<LockWait> {
+        if self.mode == LockMode::Transaction {
+            self.ensure_lease_table(client).await?;
+        }
+        let started = Instant::now();
+        let mut sleep = FIRST_SLEEP;
+        let mut tries = 0;
+        let mut holder = None;
+        let mut jitter = Jitter::new();
+        loop {
+            tries += 1;
+            if self.try_once(client).await? {
+                let taken = LockWait {
+                    tries,
+                    waited: started.elapsed(),
+                };
+                if tries > 1 {
+                    tracing::info!(
+                        "took the migration lock after {:?} ({tries} tries)",
+                        taken.waited
+                    );
                 }
-                None => tracing::info!("waiting up to {wait:?} for the migration lock"),
+                return Ok(taken);
+            }
+            if tries == 1 {
+                holder = self.holder(client).await?;
+                match &holder {
+                    Some(h) => {
+                        tracing::info!("waiting up to {wait:?} for the migration lock, held by {h}")
+                    }
+                    None => tracing::info!("waiting up to {wait:?} for the migration lock"),
+                }
+            }
+            let left = wait.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                // Name whoever holds it now (the first holder may be gone and
+                // another have taken it), else the one seen first.
+                let now = self.holder(client).await.ok().flatten();
+                return Err(Error::LockTimeout {
+                    waited: started.elapsed(),
+                    holder: now.or(holder),
+                });
+            }
+            tokio::time::sleep(jitter.spread(sleep).min(left)).await;
+            sleep = (sleep * 2).min(LONGEST_SLEEP);
+        }
+    }
+
+    /// One try: whether the lock was free (and is now this run's).
+    async fn try_once(&self, client: &Client) -> Result<bool> {
+        let sql = match self.mode {
+            LockMode::Session => format!("SELECT pg_catalog.pg_try_advisory_lock({})", self.key),
+            LockMode::Transaction => self.take_lease_sql(),
+        };
+        match client.simple_query(&sql).await {
+            Ok(answer) => Ok(rows(answer).first().and_then(|r| column(r, 0)) == Some("t")),
+            // The holder's migration has the lease row locked: it is alive.
+            Err(e) if e.code().is_some_and(|c| c.code() == "55P03") => {
+                client
+                    .simple_query("ROLLBACK")
+                    .await
+                    .map_err(Error::postgres("end a try for the migration lock"))?;
+                Ok(false)
+            }
+            Err(e) => Err(Error::postgres("try the migration lock")(e)),
+        }
+    }
+
+    /// Take the lease when nobody holds it, or its holder's lease ran out
+    /// and no statement of its run is active: one short transaction that
+    /// answers `t` when the lease is now this run's.
+    fn take_lease_sql(&self) -> String {
+        format!(
+            "BEGIN;\nSET LOCAL lock_timeout = '{LEASE_ROW_WAIT}';\n\
+             SET LOCAL client_min_messages = warning;\n\
+             INSERT INTO {l} AS l (only_row, run_id, application_name, backend_pid, since, expires_at) \
+             VALUES (true, {run}, {label}, pg_catalog.pg_backend_pid(), pg_catalog.clock_timestamp(), \
+             pg_catalog.clock_timestamp() + interval '{LEASE}') \
+             ON CONFLICT (only_row) DO UPDATE SET run_id = EXCLUDED.run_id, \
+             application_name = EXCLUDED.application_name, backend_pid = EXCLUDED.backend_pid, \
+             since = EXCLUDED.since, expires_at = EXCLUDED.expires_at \
+             WHERE l.expires_at < pg_catalog.clock_timestamp() AND NOT EXISTS (\
+             SELECT FROM pg_catalog.pg_stat_activity a WHERE a.state = 'active' \
+             AND a.pid <> pg_catalog.pg_backend_pid() \
+             AND pg_catalog.strpos(a.query, 'dbprep run ' || l.run_id || ' ') > 0) \
+             RETURNING true;\nCOMMIT;",
+            l = self.lease_table,
+            run = literal(&self.run_id),
+            label = literal(&self.label),
+        )
+    }
+
+    /// Create the lease table when it is missing. Peers may create it at
+    /// the same moment: the loser's unique violation means it exists.
+    async fn ensure_lease_table(&self, client: &Client) -> Result<()> {
+        let present = client
+            .simple_query(&format!(
+                "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
+                literal(&self.lease_table)
+            ))
+            .await
+            .map_err(Error::postgres("look for the lock table"))?;
+        if rows(present).first().and_then(|r| column(r, 0)) == Some("t") {
+            return Ok(());
+        }
+        let sql = format!(
+            "BEGIN;\nSET LOCAL client_min_messages = warning;\n\
+             CREATE SCHEMA IF NOT EXISTS {schema};\n\
+             CREATE TABLE IF NOT EXISTS {l} (
+    only_row         boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    run_id           text NOT NULL,
+    application_name text NOT NULL,
+    backend_pid      integer NOT NULL,
+    since            timestamptz NOT NULL,
+    expires_at       timestamptz NOT NULL
+);\nCOMMIT;",
+            schema = self.schema,
+            l = self.lease_table,
+        );
+        match client.simple_query(&sql).await {
+            Ok(_) => Ok(()),
+            // Made by a peer in the meantime: a unique violation in the
+            // catalog, or "relation" or "type" already exists.
+            Err(e)
+                if e.code()
+                    .is_some_and(|c| matches!(c.code(), "23505" | "42P07" | "42710")) =>
+            {
+                client
+                    .simple_query("ROLLBACK")
+                    .await
+                    .map_err(Error::postgres("create the lock table"))?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = client.simple_query("ROLLBACK").await;
+                Err(Error::postgres(format!(
+                    "create the lock table {}",
+                    self.lease_table
+                ))(e))
             }
         }
-        let left = wait.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            // Name whoever holds it now (the first holder may be gone and
-            // another have taken it), else the one seen first.
-            let now = self::holder(client, key).await.ok().flatten();
-            return Err(Error::LockTimeout {
-                waited: started.elapsed(),
-                holder: now.or(holder),
-            });
+    }
+
+    /// The statement that releases the lock.
+    pub(crate) fn release_sql(&self) -> String {
+        match self.mode {
+            LockMode::Session => format!("SELECT pg_catalog.pg_advisory_unlock({});", self.key),
+            LockMode::Transaction => format!(
+                "DELETE FROM {} WHERE run_id = {};",
+                self.lease_table,
+                literal(&self.run_id)
+            ),
         }
-        tokio::time::sleep(jitter.spread(sleep).min(left)).await;
-        sleep = (sleep * 2).min(LONGEST_SLEEP);
+    }
+
+    /// Release the lock.
+    pub(crate) async fn release(&self, client: &Client) -> Result<()> {
+        client
+            .simple_query(&self.release_sql())
+            .await
+            .map_err(Error::postgres("release the migration lock"))?;
+        Ok(())
+    }
+
+    /// Transaction mode: the statement, inside a transaction, that renews
+    /// the lease and keeps its row locked until that transaction ends (a
+    /// peer cannot take it over meanwhile). Nothing in session mode.
+    pub(crate) fn renew_sql(&self) -> String {
+        match self.mode {
+            LockMode::Session => String::new(),
+            LockMode::Transaction => format!(
+                "UPDATE {} SET expires_at = pg_catalog.clock_timestamp() + interval '{LEASE}' WHERE run_id = {};\n",
+                self.lease_table,
+                literal(&self.run_id)
+            ),
+        }
+    }
+
+    /// Transaction mode: a condition that holds while the lease is this
+    /// run's, for the history insert's guard. `true` in session mode (the
+    /// session lock cannot be lost while the session lives).
+    pub(crate) fn held_condition(&self) -> String {
+        match self.mode {
+            LockMode::Session => "true".to_owned(),
+            LockMode::Transaction => format!(
+                "EXISTS (SELECT FROM {} WHERE run_id = {})",
+                self.lease_table,
+                literal(&self.run_id)
+            ),
+        }
+    }
+
+    /// A comment that marks a statement as this run's, so that a peer
+    /// sees in `pg_stat_activity` that a holder whose lease ran out is
+    /// still running it (transaction mode; empty in session mode).
+    pub(crate) fn tag(&self) -> String {
+        match self.mode {
+            LockMode::Session => String::new(),
+            LockMode::Transaction => format!("/* dbprep run {} */\n", self.run_id),
+        }
+    }
+
+    /// Who holds the lock.
+    pub(crate) async fn holder(&self, client: &Client) -> Result<Option<LockHolder>> {
+        match self.mode {
+            LockMode::Session => session_holder(client, self.key).await,
+            LockMode::Transaction => lease_holder(client, &self.lease_table).await,
+        }
     }
 }
 
-/// One try: whether the lock was free (and is now this session's).
-async fn try_lock(client: &Client, key: i64) -> Result<bool> {
-    let answer = client
-        .simple_query(&format!("SELECT pg_catalog.pg_try_advisory_lock({key})"))
-        .await
-        .map_err(Error::postgres("try the migration lock"))?;
-    Ok(rows(answer).first().and_then(|r| column(r, 0)) == Some("t"))
+/// Who runs a migration of `history` now, in either mode: the session
+/// holding its advisory lock, else the run holding a live lease.
+pub(crate) async fn holder(client: &Client, history: &HistoryTable) -> Result<Option<LockHolder>> {
+    if let Some(holder) = session_holder(client, history.lock_key()).await? {
+        return Ok(Some(holder));
+    }
+    lease_holder(client, &history.lease_table()).await
 }
 
-/// Release the lock.
-pub(crate) async fn release(client: &Client, key: i64) -> Result<()> {
-    client
-        .simple_query(&release_sql(key))
-        .await
-        .map_err(Error::postgres("release the migration lock"))?;
-    Ok(())
-}
-
-/// The statement that releases the lock.
-pub(crate) fn release_sql(key: i64) -> String {
-    format!("SELECT pg_catalog.pg_advisory_unlock({key});")
-}
-
-/// The session holding the lock, from `pg_locks` and `pg_stat_activity`.
-pub(crate) async fn holder(client: &Client, key: i64) -> Result<Option<LockHolder>> {
+/// The session holding the advisory lock, from `pg_locks` and
+/// `pg_stat_activity`.
+async fn session_holder(client: &Client, key: i64) -> Result<Option<LockHolder>> {
     // A bigint key is stored as classid (high 32 bits), objid (low 32 bits)
-    // and objsubid 1.
+    // and objsubid 1. Advisory locks belong to a database: the same key in
+    // another database is another history's.
     let (high, low) = ((key as u64 >> 32) as u32, key as u64 as u32);
     let sql = format!(
-        "SELECT a.pid, a.application_name, a.query_start FROM pg_catalog.pg_locks l \
-         JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+        "SELECT a.pid, a.application_name, a.query_start::text \
+         FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {high} AND l.objid = {low} AND l.objsubid = 1 \
-         AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())"
+         AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
+         LIMIT 1"
     );
     let answer = client
         .simple_query(&sql)
         .await
-        .map_err(Error::postgres("find the lock holder"))?;
+        .map_err(Error::postgres("look up the lock holder"))?;
     Ok(rows(answer).first().map(|row| LockHolder {
-        pid: column(row, 0)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_default(),
+        pid: column(row, 0).and_then(|p| p.parse().ok()).unwrap_or(0),
+        application_name: column(row, 1).unwrap_or_default().to_owned(),
+        query_start: column(row, 2).map(str::to_owned),
+    }))
+}
+
+/// The run holding a lease that has not run out (or whose statement is
+/// still active), from the lease table if there is one.
+async fn lease_holder(client: &Client, lease_table: &str) -> Result<Option<LockHolder>> {
+    let present = client
+        .simple_query(&format!(
+            "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
+            literal(lease_table)
+        ))
+        .await
+        .map_err(Error::postgres("look for the lock table"))?;
+    if rows(present).first().and_then(|r| column(r, 0)) != Some("t") {
+        return Ok(None);
+    }
+    let sql = format!(
+        "SELECT l.backend_pid, l.application_name, l.since::text FROM {lease_table} AS l \
+         WHERE l.expires_at >= pg_catalog.clock_timestamp() OR EXISTS (\
+         SELECT FROM pg_catalog.pg_stat_activity a WHERE a.state = 'active' \
+         AND pg_catalog.strpos(a.query, 'dbprep run ' || l.run_id || ' ') > 0)"
+    );
+    let answer = client
+        .simple_query(&sql)
+        .await
+        .map_err(Error::postgres("look up the lock holder"))?;
+    Ok(rows(answer).first().map(|row| LockHolder {
+        pid: column(row, 0).and_then(|p| p.parse().ok()).unwrap_or(0),
         application_name: column(row, 1).unwrap_or_default().to_owned(),
         query_start: column(row, 2).map(str::to_owned),
     }))
@@ -170,5 +447,16 @@ mod tests {
         assert!(spread.iter().all(|d| *d <= Duration::from_millis(150)));
         // Not one value: the point is that peers differ.
         assert!(spread.iter().any(|d| *d != spread[0]));
+    }
+
+    #[test]
+    fn lock_modes_parse_and_an_unknown_one_is_named() {
+        assert_eq!("session".parse::<LockMode>().unwrap(), LockMode::Session);
+        assert_eq!(
+            "transaction".parse::<LockMode>().unwrap(),
+            LockMode::Transaction
+        );
+        let error = "pooled".parse::<LockMode>().unwrap_err().to_string();
+        assert!(error.contains("\"pooled\""), "{error}");
     }
 }

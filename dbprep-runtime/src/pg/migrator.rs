@@ -11,13 +11,14 @@ use super::history::{
     inside_transaction_block, session_facts, up_to_date_digests, HistoryDigest, HistoryRow,
     HistoryTable,
 };
+use super::indexes;
+use super::lock::{LockMode, MigrationLock};
 use super::plan::{in_progress, states, Plan, Policies, Policy};
 use super::report::{
     Applied, LockWait, RepairOptions, RepairReport, Report, State, Status, StatusEntry,
 };
 use super::sql::{bytea, literal};
 use super::verify::{self, VerifyReport};
-use super::{indexes, lock};
 use crate::model::fixture::Fixtures;
 use crate::model::migration::{Migration, Migrations};
 
@@ -39,6 +40,7 @@ pub struct Migrator<'m> {
     history: HistoryTable,
     target: Option<i64>,
     lock_wait: Duration,
+    lock_mode: LockMode,
     policies: Policies,
     schema_policy: Policy,
     check_schema: bool,
@@ -91,6 +93,7 @@ impl<'m> Migrator<'m> {
             history: HistoryTable::default(),
             target: None,
             lock_wait: Duration::from_secs(60),
+            lock_mode: LockMode::Session,
             policies: Policies::default(),
             schema_policy: Policy::Error,
             check_schema: false,
@@ -123,6 +126,22 @@ impl<'m> Migrator<'m> {
     /// How long to wait for another migrator's lock before giving up.
     pub fn lock_wait(mut self, wait: Duration) -> Self {
         self.lock_wait = wait;
+        self
+    }
+
+    /// How migrators keep out of each other's way: a session advisory lock
+    /// (the default), or, for connections through a pooler in transaction
+    /// mode (PgBouncer's `pool_mode = transaction`), a lease that every
+    /// transaction of the run renews, with nothing set beyond a
+    /// transaction. Every migrator of one database must use the same mode.
+    ///
+    /// ```
+    /// # use dbprep_runtime::{LockMode, Migrations, Migrator};
+    /// # static MIGRATIONS: Migrations = Migrations::empty();
+    /// let migrator = Migrator::new(&MIGRATIONS).lock_mode(LockMode::Transaction);
+    /// ```
+    pub fn lock_mode(mut self, mode: LockMode) -> Self {
+        self.lock_mode = mode;
         self
     }
 
@@ -404,20 +423,24 @@ impl<'m> Migrator<'m> {
         let rows = match read.await {
             Ok(rows) => rows,
             Err(error) => {
-                let _ = lock::release(client, self.history.lock_key()).await;
+                let _ = session.lock.release(client).await;
                 return Err(error);
             }
         };
-        let end = format!(
-            "{}\nSELECT pg_catalog.set_config('application_name', {}, false);",
-            self.history.finish_run_sql(&rows),
-            literal(&session.caller_application_name)
-        );
+        let mut end = self
+            .history
+            .finish_run_sql(&rows, &session.lock.release_sql());
+        if session.lock.mode() == LockMode::Session {
+            end.push_str(&format!(
+                "\nSELECT pg_catalog.set_config('application_name', {}, false);",
+                literal(&session.caller_application_name)
+            ));
+        }
         if let Err(error) = client.batch_execute(&end).await {
             // The digest stays "in progress" (the next run writes it); the
             // lock must not outlive the run.
             let _ = client.batch_execute("ROLLBACK").await;
-            let _ = lock::release(client, self.history.lock_key()).await;
+            let _ = session.lock.release(client).await;
             return Err(Error::postgres("write the history digest")(error));
         }
         Ok(rows)
@@ -447,18 +470,28 @@ impl<'m> Migrator<'m> {
             .unwrap_or_default()
             .as_secs();
         let application_name = format!("dbprep migrator {run_id} since {since}");
-        client
-            .simple_query(&format!(
-                "SELECT pg_catalog.set_config('application_name', {}, false)",
-                literal(&application_name)
-            ))
-            .await
-            .map_err(Error::postgres("name the session"))?;
-        let lock = lock::acquire(client, self.history.lock_key(), self.lock_wait).await?;
-        self.ensure_tables(client).await?;
+        // Through a pooler in transaction mode a session setting would stay
+        // on a server connection that serves others next: the lease names
+        // the run instead.
+        if self.lock_mode == LockMode::Session {
+            client
+                .simple_query(&format!(
+                    "SELECT pg_catalog.set_config('application_name', {}, false)",
+                    literal(&application_name)
+                ))
+                .await
+                .map_err(Error::postgres("name the session"))?;
+        }
+        let lock = MigrationLock::new(&self.history, self.lock_mode, &run_id, &application_name);
+        let wait = lock.acquire(client, self.lock_wait).await?;
+        if let Err(error) = self.ensure_tables(client).await {
+            let _ = lock.release(client).await;
+            return Err(error);
+        }
         let session = Session {
             client,
             history: &self.history,
+            lock,
             run_id,
             application_name,
             caller_application_name: facts.application_name.clone(),
@@ -472,7 +505,7 @@ impl<'m> Migrator<'m> {
             done: Default::default(),
             total: Default::default(),
         };
-        Ok((session, lock))
+        Ok((session, wait))
     }
 
     /// Under the lock: create the history table and its digest if missing
@@ -659,7 +692,7 @@ impl<'m> Migrator<'m> {
             .await
             .map_err(Error::postgres("stamp the history"))?;
         migrator.store_snapshot(&session).await?;
-        lock::release(&client, migrator.history.lock_key()).await?;
+        session.lock.release(&client).await?;
         let applied = plan
             .pending
             .iter()
@@ -708,7 +741,7 @@ impl<'m> Migrator<'m> {
         if !self.history.exists(&client).await? {
             return Ok(RepairReport::default());
         }
-        let _session = self.locked_session(&client).await?;
+        let (session, _) = self.locked_session(&client).await?;
         let mut report = RepairReport::default();
         let invalid = indexes::invalid(&client).await?;
         if options.drop_invalid_indexes {
@@ -747,7 +780,7 @@ impl<'m> Migrator<'m> {
             .batch_execute(&sql)
             .await
             .map_err(Error::postgres("repair the history"))?;
-        lock::release(&client, self.history.lock_key()).await?;
+        session.lock.release(&client).await?;
         Ok(report)
     }
 
@@ -792,7 +825,15 @@ impl<'m> Migrator<'m> {
         fixture: &crate::model::fixture::Fixture,
         conflict: Option<super::populate::Conflict>,
     ) -> Result<super::populate::PopulateReport> {
-        super::populate::populate(pool, &self.history, fixture, conflict, self.lock_wait).await
+        super::populate::populate(
+            pool,
+            &self.history,
+            fixture,
+            conflict,
+            self.lock_mode,
+            self.lock_wait,
+        )
+        .await
     }
 
     /// The history rows, in version order (empty when the table is missing).
@@ -823,7 +864,9 @@ fn pool_error(error: deadpool_postgres::PoolError) -> Error {
     }
 }
 
-fn run_id() -> String {
+/// A name for one run, unique enough among the runs of a database: its
+/// start in nanoseconds and the process id.
+pub(crate) fn run_id() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

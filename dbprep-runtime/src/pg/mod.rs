@@ -7,7 +7,7 @@ pub mod connect;
 pub mod error;
 pub mod history;
 mod indexes;
-mod lock;
+pub mod lock;
 mod migrator;
 mod plan;
 pub mod populate;

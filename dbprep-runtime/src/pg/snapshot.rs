@@ -58,6 +58,7 @@ impl HistoryTable {
             self.digest_table(),
             self.snapshot_table(),
             self.fixture_table(),
+            self.lease_table(),
         ];
         let regclasses: Vec<String> = names
             .iter()

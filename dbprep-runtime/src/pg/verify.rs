@@ -150,7 +150,7 @@ pub(crate) async fn running_holder(
     if rows.iter().all(|r| r.success) {
         return Ok(None);
     }
-    lock::holder(client, history.lock_key()).await
+    lock::holder(client, history).await
 }
 
 /// The one row of `select`, run with `search_path = pg_catalog` (the

@@ -21,6 +21,9 @@ pub enum ClusterError {
     /// No `initdb` on `PATH` or under `/usr/lib/postgresql/*/bin`.
     #[error("PostgreSQL server binaries not found (no initdb on PATH or under /usr/lib/postgresql/*/bin): install them (Debian: apt-get install postgresql) or set DATABASE_URL to a server")]
     BinariesNotFound,
+    /// No `pgbouncer` on `PATH` or in `/usr/sbin`.
+    #[error("PgBouncer not found (no pgbouncer on PATH or in /usr/sbin): install it (Debian: apt-get install pgbouncer)")]
+    PgBouncerNotFound,
     /// Running as root without a `postgres` user to run the server as.
     #[error("running as root, and PostgreSQL refuses to run as root, but there is no `postgres` user to run it as: create one (useradd postgres) or run as another user")]
     NoPostgresUser,
@@ -52,7 +55,7 @@ pub enum ClusterError {
     },
 }
 
-fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
+pub(super) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
     let what = what.into();
     move |source| ClusterError::Io { what, source }
 }
@@ -250,12 +253,13 @@ fn find_bin_dir() -> Option<PathBuf> {
 
 /// Who runs the server: this process's user, or `postgres` when this
 /// process is root (PostgreSQL refuses to run as root).
-struct ServerUser {
+#[derive(Debug)]
+pub(super) struct ServerUser {
     ids: Option<(u32, u32)>,
 }
 
 impl ServerUser {
-    fn current() -> Result<Self, ClusterError> {
+    pub(super) fn current() -> Result<Self, ClusterError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Ok(ServerUser { ids: None });
@@ -272,7 +276,7 @@ impl ServerUser {
         Ok(ServerUser { ids: Some(ids) })
     }
 
-    fn give(&self, dir: &Path) -> Result<(), ClusterError> {
+    pub(super) fn give(&self, dir: &Path) -> Result<(), ClusterError> {
         if let Some((uid, gid)) = self.ids {
             std::os::unix::fs::chown(dir, Some(uid), Some(gid))
                 .map_err(io(format!("chown {}", dir.display())))?;
@@ -280,7 +284,7 @@ impl ServerUser {
         Ok(())
     }
 
-    fn command(&self, program: PathBuf) -> Command {
+    pub(super) fn command(&self, program: PathBuf) -> Command {
         let mut command = Command::new(program);
         if let Some((uid, gid)) = self.ids {
             command.uid(uid).gid(gid).env("HOME", "/tmp");
@@ -321,7 +325,7 @@ fn run_tool(tool: &'static str, mut command: Command) -> Result<(), ClusterError
     Ok(())
 }
 
-fn free_port() -> Result<u16, ClusterError> {
+pub(super) fn free_port() -> Result<u16, ClusterError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("find a free port"))?;
     listener
         .local_addr()
@@ -411,12 +415,13 @@ fn wait_ready(mut child: Child, data: &Path, port: u16, log: &Path) -> Result<()
 /// A shell that outlives this process just long enough to stop the server
 /// and remove its directory once this process closes its pipe (on drop, on
 /// exit, or when killed).
-struct Reaper {
-    stdin: ChildStdin,
+#[derive(Debug)]
+pub(super) struct Reaper {
+    pub(super) stdin: ChildStdin,
 }
 
 impl Reaper {
-    fn spawn(dir: &Path) -> Result<Self, ClusterError> {
+    pub(super) fn spawn(dir: &Path) -> Result<Self, ClusterError> {
         // Each line read is a server pid to stop at the end.
         let script = r#"
             trap '' INT HUP TERM
@@ -445,7 +450,7 @@ impl Reaper {
         Ok(Reaper { stdin })
     }
 
-    fn watch(&mut self, pid: u32) -> Result<(), ClusterError> {
+    pub(super) fn watch(&mut self, pid: u32) -> Result<(), ClusterError> {
         writeln!(self.stdin, "{pid}").map_err(io("talk to the cluster's reaper"))
     }
 }

@@ -5,10 +5,13 @@
 //! per test binary, started from the system's PostgreSQL binaries on first
 //! use (as the `postgres` user when the tests run as root) and removed when
 //! the process ends. With `DATABASE_URL` set, the databases are made on
-//! that server instead.
+//! that server instead. [`Bouncer`] puts a throwaway PgBouncer in front of
+//! the cluster.
 
+mod bouncer;
 mod cluster;
 mod database;
 
+pub use bouncer::{Bouncer, PoolMode};
 pub use cluster::{Cluster, ClusterError};
 pub use database::{pool, TestDatabase, TestServer, TestingError};

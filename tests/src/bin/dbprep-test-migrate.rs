@@ -1,6 +1,7 @@
 //! A migrator in a process of its own, for the tests that kill it or start
-//! many at once: `dbprep-test-migrate <migrations folder>`, connecting as
-//! the libpq variables say.
+//! many at once: `dbprep-test-migrate <migrations folder> [session |
+//! transaction]` (the lock mode, `session` by default), connecting as the
+//! libpq variables say.
 //!
 //! With `DBPREP_TEST_BARRIER` set, it first reads its standard input to the
 //! end: a test starts every process, then closes their inputs together, so
@@ -12,14 +13,22 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use dbprep_runtime::{Migrations, Migrator};
+use dbprep_runtime::{LockMode, Migrations, Migrator};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let Some(folder) = std::env::args().nth(1) else {
-        eprintln!("usage: dbprep-test-migrate <migrations folder>");
+        eprintln!("usage: dbprep-test-migrate <migrations folder> [session | transaction]");
         return ExitCode::from(2);
+    };
+    let mode = match std::env::args().nth(2).map(|m| m.parse::<LockMode>()) {
+        None => LockMode::Session,
+        Some(Ok(mode)) => mode,
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
     };
     if std::env::var_os("DBPREP_TEST_BARRIER").is_some() {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
@@ -38,7 +47,10 @@ async fn main() -> ExitCode {
             .max_size(1)
             .build()
             .map_err(|e| dbprep_runtime::Error::Connect(e.to_string()))?;
-        let report = Migrator::new(&migrations).run(&pool).await?;
+        let report = Migrator::new(&migrations)
+            .lock_mode(mode)
+            .run(&pool)
+            .await?;
         println!("{report}");
         let applied: Vec<String> = report
             .applied

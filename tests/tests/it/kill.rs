@@ -1,14 +1,19 @@
-//! A migrator killed with SIGKILL: the server stops its work, nothing
-//! partial remains, and the next run completes.
+//! Faults in the middle of a run: a migrator killed with SIGKILL (directly
+//! and behind PgBouncer), PgBouncer restarted. The server stops the work,
+//! nothing partial remains, and the next run completes.
 
 use std::process::{Command, Stdio};
 
-use dbprep_runtime::Migrator;
+use dbprep_runtime::testing::{Bouncer, PoolMode, TestServer};
+use dbprep_runtime::{Error, LockMode, Migrations, Migrator};
 
-use crate::support::{database, eventually, exists, libpq_env, migrations, recorded};
+use crate::support::{database, eventually, exists, libpq_env, migrations, recorded, scalar};
 
-const SLEEPING: &str =
-    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()";
+/// Whether a migration of this test's database sleeps (other tests sleep
+/// in theirs; and the server shows only the first kilobyte of a message's
+/// text, which dbprep's own statements may fill).
+const SLEEPING: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE wait_event = 'PgSleep' AND datname = current_database()";
 
 #[tokio::test]
 async fn sigkill_of_the_migrator_stops_its_migration_on_the_server() {
@@ -52,5 +57,143 @@ async fn sigkill_of_the_migrator_stops_its_migration_on_the_server() {
     assert_eq!(
         report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
         [2]
+    );
+}
+
+/// A pool through `bouncer` on `db`'s database.
+fn pool_through(
+    bouncer: &Bouncer,
+    db: &dbprep_runtime::testing::TestDatabase,
+) -> deadpool_postgres::Pool {
+    dbprep_runtime::testing::pool(bouncer.config(db.name()), 2)
+}
+
+/// The transaction-mode PgBouncer, unless the tests run on a `DATABASE_URL`
+/// server.
+fn shared_bouncer() -> Option<&'static Bouncer> {
+    match TestServer::get().unwrap() {
+        TestServer::Cluster(_) => Some(Bouncer::shared().unwrap_or_else(|e| panic!("{e}"))),
+        TestServer::External(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_killed_holder_behind_pgbouncer_keeps_peers_out_until_its_work_is_over() {
+    // Behind a pooler the server never sees the client go: the message it
+    // was running goes on to its COMMIT. The lease keeps peers out while
+    // that statement is active and until the lease runs out; then a peer
+    // takes over and finds the migration recorded once.
+    let Some(bouncer) = shared_bouncer() else {
+        return;
+    };
+    let db = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a (id int);").unwrap();
+    std::fs::write(
+        dir.path().join("V2__slow.sql"),
+        "CREATE TABLE slow (id int);\nSELECT pg_sleep(3);",
+    )
+    .unwrap();
+    let mut env = libpq_env(&db);
+    env.retain(|(name, _)| *name != "PGPORT");
+    env.push(("PGPORT", bouncer.port().to_string()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dbprep-test-migrate"))
+        .arg(dir.path())
+        .arg("transaction")
+        .env_remove("DATABASE_URL")
+        .envs(env)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = db.connect().await.unwrap();
+    assert!(
+        eventually(&client, SLEEPING, "1", 30).await,
+        "the slow migration never started"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let set = Migrations::from_dir(dir.path()).unwrap();
+    let report = Migrator::new(&set)
+        .lock_mode(LockMode::Transaction)
+        .run(&pool_through(bouncer, &db))
+        .await
+        .unwrap();
+    assert!(report.applied.is_empty(), "{report}");
+    assert!(report.lock.unwrap().tries > 1, "the lease was free at once");
+    assert_eq!(recorded(&client).await, [1, 2]);
+    assert_eq!(
+        scalar(&client, "SELECT count(*) FROM dbprep_schema_history_lock")
+            .await
+            .as_deref(),
+        Some("0"),
+        "the lease outlived the run"
+    );
+}
+
+#[tokio::test]
+async fn pgbouncer_restarted_in_the_middle_of_a_run() {
+    let TestServer::Cluster(cluster) = TestServer::get().unwrap() else {
+        return;
+    };
+    // A PgBouncer of its own: restarting it cuts every client.
+    let bouncer = Bouncer::start(cluster, PoolMode::Transaction).unwrap();
+    let db = database().await;
+    let slow: &'static Migrations = Box::leak(Box::new(migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        (
+            "V2__slow.sql",
+            "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);",
+        ),
+        ("V3__c.sql", "CREATE TABLE c (id int);"),
+    ])));
+    let pool = pool_through(&bouncer, &db);
+    let run = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            Migrator::new(slow)
+                .lock_mode(LockMode::Transaction)
+                .run(&pool)
+                .await
+        })
+    };
+    let client = db.connect().await.unwrap();
+    assert!(
+        eventually(&client, SLEEPING, "1", 30).await,
+        "the slow migration never started"
+    );
+    bouncer.restart().unwrap();
+    let error = run.await.unwrap().unwrap_err();
+    let Error::Migration(failure) = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(failure.version, 2, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("whether it committed, the next run reads from the history"),
+        "{error}"
+    );
+    assert!(
+        eventually(&client, SLEEPING, "0", 15).await,
+        "the server still runs the cut migration"
+    );
+    assert!(
+        !exists(&client, "slow").await,
+        "half of migration 2 remains"
+    );
+    assert_eq!(recorded(&client).await, [1]);
+    let fixed = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__slow.sql", "CREATE TABLE slow (id int);"),
+        ("V3__c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let report = Migrator::new(&fixed)
+        .lock_mode(LockMode::Transaction)
+        .run(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [2, 3]
     );
 }

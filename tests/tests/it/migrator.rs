@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use dbprep_runtime::testing::TestDatabase;
 use dbprep_runtime::{
-    Error, Fixture, MigrationError, Migrations, Migrator, Policy, RepairOptions, State,
+    Drift, Error, Fixture, LockMode, MigrationError, Migrations, Migrator, Policy, RepairOptions,
+    State,
 };
 
 use crate::support::{
@@ -685,6 +686,107 @@ async fn a_no_transaction_migration_being_run_is_in_progress_not_dirty() {
     assert_eq!(
         first.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
         [1, 2]
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_lost_its_lease_records_nothing_more() {
+    // Transaction lock mode on a direct connection: the lease row removed
+    // while a no-transaction migration runs (no transaction holds the row
+    // then). The next migration's guard refuses it before its SQL.
+    let db = database().await;
+    let m: &'static Migrations = Box::leak(Box::new(migrations(&[
+        (
+            "V1__slow.sql",
+            "-- dbprep:no-transaction\nSELECT pg_sleep(2);",
+        ),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+    ])));
+    let run = {
+        let pool = db.pool().clone();
+        tokio::spawn(async move {
+            Migrator::new(m)
+                .lock_mode(LockMode::Transaction)
+                .run(&pool)
+                .await
+        })
+    };
+    let client = db.connect().await.unwrap();
+    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()";
+    assert!(eventually(&client, sleeping, "1", 30).await);
+    assert_eq!(
+        scalar(&client, "SELECT count(*) FROM dbprep_schema_history_lock")
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    client
+        .batch_execute("DELETE FROM dbprep_schema_history_lock")
+        .await
+        .unwrap();
+    let error = run.await.unwrap().unwrap_err();
+    let Error::Migration(failure) = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(failure.version, 2, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("this run no longer holds the migration lock")
+            && error.to_string().contains("nothing of this migration ran"),
+        "{error}"
+    );
+    assert_eq!(recorded(&client).await, [1]);
+    assert!(!exists(&client, "b").await);
+    // The next run takes the lease again and applies it.
+    let report = Migrator::new(m)
+        .lock_mode(LockMode::Transaction)
+        .run(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
+        [2]
+    );
+}
+
+#[tokio::test]
+async fn a_migrator_of_another_database_is_not_taken_for_this_ones() {
+    // Advisory locks belong to a database: the same key held in another
+    // database neither blocks this one's run nor makes its dirty row look
+    // in progress.
+    let other = database().await;
+    let key = dbprep_runtime::pg::history::HistoryTable::default().lock_key();
+    let holder = other.connect().await.unwrap();
+    holder
+        .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .unwrap();
+    let db = database().await;
+    let broken = migrations(&[
+        (
+            "V1__a.sql",
+            "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1), (1);",
+        ),
+        (
+            "V2__ix.sql",
+            "-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY ix_a ON a (id);",
+        ),
+    ]);
+    let _ = Migrator::new(&broken)
+        .lock_wait(Duration::from_secs(5))
+        .run(db.pool())
+        .await
+        .unwrap_err();
+    let status = Migrator::new(&broken).status(db.pool()).await.unwrap();
+    assert_eq!(status.entries[1].state, State::Dirty);
+    let report = Migrator::new(&broken).verify(db.pool()).await.unwrap();
+    assert!(
+        matches!(
+            report.errors().next(),
+            Some(Drift::Dirty { version: 2, .. })
+        ),
+        "{report}"
     );
 }
 

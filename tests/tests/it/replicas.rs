@@ -1,12 +1,14 @@
 //! Replicas that start at once: many migrator processes released together
 //! on one database, with a `CREATE INDEX CONCURRENTLY` migration in the
-//! set. None fails, each migration is applied once, no index is left
-//! INVALID.
+//! set, directly and through PgBouncer in transaction mode. None fails,
+//! each migration is applied once, no index is left INVALID.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use dbprep_runtime::testing::TestDatabase;
+use std::sync::OnceLock;
+
+use dbprep_runtime::testing::{Bouncer, PoolMode, TestDatabase, TestServer};
 use dbprep_runtime::Migrator;
 
 use crate::support::{database, libpq_env, scalar};
@@ -56,16 +58,56 @@ struct Outcome {
     output: String,
 }
 
+/// How the processes reach the database.
+#[derive(Clone, Copy)]
+enum Route {
+    /// Straight to the server, with the session lock.
+    Direct,
+    /// Through PgBouncer in this pool mode: in transaction mode with the
+    /// transaction lock mode, in session mode with the session lock.
+    Bouncer(PoolMode),
+}
+
+/// The shared PgBouncer in `mode`, or `None` when the tests run against a
+/// `DATABASE_URL` server (PgBouncer is set up for the throwaway cluster).
+fn bouncer(mode: PoolMode) -> Option<&'static Bouncer> {
+    static SESSION: OnceLock<Bouncer> = OnceLock::new();
+    let TestServer::Cluster(cluster) = TestServer::get().unwrap() else {
+        println!("DATABASE_URL is set: the PgBouncer case needs the throwaway cluster");
+        return None;
+    };
+    Some(match mode {
+        PoolMode::Transaction => Bouncer::shared().unwrap_or_else(|e| panic!("{e}")),
+        PoolMode::Session => SESSION.get_or_init(|| {
+            Bouncer::start(cluster, PoolMode::Session).unwrap_or_else(|e| panic!("{e}"))
+        }),
+    })
+}
+
 /// Start one migrator process per folder, each blocked on its standard
 /// input, then release them all at once and wait for every one.
-fn release_together(db: &TestDatabase, folders: &[&Path]) -> Vec<Outcome> {
+fn release_together(db: &TestDatabase, folders: &[&Path], route: Route) -> Vec<Outcome> {
+    let mut env = libpq_env(db);
+    let mode = match route {
+        Route::Direct => "session",
+        Route::Bouncer(pool_mode) => {
+            let port = bouncer(pool_mode).expect("a PgBouncer").port().to_string();
+            env.retain(|(name, _)| *name != "PGPORT");
+            env.push(("PGPORT", port));
+            match pool_mode {
+                PoolMode::Session => "session",
+                PoolMode::Transaction => "transaction",
+            }
+        }
+    };
     let mut children: Vec<Child> = folders
         .iter()
         .map(|folder| {
             Command::new(env!("CARGO_BIN_EXE_dbprep-test-migrate"))
                 .arg(folder)
+                .arg(mode)
                 .env_remove("DATABASE_URL")
-                .envs(libpq_env(db))
+                .envs(env.clone())
                 .env("DBPREP_TEST_BARRIER", "1")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -152,18 +194,18 @@ async fn assert_all_applied_once(db: &TestDatabase, outcomes: &[Outcome], expect
     );
 }
 
-#[tokio::test]
-async fn thirty_two_processes_on_a_fresh_database() {
+/// 32 processes on a fresh database, three times.
+async fn thirty_two_on_a_fresh_database(route: Route) {
     let set = folder(SET.len(), &[]);
     for _ in 0..3 {
         let db = database().await;
-        let outcomes = release_together(&db, &[set.path(); 32]);
+        let outcomes = release_together(&db, &[set.path(); 32], route);
         assert_all_applied_once(&db, &outcomes, &[1, 2, 3, 4, 5]).await;
     }
 }
 
-#[tokio::test]
-async fn thirty_two_processes_on_a_database_at_half_the_set() {
+/// 32 processes on a database at half the set, three times.
+async fn thirty_two_at_half_the_set(route: Route) {
     let set = folder(SET.len(), &[]);
     let migrations = dbprep_runtime::Migrations::from_dir(set.path()).unwrap();
     for _ in 0..3 {
@@ -174,8 +216,41 @@ async fn thirty_two_processes_on_a_database_at_half_the_set() {
             .await
             .unwrap();
         assert_eq!(report.version, Some(2));
-        let outcomes = release_together(&db, &[set.path(); 32]);
+        let outcomes = release_together(&db, &[set.path(); 32], route);
         assert_all_applied_once(&db, &outcomes, &[3, 4, 5]).await;
+    }
+}
+
+#[tokio::test]
+async fn thirty_two_processes_on_a_fresh_database() {
+    thirty_two_on_a_fresh_database(Route::Direct).await;
+}
+
+#[tokio::test]
+async fn thirty_two_processes_on_a_database_at_half_the_set() {
+    thirty_two_at_half_the_set(Route::Direct).await;
+}
+
+#[tokio::test]
+async fn thirty_two_processes_through_pgbouncer_on_a_fresh_database() {
+    if bouncer(PoolMode::Transaction).is_some() {
+        thirty_two_on_a_fresh_database(Route::Bouncer(PoolMode::Transaction)).await;
+    }
+}
+
+#[tokio::test]
+async fn thirty_two_processes_through_pgbouncer_at_half_the_set() {
+    if bouncer(PoolMode::Transaction).is_some() {
+        thirty_two_at_half_the_set(Route::Bouncer(PoolMode::Transaction)).await;
+    }
+}
+
+#[tokio::test]
+async fn thirty_two_processes_through_pgbouncer_in_session_mode() {
+    // A pooler in session mode keeps the session lock working as it does
+    // on a direct connection.
+    if bouncer(PoolMode::Session).is_some() {
+        thirty_two_on_a_fresh_database(Route::Bouncer(PoolMode::Session)).await;
     }
 }
 
@@ -196,7 +271,7 @@ async fn old_and_new_binaries_started_together_during_a_rolling_deploy() {
         let folders: Vec<&Path> = (0..32)
             .map(|i| if i % 2 == 0 { new.path() } else { old.path() })
             .collect();
-        let outcomes = release_together(&db, &folders);
+        let outcomes = release_together(&db, &folders, Route::Direct);
         let failures: Vec<&str> = outcomes
             .iter()
             .filter(|o| !o.success)

@@ -26,7 +26,7 @@ use tokio_postgres::Client;
 
 use super::error::{Error, Result};
 use super::history::HistoryTable;
-use super::lock;
+use super::lock::{LockMode, MigrationLock};
 use super::sql::{ident, literal};
 use crate::model::fixture::{Fixture, FixtureTable, Mode, Row};
 
@@ -214,7 +214,9 @@ impl HistoryTable {
 /// Load `fixture` in one transaction. Populating the same content again
 /// writes nothing; changed content is loaded again under the conflict
 /// policy (`conflict`, else the fixture's `__mode`: insert skips existing
-/// keys, update updates them).
+/// keys, update updates them). It runs under the migration lock of
+/// `history`, taken in `lock_mode` and waited for at most `lock_wait`, so
+/// that replicas loading one fixture at once load it once.
 ///
 /// # Errors
 ///
@@ -226,6 +228,7 @@ pub async fn populate(
     history: &HistoryTable,
     fixture: &Fixture,
     conflict: Option<Conflict>,
+    lock_mode: LockMode,
     lock_wait: Duration,
 ) -> Result<PopulateReport> {
     let started = Instant::now();
@@ -240,7 +243,14 @@ pub async fn populate(
     // would both find its tables empty and copy the same rows (a duplicate
     // key for one of them), and a fixture must not load into a schema a
     // peer is still migrating.
-    lock::acquire(&client, history.lock_key(), lock_wait).await?;
+    let run_id = super::migrator::run_id();
+    let lock = MigrationLock::new(
+        history,
+        lock_mode,
+        &run_id,
+        &format!("dbprep populate {} {run_id}", fixture.name()),
+    );
+    lock.acquire(&client, lock_wait).await?;
     // The fixture history is made in a short transaction of its own (a
     // peer making it at the same moment waits for that one, not for the
     // whole fixture), without the "already exists, skipping" notices
@@ -249,18 +259,16 @@ pub async fn populate(
     client
         .batch_execute(&format!(
             "BEGIN;\nSET LOCAL client_min_messages = warning;\n{}\nCOMMIT;\n\
-             BEGIN;\nSELECT pg_catalog.set_config('TimeZone', 'UTC', true);",
-            history.create_fixture_table_sql(create_schema)
+             BEGIN;\n{}SELECT pg_catalog.set_config('TimeZone', 'UTC', true);",
+            history.create_fixture_table_sql(create_schema),
+            lock.renew_sql(),
         ))
         .await
         .map_err(Error::postgres("start the fixture transaction"))?;
     let result = load(&client, history, fixture, conflict, started).await;
     let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
     client
-        .batch_execute(&format!(
-            "{end};\n{}",
-            lock::release_sql(history.lock_key())
-        ))
+        .batch_execute(&format!("{end};\n{}", lock.release_sql()))
         .await
         .map_err(Error::postgres(format!("{end} the fixture")))?;
     let report = result?;
