@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dbprep_runtime::testing::{pool, Cluster};
+use dbprep_runtime::testing::{pool, Bouncer, Cluster, PoolMode};
 use dbprep_runtime::{Migrations, Migrator, VerifyReport};
 
 /// One realistic migration of a generated set: tables with constraints and
@@ -383,9 +383,53 @@ fn parse_kib(line: &str) -> u64 {
 }
 
 /// The figures, in the order they run; `--only a,b` picks some of them.
-const FIGURES: [&str; 7] = [
-    "apply", "startup", "noop", "verify", "fixture", "memory", "compile",
+const FIGURES: [&str; 8] = [
+    "apply", "startup", "noop", "verify", "fixture", "memory", "replicas", "compile",
 ];
+
+/// The set of the replicas figure: transactional migrations, a
+/// no-transaction `CREATE INDEX CONCURRENTLY` on a table with rows, and
+/// more after it.
+const REPLICA_SET: [(&str, &str); 5] = [
+    (
+        "V1__accounts.sql",
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, owner text NOT NULL);\n\
+         INSERT INTO accounts SELECT g, 'owner ' || g % 997 FROM generate_series(1, 50000) AS g;",
+    ),
+    (
+        "V2__events.sql",
+        "CREATE TABLE events (id bigint PRIMARY KEY, account_id bigint REFERENCES accounts);",
+    ),
+    (
+        "V3__index_accounts_by_owner.sql",
+        "-- dbprep:no-transaction\n\
+         CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_accounts_owner ON accounts (owner);",
+    ),
+    (
+        "V4__events_at.sql",
+        "ALTER TABLE events ADD COLUMN at timestamptz NOT NULL DEFAULT now();",
+    ),
+    (
+        "V5__recent_events.sql",
+        "CREATE VIEW recent_events AS SELECT * FROM events WHERE at > now() - interval '1 day';",
+    ),
+];
+
+/// The child process of the replicas figure: wait for standard input to
+/// close (the barrier that releases every replica at once), apply a
+/// folder in a lock mode, print how many tries the lock took.
+async fn migrate_after_barrier(folder: &str, mode: &str) {
+    use std::io::Read as _;
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    let migrations = Migrations::from_dir(folder).expect("read the folder");
+    let config = dbprep_runtime::pg::config::from_env().expect("libpq variables");
+    let report = Migrator::new(&migrations)
+        .lock_mode(mode.parse().expect("a lock mode"))
+        .run(&pool(config, 1))
+        .await
+        .expect("apply");
+    println!("tries {}", report.lock.map_or(0, |l| l.tries));
+}
 
 impl Bench {
     /// Fresh apply of N = 10, 100, 1,000 migrations, next to `psql -1 -f`
@@ -683,6 +727,111 @@ impl Bench {
     }
 
     /// Peak memory of a process applying 1,000 migrations of 10 MB in all.
+    /// 32 replicas released together on a fresh database, next to one
+    /// process alone on the same set: the wall time until the last one
+    /// exits, directly (session lock) and through PgBouncer in
+    /// transaction mode (the lease); and the tries of the waiting ones.
+    async fn replicas(&mut self, runs: usize, table: &mut String) {
+        const REPLICAS: usize = 32;
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        for (name, sql) in REPLICA_SET {
+            std::fs::write(dir.path().join(name), sql).expect("write the set");
+        }
+        let bouncer =
+            Bouncer::start(&self.cluster, PoolMode::Transaction).expect("start PgBouncer");
+        let routes = [
+            ("directly", self.cluster.port(), "session"),
+            (
+                "through PgBouncer in transaction mode",
+                bouncer.port(),
+                "transaction",
+            ),
+        ];
+        for (route, port, mode) in routes {
+            let mut pairs = Pairs::default();
+            let mut tries = Vec::new();
+            for run in 0..runs {
+                let (one_db, many_db) = (self.fresh_database().await, self.fresh_database().await);
+                let alone_first = run % 2 == 0;
+                let mut alone = Duration::ZERO;
+                if alone_first {
+                    alone = self.release(&one_db, port, dir.path(), mode, 1).0;
+                }
+                let (together, run_tries) =
+                    self.release(&many_db, port, dir.path(), mode, REPLICAS);
+                if !alone_first {
+                    alone = self.release(&one_db, port, dir.path(), mode, 1).0;
+                }
+                tries.extend(run_tries.into_iter().filter(|t| *t > 1));
+                pairs.push(together, alone);
+            }
+            pairs.report(
+                table,
+                &format!("{REPLICAS} processes started together {route} on a fresh database, 5 migrations with a `CREATE INDEX CONCURRENTLY` (until the last exits)"),
+                "one process alone",
+                "0 failures",
+            );
+            tries.sort();
+            let (median, max) = (tries[tries.len() / 2], tries[tries.len() - 1]);
+            println!(
+                "{route}: a waiting process tried the lock {median} times (median; at most {max})"
+            );
+            writeln!(
+                table,
+                "| what a waiting process sends {route}: per try one `pg_try_advisory_lock` (or one short lease transaction) and, from the second on, one read of the history digest; one holder lookup | {median} tries (median; at most {max}) | — | — | — |"
+            )
+            .ok();
+        }
+    }
+
+    /// Start `count` replica processes on `database` through `port`, each
+    /// blocked on its input, release them together and wait for every
+    /// one: the wall time, and each process's lock tries.
+    fn release(
+        &self,
+        database: &str,
+        port: u16,
+        dir: &Path,
+        mode: &str,
+        count: usize,
+    ) -> (Duration, Vec<u32>) {
+        let mut children: Vec<_> = (0..count)
+            .map(|_| {
+                Command::new(std::env::current_exe().expect("own path"))
+                    .arg("--replica")
+                    .arg(dir)
+                    .arg(mode)
+                    .env_remove("DATABASE_URL")
+                    .env("PGHOST", "127.0.0.1")
+                    .env("PGPORT", port.to_string())
+                    .env("PGUSER", "postgres")
+                    .env("PGDATABASE", database)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("start a replica")
+            })
+            .collect();
+        // Every process is started and connected to nothing yet.
+        std::thread::sleep(Duration::from_millis(200));
+        let inputs: Vec<_> = children.iter_mut().map(|c| c.stdin.take()).collect();
+        let started = Instant::now();
+        drop(inputs);
+        let tries = children
+            .into_iter()
+            .map(|child| {
+                let output = child.wait_with_output().expect("wait for a replica");
+                assert!(output.status.success(), "a replica failed");
+                String::from_utf8_lossy(&output.stdout)
+                    .trim()
+                    .strip_prefix("tries ")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect();
+        (started.elapsed(), tries)
+    }
+
     async fn memory(&mut self, table: &mut String) {
         let payload = "x".repeat(10_000);
         let (dir, _file, bytes) = generate(1000, |i| {
@@ -714,6 +863,9 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--apply-dir") {
         return apply_dir_and_report_memory(&args[2]).await;
+    }
+    if args.get(1).map(String::as_str) == Some("--replica") {
+        return migrate_after_barrier(&args[2], &args[3]).await;
     }
     let value = |flag: &str| {
         args.iter()
@@ -765,6 +917,7 @@ async fn main() {
             "verify" => bench.verify(runs, &mut table).await,
             "fixture" => bench.fixture(runs, &mut table).await,
             "memory" => bench.memory(&mut table).await,
+            "replicas" => bench.replicas(runs, &mut table).await,
             _ => compile_time(&mut table, runs),
         }
     }

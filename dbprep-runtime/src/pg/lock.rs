@@ -33,14 +33,18 @@
 //!
 //! The sleeps grow from a few milliseconds to a bounded ceiling, with
 //! jitter so that replicas started together do not try in step, and never
-//! run past the configured wait.
+//! run past the configured wait. A run that waits also looks, between
+//! tries, whether the holder has done its work for it (the history's digest
+//! is one the run would leave): then it ends without ever taking the lock,
+//! and replicas that arrive together do not each hold it in turn only to
+//! find nothing to do.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::Client;
 
 use super::error::{Error, LockHolder, Result};
-use super::history::HistoryTable;
+use super::history::{HistoryDigest, HistoryTable};
 use super::sql::{column, literal, rows};
 
 /// The first sleep between two tries.
@@ -48,7 +52,7 @@ const FIRST_SLEEP: Duration = Duration::from_millis(5);
 
 /// The longest sleep between two tries: a waiter notices a released lock
 /// this late at worst.
-const LONGEST_SLEEP: Duration = Duration::from_millis(250);
+const LONGEST_SLEEP: Duration = Duration::from_millis(100);
 
 /// How long a lease lasts without being renewed. A run renews it with
 /// every transaction it commits; a holder that died is replaced this long
@@ -89,13 +93,16 @@ impl std::str::FromStr for LockMode {
     }
 }
 
-/// How a lock was taken.
+/// How a run waited for the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LockWait {
-    /// How many tries it took (1: the lock was free).
+    /// How many times it tried the lock (1: the lock was free).
     pub tries: u32,
-    /// How long the run waited for it.
+    /// How long the run waited.
     pub waited: Duration,
+    /// Whether the run ended its wait because the holder had applied what
+    /// it came to apply: it never took the lock.
+    pub done_by_peer: bool,
 }
 
 /// The lock of one history, as one run takes it.
@@ -108,6 +115,8 @@ pub(crate) struct MigrationLock {
     lease_table: String,
     /// The schema that holds it, quoted.
     schema: String,
+    /// The history it guards.
+    history: HistoryTable,
     /// The run taking the lock.
     run_id: String,
     /// How the run names itself to peers that wait.
@@ -123,6 +132,7 @@ impl MigrationLock {
             key: history.lock_key(),
             lease_table: history.lease_table(),
             schema: super::sql::ident(&history.schema),
+            history: history.clone(),
             run_id: run_id.to_owned(),
             label: label.to_owned(),
         }
@@ -135,6 +145,18 @@ impl MigrationLock {
 
     /// Take the lock, waiting at most `wait`.
     pub(crate) async fn acquire(&self, client: &Client, wait: Duration) -> Result<LockWait> {
+        self.acquire_unless_done(client, wait, &[]).await
+    }
+
+    /// Take the lock, waiting at most `wait`, unless the history's digest
+    /// becomes one of `done` while the run waits: a peer applied what the
+    /// run came to apply ([`LockWait::done_by_peer`], the lock not taken).
+    pub(crate) async fn acquire_unless_done(
+        &self,
+        client: &Client,
+        wait: Duration,
+        done: &[HistoryDigest],
+    ) -> Result<LockWait> {
         if self.mode == LockMode::Transaction {
             self.ensure_lease_table(client).await?;
         }
@@ -144,11 +166,30 @@ impl MigrationLock {
         let mut holder = None;
         let mut jitter = Jitter::new();
         loop {
+            if tries > 0
+                && !done.is_empty()
+                && self
+                    .history
+                    .digest(client)
+                    .await?
+                    .is_some_and(|d| done.contains(&d))
+            {
+                tracing::info!(
+                    "another migrator applied the migrations while this run waited ({:?})",
+                    started.elapsed()
+                );
+                return Ok(LockWait {
+                    tries,
+                    waited: started.elapsed(),
+                    done_by_peer: true,
+                });
+            }
             tries += 1;
             if self.try_once(client).await? {
                 let taken = LockWait {
                     tries,
                     waited: started.elapsed(),
+                    done_by_peer: false,
                 };
                 if tries > 1 {
                     tracing::info!(

@@ -327,7 +327,10 @@ impl<'m> Migrator<'m> {
         let guard = CancelOnDrop(Some(client.cancel_token()));
         let step = Instant::now();
         let locked = async {
-            let (session, lock) = self.locked_session(client).await?;
+            let (session, lock) = match self.take_turn(client, &expected).await? {
+                Turn::Ours(session, lock) => (session, lock),
+                Turn::DoneByPeer(lock) => return Ok(Err(lock)),
+            };
             tracing::info!(
                 "took the migration lock and checked the history tables ({:?})",
                 step.elapsed()
@@ -338,14 +341,24 @@ impl<'m> Migrator<'m> {
             // connection would release the lock too, but only once the
             // server notices.
             let finished = self.finish(&session).await;
-            Ok::<_, Error>((result, finished, lock))
+            Ok::<_, Error>(Ok((result, finished, lock)))
         }
         .await;
         // Over, failed or not: only a future dropped mid-way cancels; an
         // error returned early must not cancel the caller's next query on
         // this connection.
         guard.disarm();
-        let (result, finished, lock) = locked?;
+        let (result, finished, lock) = match locked? {
+            Ok(locked) => locked,
+            Err(lock) => {
+                return Ok(Report {
+                    applied: Vec::new(),
+                    version: self.target.or(self.migrations.head()),
+                    elapsed: started.elapsed(),
+                    lock: Some(lock),
+                })
+            }
+        };
         let done = result?;
         let rows = finished?;
         let applied = done
@@ -460,6 +473,21 @@ impl<'m> Migrator<'m> {
     /// that a waiting peer can say who holds it) and make sure the history
     /// table exists.
     async fn locked_session<'c>(&'c self, client: &'c Client) -> Result<(Session<'c>, LockWait)> {
+        match self.take_turn(client, &[]).await? {
+            Turn::Ours(session, lock) => Ok((*session, lock)),
+            Turn::DoneByPeer(_) => {
+                unreachable!("a wait with no digest to look for ends with the lock")
+            }
+        }
+    }
+
+    /// [`locked_session`](Self::locked_session), unless the history
+    /// reaches one of the digests `done` while the run waits for the lock.
+    async fn take_turn<'c>(
+        &'c self,
+        client: &'c Client,
+        done: &[HistoryDigest],
+    ) -> Result<Turn<'c>> {
         let facts = session_facts(client).await?;
         if !facts.outside_transaction {
             return Err(inside_transaction_block());
@@ -483,7 +511,21 @@ impl<'m> Migrator<'m> {
                 .map_err(Error::postgres("name the session"))?;
         }
         let lock = MigrationLock::new(&self.history, self.lock_mode, &run_id, &application_name);
-        let wait = lock.acquire(client, self.lock_wait).await?;
+        let wait = lock
+            .acquire_unless_done(client, self.lock_wait, done)
+            .await?;
+        if wait.done_by_peer {
+            if self.lock_mode == LockMode::Session {
+                client
+                    .simple_query(&format!(
+                        "SELECT pg_catalog.set_config('application_name', {}, false)",
+                        literal(&facts.application_name)
+                    ))
+                    .await
+                    .map_err(Error::postgres("name the session"))?;
+            }
+            return Ok(Turn::DoneByPeer(wait));
+        }
         if let Err(error) = self.ensure_tables(client).await {
             let _ = lock.release(client).await;
             return Err(error);
@@ -505,7 +547,7 @@ impl<'m> Migrator<'m> {
             done: Default::default(),
             total: Default::default(),
         };
-        Ok((session, wait))
+        Ok(Turn::Ours(Box::new(session), wait))
     }
 
     /// Under the lock: create the history table and its digest if missing
@@ -855,6 +897,14 @@ impl<'m> Migrator<'m> {
 async fn take(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper> {
     let object = pool.get().await.map_err(pool_error)?;
     Ok(Object::take(object))
+}
+
+/// How a run's wait for the lock ended.
+enum Turn<'c> {
+    /// The lock is the run's, with its session.
+    Ours(Box<Session<'c>>, LockWait),
+    /// Another migrator applied what the run came to apply.
+    DoneByPeer(LockWait),
 }
 
 fn pool_error(error: deadpool_postgres::PoolError) -> Error {

@@ -18,8 +18,8 @@ pub struct Report {
     pub version: Option<i64>,
     /// How long the whole run took, connection excluded.
     pub elapsed: Duration,
-    /// How the migration lock was taken: `None` when the run found nothing
-    /// to do without it.
+    /// How the run waited for the migration lock: `None` when it found
+    /// nothing to do at once, without it.
     pub lock: Option<LockWait>,
 }
 

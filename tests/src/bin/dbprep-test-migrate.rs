@@ -6,9 +6,10 @@
 //! With `DBPREP_TEST_BARRIER` set, it first reads its standard input to the
 //! end: a test starts every process, then closes their inputs together, so
 //! that they all connect at the same moment. It prints the run's report,
-//! then two lines a test reads: `applied: 1,2,3` (the versions this
-//! process applied) and `lock tries: N` (the statements it sent to take
-//! the lock).
+//! then three lines a test reads: `applied: 1,2,3` (the versions this
+//! process applied), `lock tries: N` (how many times it tried the lock)
+//! and `done by peer: true|false` (whether it found the work done while it
+//! waited, without taking the lock).
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -59,6 +60,10 @@ async fn main() -> ExitCode {
             .collect();
         println!("applied: {}", applied.join(","));
         println!("lock tries: {}", report.lock.map_or(0, |l| l.tries));
+        println!(
+            "done by peer: {}",
+            report.lock.is_some_and(|l| l.done_by_peer)
+        );
         Ok::<_, dbprep_runtime::Error>(())
     }
     .await;

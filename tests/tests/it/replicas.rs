@@ -55,6 +55,7 @@ struct Outcome {
     success: bool,
     applied: Vec<i64>,
     lock_tries: u32,
+    done_by_peer: bool,
     output: String,
 }
 
@@ -139,6 +140,7 @@ fn release_together(db: &TestDatabase, folders: &[&Path], route: Route) -> Vec<O
                     .map(|v| v.parse().unwrap())
                     .collect(),
                 lock_tries: line("lock tries: ").parse().unwrap_or(0),
+                done_by_peer: line("done by peer: ") == "true",
                 output: format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)),
             }
         })
@@ -187,11 +189,15 @@ async fn assert_all_applied_once(db: &TestDatabase, outcomes: &[Outcome], expect
     .await;
     assert_eq!(complete.as_deref(), Some("t"), "the schema is incomplete");
     let tries: Vec<u32> = outcomes.iter().map(|o| o.lock_tries).collect();
+    let done_by_peer = outcomes.iter().filter(|o| o.done_by_peer).count();
     println!(
-        "lock tries per process: max {}, total {}",
+        "lock tries per process: max {}, total {}; {done_by_peer} found the work done while waiting",
         tries.iter().max().unwrap(),
         tries.iter().sum::<u32>()
     );
+    // Waiters look at the history between tries: those that arrived with
+    // the holder end when it is done, without taking the lock in turn.
+    assert!(done_by_peer > 0, "every waiter took the lock in turn");
 }
 
 /// 32 processes on a fresh database, three times.
