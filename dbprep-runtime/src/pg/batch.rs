@@ -136,6 +136,20 @@ impl Session<'_> {
         self.lock.mode() == LockMode::Transaction
     }
 
+    /// How many migration messages go out ahead of their replies. Through
+    /// a pooler in transaction mode, one: PgBouncer 1.18 mishandles a
+    /// client that dies with pipelined messages in flight (it keeps the
+    /// server connection running them and hands its later replies to the
+    /// next client that connects), where a client with one message in
+    /// flight has its server connection closed and its migration stopped.
+    fn window(&self) -> usize {
+        if self.pooled() {
+            1
+        } else {
+            WINDOW
+        }
+    }
+
     /// One more migration is done.
     pub(crate) fn advance(&self) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -524,7 +538,7 @@ impl Session<'_> {
                 );
                 async move { self.run_message(&sql).await.map_err(|e| (e, prefix_chars)) }
             })
-            .buffered(WINDOW)
+            .buffered(self.window())
             .enumerate();
         let mut failure = None;
         let mut done = Vec::with_capacity(pending.len());
