@@ -12,7 +12,10 @@ use super::output::{history_table, status_table, Table};
 use super::{Cli, Command, FixtureCommand, OnConflict};
 use crate::model::fixture::{Fixture, Fixtures};
 use crate::model::migration::Migrations;
-use crate::pg::error::{describe, Error, Result};
+use tokio_postgres::error::SqlState;
+
+use crate::pg::connect::DATABASE_EXISTS;
+use crate::pg::error::{describe, is_sqlstate, Error, Result};
 use crate::pg::populate::Conflict;
 use crate::pg::report::{InvalidIndex, RepairOptions};
 use crate::pg::sql::{ident, literal};
@@ -318,9 +321,7 @@ pub(super) async fn execute(
                     .await
                 {
                     Ok(()) => {}
-                    Err(e)
-                        if e.code()
-                            .is_some_and(|c| c.code() == "42P04" || c.code() == "23505") => {}
+                    Err(e) if is_sqlstate(&e, DATABASE_EXISTS) => {}
                     Err(e) => return Err(Error::postgres(format!("create database {name}"))(e)),
                 }
             }
@@ -429,12 +430,13 @@ async fn check(config: &Config, tls: &Tls, migrator: &Migrator<'_>, json: bool) 
             Some(client)
         }
         Err(e) => {
-            let (step, hint) = match e.code().map(|c| c.code()) {
-                Some("28P01") | Some("28000") => (
+            let (step, hint) = match e.code() {
+                Some(&SqlState::INVALID_PASSWORD)
+                | Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => (
                     "authentication",
                     "check the user and password (PGUSER, PGPASSWORD or --password-file) and pg_hba.conf".to_owned(),
                 ),
-                Some("3D000") => ("database exists", "create it: `dbprep create-database NAME` or `dbprep oneshot`".to_owned()),
+                Some(&SqlState::INVALID_CATALOG_NAME) => ("database exists", "create it: `dbprep create-database NAME` or `dbprep oneshot`".to_owned()),
                 Some(_) => ("server reachable", "the server refused the connection".to_owned()),
                 None if describe(&e).contains("TLS") => (
                     "TLS",

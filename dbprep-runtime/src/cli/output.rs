@@ -88,7 +88,7 @@ pub(super) fn history_table(rows: &[HistoryRow]) -> Table {
             r.installed_rank.to_string(),
             r.version.to_string(),
             r.name.clone(),
-            r.kind.clone(),
+            r.kind.to_string(),
             r.applied_at.clone(),
             r.execution_ms.to_string(),
             r.applied_by.clone(),

@@ -72,7 +72,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{stream, StreamExt, TryStreamExt};
-use tokio_postgres::error::ErrorPosition;
+use tokio_postgres::error::{ErrorPosition, SqlState};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::error::{Error, MigrationError, Result};
@@ -675,7 +675,7 @@ impl Session<'_> {
         let Error::Migration(mut failure) = error else {
             return error;
         };
-        let guard = failure.code == "23502"
+        let guard = failure.code == Some(SqlState::NOT_NULL_VIOLATION)
             && failure
                 .source
                 .as_ref()
@@ -754,7 +754,7 @@ fn migration_error(
         message: db.map_or_else(|| error.to_string(), |d| d.message().to_owned()),
         detail: db.and_then(|d| d.detail()).map(str::to_owned),
         hint: db.and_then(|d| d.hint()).map(str::to_owned),
-        code: error.code().map_or("", |c| c.code()).to_owned(),
+        code: error.code().cloned(),
         applied,
         not_applied,
         source: Some(error),

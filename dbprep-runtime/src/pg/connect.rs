@@ -7,12 +7,24 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, Socket};
 
-use super::error::{describe, Error, Result};
+use tokio_postgres::error::SqlState;
+
+use super::error::{describe, is_sqlstate, Error, Result};
 use super::sql::ident;
 
 /// SQLSTATEs that mean "try again shortly": the server is starting up,
 /// shutting down, or out of connection slots.
-const TRANSIENT: &[&str] = &["57P03", "53300", "57P01"];
+const TRANSIENT: &[SqlState] = &[
+    SqlState::CANNOT_CONNECT_NOW,
+    SqlState::TOO_MANY_CONNECTIONS,
+    SqlState::ADMIN_SHUTDOWN,
+];
+
+/// SQLSTATEs of a `CREATE DATABASE` that lost a race with another: the
+/// database exists (two creations at once can also collide in the
+/// catalog's unique index).
+pub(crate) const DATABASE_EXISTS: &[SqlState] =
+    &[SqlState::DUPLICATE_DATABASE, SqlState::UNIQUE_VIOLATION];
 
 /// Connect with `config`, retrying with a bounded backoff while the server
 /// is unreachable or still starting, for at most `patience`. Authentication
@@ -49,7 +61,7 @@ where
             }
             Err(e) => {
                 let transient = match e.code() {
-                    Some(code) => TRANSIENT.contains(&code.code()),
+                    Some(code) => TRANSIENT.contains(code),
                     // No SQLSTATE: the server could not be reached at all.
                     None => e.as_db_error().is_none(),
                 };
@@ -121,12 +133,7 @@ where
             tracing::info!("created database {name}");
             Ok(true)
         }
-        Err(e)
-            if e.code()
-                .is_some_and(|c| c.code() == "42P04" || c.code() == "23505") =>
-        {
-            Ok(false)
-        }
+        Err(e) if is_sqlstate(&e, DATABASE_EXISTS) => Ok(false),
         Err(e) => Err(Error::postgres(format!("create database {name}"))(e)),
     }
 }

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use tokio_postgres::error::SqlState;
+
 use super::indexes::InvalidIndex;
 use crate::model::source::SourceErrors;
 
@@ -54,6 +56,15 @@ pub enum Error {
     /// policies refuse.
     #[error("the database has drifted from the embedded migrations:\n{}", list(.0))]
     Drift(Vec<Drift>),
+    /// One of dbprep's tables holds what dbprep never writes: it was
+    /// changed by hand.
+    #[error("the history table {table} is damaged: {detail}; nothing was written. Fix the row by hand (or restore the table), then run again")]
+    DamagedHistory {
+        /// The table, qualified.
+        table: String,
+        /// What is wrong, and where.
+        detail: String,
+    },
     /// The requested target is not an embedded version.
     #[error("target version {0} is not one of the embedded migrations; nothing was applied")]
     UnknownTarget(i64),
@@ -67,6 +78,11 @@ pub enum Error {
     /// The migration folder read at run time is invalid.
     #[error("{0}")]
     Source(#[from] SourceErrors),
+}
+
+/// Whether `error` is a server error with one of `codes`.
+pub(crate) fn is_sqlstate(error: &tokio_postgres::Error, codes: &[SqlState]) -> bool {
+    error.code().is_some_and(|code| codes.contains(code))
 }
 
 /// A driver error as a person needs it: tokio-postgres shows a server
@@ -243,9 +259,9 @@ pub struct MigrationError {
     pub detail: Option<String>,
     /// The server's hint.
     pub hint: Option<String>,
-    /// The SQLSTATE code; empty when the failure was the connection's, not
-    /// the server's.
-    pub code: String,
+    /// The server's SQLSTATE; `None` when the failure was the
+    /// connection's, not the server's.
+    pub code: Option<SqlState>,
     /// Versions applied (and kept) in this run before the failure.
     pub applied: Vec<i64>,
     /// Pending versions that were not applied because of the failure.
@@ -260,10 +276,9 @@ impl fmt::Display for MigrationError {
         if let Some((line, column)) = self.position {
             write!(f, ":{line}:{column}")?;
         }
-        if self.code.is_empty() {
-            write!(f, ": {}", self.message)?;
-        } else {
-            write!(f, ": {} (SQLSTATE {})", self.message, self.code)?;
+        match &self.code {
+            None => write!(f, ": {}", self.message)?,
+            Some(code) => write!(f, ": {} (SQLSTATE {})", self.message, code.code())?,
         }
         if let Some(detail) = &self.detail {
             write!(f, "\n  detail: {detail}")?;
@@ -279,7 +294,7 @@ impl fmt::Display for MigrationError {
                 versions(&self.applied)
             )?;
         }
-        if self.code.is_empty() {
+        if self.code.is_none() {
             // No answer from the server: its COMMIT may have run.
             write!(
                 f,
@@ -307,7 +322,7 @@ impl Error {
     pub fn code(&self) -> Option<&str> {
         match self {
             Error::Postgres { source, .. } => source.code().map(|c| c.code()),
-            Error::Migration(m) => Some(&m.code),
+            Error::Migration(m) => m.code.as_ref().map(SqlState::code),
             Error::LockTimeout { .. } => Some("55P03"),
             _ => None,
         }
@@ -334,7 +349,7 @@ mod tests {
             message: message.into(),
             detail: None,
             hint: None,
-            code: code.into(),
+            code: (!code.is_empty()).then(|| SqlState::from_code(code)),
             applied: vec![1],
             not_applied: vec![3],
             source: None,

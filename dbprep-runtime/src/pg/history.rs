@@ -3,9 +3,13 @@
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use super::error::{Error, Result};
+use tokio_postgres::error::SqlState;
+
+use super::error::{is_sqlstate, Error, Result};
 use super::sql::{column, ident, literal, rows};
 use crate::model::checksum::history_row_hash;
+pub use crate::model::history::HistoryRow;
+use crate::model::history::RowKind;
 use crate::model::migration::{Migration, Migrations};
 
 /// Where the history lives: a schema and a table name, always written
@@ -168,7 +172,11 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
             .simple_query(&sql)
             .await
             .map_err(Error::postgres("read the history table"))?;
-        Ok(rows(answer).iter().map(HistoryRow::from_row).collect())
+        let table = self.qualified();
+        rows(answer)
+            .iter()
+            .map(|row| row_from(&table, row))
+            .collect()
     }
 
     /// `CREATE SCHEMA IF NOT EXISTS` of the table's schema, or nothing
@@ -273,44 +281,34 @@ pub(crate) fn up_to_date_digests(
     digests
 }
 
-/// One row of the history table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryRow {
-    /// The version.
-    pub version: i64,
-    /// The name recorded.
-    pub name: String,
-    /// The checksum recorded, as hex.
-    pub checksum: Option<String>,
-    /// `migration`, `baseline` or `stamp`.
-    pub kind: String,
-    /// `false` for a no-transaction migration that failed or is running.
-    pub success: bool,
-    /// Order of application.
-    pub installed_rank: i32,
-    /// When it was applied, as the server prints it.
-    pub applied_at: String,
-    /// How long it took.
-    pub execution_ms: i32,
-    /// Who applied it.
-    pub applied_by: String,
-}
-
-impl HistoryRow {
-    fn from_row(row: &tokio_postgres::SimpleQueryRow) -> Self {
-        let text = |i| column(row, i).unwrap_or_default().to_owned();
-        HistoryRow {
-            version: text(0).parse().unwrap_or_default(),
-            name: text(1),
-            checksum: column(row, 2).map(str::to_owned),
-            kind: text(3),
-            success: column(row, 4) == Some("t"),
-            installed_rank: text(5).parse().unwrap_or_default(),
-            applied_at: text(6),
-            execution_ms: text(7).parse().unwrap_or_default(),
-            applied_by: text(8),
-        }
-    }
+/// Read one row as [`HistoryTable::read`] selects it. A value that does
+/// not read as its column's type means the table was changed by hand:
+/// nothing is decided on a guess.
+fn row_from(table: &str, row: &tokio_postgres::SimpleQueryRow) -> Result<HistoryRow> {
+    let text = |i| column(row, i).unwrap_or_default();
+    let version_text = text(0);
+    let damaged = |what: &str, value: &str| Error::DamagedHistory {
+        table: table.to_owned(),
+        detail: format!("version {version_text:?}: {what} {value:?}"),
+    };
+    let number = |i: usize, what: &str| -> Result<i64> {
+        text(i).parse().map_err(|_| damaged(what, text(i)))
+    };
+    let kind = RowKind::parse(text(3))
+        .ok_or_else(|| damaged("kind is not migration, baseline or stamp but", text(3)))?;
+    Ok(HistoryRow {
+        version: number(0, "the version is not a bigint:")?,
+        name: text(1).to_owned(),
+        checksum: column(row, 2).map(str::to_owned),
+        kind,
+        success: column(row, 4) == Some("t"),
+        installed_rank: i32::try_from(number(5, "installed_rank is not an integer:")?)
+            .map_err(|_| damaged("installed_rank is out of range:", text(5)))?,
+        applied_at: text(6).to_owned(),
+        execution_ms: i32::try_from(number(7, "execution_ms is not an integer:")?)
+            .map_err(|_| damaged("execution_ms is out of range:", text(7)))?,
+        applied_by: text(8).to_owned(),
+    })
 }
 
 /// What a run that has work to do needs to know about its session, read
@@ -347,7 +345,7 @@ pub(crate) async fn session_facts(client: &Client) -> Result<SessionFacts> {
         .map_err(|e| {
             // A block that a failed statement (the start-up's, on a first
             // start) aborted: say why nothing can go on.
-            if e.code().is_some_and(|c| c.code() == "25P02") {
+            if is_sqlstate(&e, &[SqlState::IN_FAILED_SQL_TRANSACTION]) {
                 inside_transaction_block()
             } else {
                 Error::postgres("read the session settings")(e)
@@ -378,8 +376,10 @@ impl HistoryTable {
         let answer = match client.simple_query(&self.digest_sql()).await {
             Ok(answer) => answer,
             Err(e)
-                if e.code()
-                    .is_some_and(|c| c.code() == "42P01" || c.code() == "3F000") =>
+                if is_sqlstate(
+                    &e,
+                    &[SqlState::UNDEFINED_TABLE, SqlState::INVALID_SCHEMA_NAME],
+                ) =>
             {
                 return Ok(None);
             }

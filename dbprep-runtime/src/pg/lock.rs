@@ -43,7 +43,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::Client;
 
-use super::error::{Error, LockHolder, Result};
+use tokio_postgres::error::SqlState;
+
+use super::error::{is_sqlstate, Error, LockHolder, Result};
 use super::history::{HistoryDigest, HistoryTable};
 use super::sql::{column, literal, rows};
 
@@ -232,7 +234,7 @@ impl MigrationLock {
         match client.simple_query(&sql).await {
             Ok(answer) => Ok(rows(answer).first().and_then(|r| column(r, 0)) == Some("t")),
             // The holder's migration has the lease row locked: it is alive.
-            Err(e) if e.code().is_some_and(|c| c.code() == "55P03") => {
+            Err(e) if is_sqlstate(&e, &[SqlState::LOCK_NOT_AVAILABLE]) => {
                 client
                     .simple_query("ROLLBACK")
                     .await
@@ -299,8 +301,14 @@ impl MigrationLock {
             // Made by a peer in the meantime: a unique violation in the
             // catalog, or "relation" or "type" already exists.
             Err(e)
-                if e.code()
-                    .is_some_and(|c| matches!(c.code(), "23505" | "42P07" | "42710")) =>
+                if is_sqlstate(
+                    &e,
+                    &[
+                        SqlState::UNIQUE_VIOLATION,
+                        SqlState::DUPLICATE_TABLE,
+                        SqlState::DUPLICATE_OBJECT,
+                    ],
+                ) =>
             {
                 client
                     .simple_query("ROLLBACK")

@@ -13,13 +13,12 @@ use super::history::{
 };
 use super::indexes;
 use super::lock::{LockMode, MigrationLock};
-use super::plan::{in_progress, states, Plan, Policies, Policy};
-use super::report::{
-    Applied, LockWait, RepairOptions, RepairReport, Report, State, Status, StatusEntry,
-};
+use super::plan::{self, Plan, Policies, Policy};
+use super::report::{Applied, LockWait, RepairOptions, RepairReport, Report, Status, StatusEntry};
 use super::sql::{bytea, literal};
 use super::verify::{self, VerifyReport};
 use crate::model::fixture::Fixtures;
+use crate::model::history::{reconcile, VersionState};
 use crate::model::migration::{Migration, Migrations};
 
 /// Applies embedded migrations to a database.
@@ -669,16 +668,13 @@ impl<'m> Migrator<'m> {
             Vec::new()
         };
         let running = verify::running_holder(&client, &self.history, &rows).await?;
-        let entries = states(self.migrations, &rows)
-            .into_iter()
-            .map(|(version, m, recorded_name, state)| StatusEntry {
-                version,
-                name: m
-                    .map(|m| m.name().to_owned())
-                    .or(recorded_name.map(str::to_owned))
-                    .unwrap_or_default(),
-                file: m.map(|m| m.file().to_owned()),
-                state: in_progress(state, running.as_ref()),
+        let entries = reconcile(self.migrations, &rows)
+            .iter()
+            .map(|entry| StatusEntry {
+                version: entry.version,
+                name: entry.name().to_owned(),
+                file: entry.embedded.map(|m| m.file().to_owned()),
+                state: plan::state(entry, running.as_ref()),
             })
             .collect();
         Ok(Status {
@@ -801,13 +797,15 @@ impl<'m> Migrator<'m> {
         let rows = self.history.read(&client).await?;
         let t = self.history.qualified();
         let mut sql = String::from("BEGIN;\n");
-        for (version, m, _, state) in states(self.migrations, &rows) {
-            match (state, m) {
-                (State::Dirty, _) => {
+        for entry in reconcile(self.migrations, &rows) {
+            let version = entry.version;
+            match (entry.state, entry.embedded) {
+                // Under the lock nobody is running it: dirty.
+                (VersionState::Unfinished, _) => {
                     sql.push_str(&format!("DELETE FROM {t} WHERE version = {version};\n"));
                     report.removed_dirty.push(version);
                 }
-                (State::Edited { .. }, Some(m)) => {
+                (VersionState::Edited { .. }, Some(m)) => {
                     sql.push_str(&format!(
                         "UPDATE {t} SET checksum = {} WHERE version = {version};\n",
                         bytea(m.checksum().as_bytes())

@@ -1,10 +1,8 @@
 //! Deciding what a run must do from the embedded set and the history.
 
-use std::collections::BTreeMap;
-
 use super::error::{Drift, Error, LockHolder, Result};
-use super::history::HistoryRow;
 use super::report::State;
+use crate::model::history::{reconcile, HistoryRow, VersionEntry, VersionState};
 use crate::model::migration::{Migration, Migrations};
 
 /// What to do when the database differs from the binary.
@@ -46,12 +44,50 @@ impl Default for Policies {
 }
 
 impl Policies {
-    /// The policy for a recorded version that `migrations` does not embed.
-    pub(crate) fn for_unknown(&self, migrations: &Migrations, version: i64) -> Policy {
-        if migrations.head().is_none_or(|head| version > head) {
+    /// The policy for a recorded version the binary does not embed.
+    pub(crate) fn for_unknown(&self, newer_than_binary: bool) -> Policy {
+        if newer_than_binary {
             self.future
         } else {
             self.unknown
+        }
+    }
+
+    /// The drift an entry's state is, with its policy: edited and unknown
+    /// versions, and pending ones older than the newest recorded version
+    /// (`newest`). `None` for the states that are not drift.
+    pub(crate) fn drift(
+        &self,
+        entry: &VersionEntry<'_>,
+        newest: Option<i64>,
+    ) -> Option<(Drift, Policy)> {
+        let version = entry.version;
+        match &entry.state {
+            VersionState::Edited { applied, embedded } => Some((
+                Drift::Edited {
+                    version,
+                    file: entry.file().to_owned(),
+                    applied: applied.clone(),
+                    embedded: embedded.clone(),
+                },
+                self.edited,
+            )),
+            VersionState::Unknown { newer_than_binary } => Some((
+                Drift::Unknown {
+                    version,
+                    name: entry.name().to_owned(),
+                },
+                self.for_unknown(*newer_than_binary),
+            )),
+            VersionState::Pending { out_of_order: true } => Some((
+                Drift::OutOfOrder {
+                    version,
+                    file: entry.file().to_owned(),
+                    newest_applied: newest.unwrap_or_default(),
+                },
+                self.out_of_order,
+            )),
+            _ => None,
         }
     }
 }
@@ -61,77 +97,32 @@ pub(crate) struct Plan<'m> {
     pub pending: Vec<&'m Migration>,
 }
 
-/// The embedded migration (or baseline) a history row is about.
-fn embedded_for<'m>(migrations: &'m Migrations, row: &HistoryRow) -> Option<&'m Migration> {
-    if row.kind == "baseline" {
-        migrations
-            .baselines()
-            .iter()
-            .find(|b| b.version() == row.version)
-    } else {
-        migrations.get(row.version)
-    }
-}
-
-/// The version a recorded baseline covers up to, if any.
-fn baseline_cover(rows: &[HistoryRow]) -> Option<i64> {
-    rows.iter()
-        .filter(|r| r.kind == "baseline")
-        .map(|r| r.version)
-        .max()
-}
-
-/// The state of every version, embedded or recorded.
-pub(crate) fn states<'m>(
-    migrations: &'m Migrations,
-    rows: &'m [HistoryRow],
-) -> Vec<(i64, Option<&'m Migration>, Option<&'m str>, State)> {
-    let mut out: BTreeMap<i64, (Option<&Migration>, State)> = BTreeMap::new();
-    let cover = baseline_cover(rows);
-    for m in migrations.iter() {
-        let state = match cover {
-            Some(b) if m.version() <= b => State::InBaseline { baseline: b },
-            _ => State::Pending,
-        };
-        out.insert(m.version(), (Some(m), state));
-    }
-    let mut names = BTreeMap::new();
-    for row in rows {
-        let embedded = embedded_for(migrations, row);
-        let state = if !row.success {
-            State::Dirty
-        } else {
-            match embedded {
-                None => State::Unknown,
-                Some(m) if row.checksum.as_deref() != Some(&m.checksum().to_string()) => {
-                    State::Edited {
-                        applied: row.checksum.clone().unwrap_or_default(),
-                        embedded: m.checksum().to_string(),
-                    }
-                }
-                Some(_) => State::Applied {
-                    at: row.applied_at.clone(),
-                    duration: std::time::Duration::from_millis(row.execution_ms.max(0) as u64),
-                    kind: row.kind.clone(),
-                },
-            }
-        };
-        names.insert(row.version, row.name.as_str());
-        out.insert(row.version, (embedded, state));
-    }
-    out.into_iter()
-        .map(|(v, (m, s))| (v, m, names.get(&v).copied(), s))
-        .collect()
-}
-
-/// A dirty state is in progress while `running` (the live session holding
-/// the lock) runs it.
-pub(crate) fn in_progress(state: State, running: Option<&LockHolder>) -> State {
-    match (state, running) {
-        (State::Dirty, Some(holder)) => State::InProgress {
+/// A state as `status` shows it: an unfinished row is in progress while
+/// `running` (the live session holding the lock) runs it, else dirty.
+pub(crate) fn state(entry: &VersionEntry<'_>, running: Option<&LockHolder>) -> State {
+    match (&entry.state, running) {
+        (VersionState::Unfinished, Some(holder)) => State::InProgress {
             holder: holder.clone(),
         },
-        (state, _) => state,
+        (VersionState::Unfinished, None) => State::Dirty,
+        (VersionState::Pending { .. }, _) => State::Pending,
+        (VersionState::Unknown { .. }, _) => State::Unknown,
+        (VersionState::InBaseline { baseline }, _) => State::InBaseline {
+            baseline: *baseline,
+        },
+        (VersionState::Edited { applied, embedded }, _) => State::Edited {
+            applied: applied.clone(),
+            embedded: embedded.clone(),
+        },
+        (VersionState::Applied, _) => match entry.row {
+            Some(row) => State::Applied {
+                at: row.applied_at.clone(),
+                duration: std::time::Duration::from_millis(row.execution_ms.max(0) as u64),
+                kind: row.kind,
+            },
+            // Applied means recorded: there is always a row.
+            None => State::Pending,
+        },
     }
 }
 
@@ -140,48 +131,37 @@ impl<'m> Plan<'m> {
     /// to `target` (default: head).
     pub(crate) fn new(
         migrations: &'m Migrations,
-        rows: &[HistoryRow],
+        rows: &'m [HistoryRow],
         target: Option<i64>,
         policies: Policies,
     ) -> Result<Self> {
         let upto = |v: i64| target.is_none_or(|t| v <= t);
-        if let Some(dirty) = rows.iter().find(|r| !r.success) {
-            let file = embedded_for(migrations, dirty)
-                .map_or("unknown file".to_owned(), |m| m.file().to_owned());
+        let entries = reconcile(migrations, rows);
+        if let Some(dirty) = entries.iter().find(|e| e.state == VersionState::Unfinished) {
             return Err(Error::Dirty {
                 version: dirty.version,
-                file,
+                file: dirty.file().to_owned(),
                 invalid_indexes: Vec::new(),
             });
         }
+        let newest = rows.iter().map(|r| r.version).max();
         let mut refused = Vec::new();
-        let mut report = |policy: Policy, drift: Drift| match policy {
-            Policy::Error => refused.push(drift),
-            Policy::Warn => tracing::warn!("{drift}"),
-            Policy::Allow => {}
-        };
-        for row in rows {
-            match embedded_for(migrations, row) {
-                None => report(
-                    policies.for_unknown(migrations, row.version),
-                    Drift::Unknown {
-                        version: row.version,
-                        name: row.name.clone(),
-                    },
-                ),
-                Some(m) if row.checksum.as_deref() != Some(&m.checksum().to_string()) => report(
-                    policies.edited,
-                    Drift::Edited {
-                        version: m.version(),
-                        file: m.file().to_owned(),
-                        applied: row.checksum.clone().unwrap_or_default(),
-                        embedded: m.checksum().to_string(),
-                    },
-                ),
-                Some(_) => {}
+        // Recorded versions first, then the pending ones.
+        let (recorded, unrecorded): (Vec<_>, Vec<_>) =
+            entries.iter().partition(|e| e.row.is_some());
+        for entry in recorded.iter().chain(&unrecorded) {
+            if matches!(entry.state, VersionState::Pending { .. }) && !upto(entry.version) {
+                continue;
+            }
+            match policies.drift(entry, newest) {
+                Some((drift, Policy::Error)) => refused.push(drift),
+                Some((drift, Policy::Warn)) => tracing::warn!("{drift}"),
+                _ => {}
             }
         }
-
+        if !refused.is_empty() {
+            return Err(Error::Drift(refused));
+        }
         let pending = if rows.is_empty() {
             // A fresh database: the newest baseline within the target, then
             // what follows it.
@@ -200,29 +180,12 @@ impl<'m> Plan<'m> {
                 )
                 .collect()
         } else {
-            let applied: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.version).collect();
-            let cover = baseline_cover(rows).unwrap_or(i64::MIN);
-            let newest = rows.iter().map(|r| r.version).max().unwrap_or(i64::MIN);
-            let mut pending = Vec::new();
-            for m in migrations.iter().filter(|m| upto(m.version())) {
-                if applied.contains(&m.version()) || m.version() <= cover {
-                    continue;
-                }
-                if m.version() < newest {
-                    let drift = Drift::OutOfOrder {
-                        version: m.version(),
-                        file: m.file().to_owned(),
-                        newest_applied: newest,
-                    };
-                    report(policies.out_of_order, drift);
-                }
-                pending.push(m);
-            }
-            pending
+            unrecorded
+                .iter()
+                .filter(|e| matches!(e.state, VersionState::Pending { .. }) && upto(e.version))
+                .filter_map(|e| e.embedded)
+                .collect()
         };
-        if !refused.is_empty() {
-            return Err(Error::Drift(refused));
-        }
         Ok(Plan { pending })
     }
 }

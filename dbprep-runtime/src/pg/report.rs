@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::error::LockHolder;
 pub use super::indexes::InvalidIndex;
 pub use super::lock::LockWait;
+use crate::model::history::RowKind;
 
 /// What [`Migrator::run`](super::Migrator::run) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,8 +98,8 @@ pub enum State {
         at: String,
         /// How long it took.
         duration: Duration,
-        /// `migration`, `baseline` or `stamp`.
-        kind: String,
+        /// How it was recorded.
+        kind: RowKind,
     },
     /// Included in a baseline that was applied.
     InBaseline {
@@ -130,7 +131,7 @@ pub enum State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            State::Applied { at, duration, kind } if kind == "migration" => {
+            State::Applied { at, duration, kind } if *kind == RowKind::Migration => {
                 write!(f, "applied {at} ({duration:?})")
             }
             State::Applied { at, kind, .. } => write!(f, "{kind} {at}"),

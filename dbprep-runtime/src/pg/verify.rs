@@ -9,11 +9,11 @@ use super::error::{Drift, Error, LockHolder, Result};
 use super::history::{HistoryRow, HistoryTable};
 use super::indexes::{self, InvalidIndex};
 use super::lock;
-use super::plan::{in_progress, states, Policies, Policy};
-use super::report::State;
+use super::plan::{Policies, Policy};
 use super::snapshot::{diff, document_hash_sql};
 use super::sql::{column, literal, rows};
 use crate::model::fixture::Fixtures;
+use crate::model::history::{reconcile, VersionState};
 use crate::model::migration::Migrations;
 
 /// What [`Migrator::verify`](super::Migrator::verify) found.
@@ -305,46 +305,25 @@ pub(crate) fn report(
     let mut pending = Vec::new();
     let mut notes = Vec::new();
     let newest = rows.iter().map(|r| r.version).max();
-    for (version, m, name, state) in states(migrations, &rows) {
-        let file = m.map_or("unknown file".to_owned(), |m| m.file().to_owned());
-        match in_progress(state, running.as_ref()) {
-            State::Dirty => findings.push(Finding {
-                drift: Drift::Dirty { version, file },
+    for entry in reconcile(migrations, &rows) {
+        let version = entry.version;
+        match (&entry.state, &running) {
+            (VersionState::Unfinished, Some(holder)) => notes.push(format!(
+                "migration {version} ({}) is in progress, run by {holder}",
+                entry.file()
+            )),
+            (VersionState::Unfinished, None) => findings.push(Finding {
+                drift: Drift::Dirty {
+                    version,
+                    file: entry.file().to_owned(),
+                },
                 policy: Policy::Error,
             }),
-            State::InProgress { holder } => notes.push(format!(
-                "migration {version} ({file}) is in progress, run by {holder}"
-            )),
-            State::Edited { applied, embedded } => findings.push(Finding {
-                drift: Drift::Edited {
-                    version,
-                    file,
-                    applied,
-                    embedded,
-                },
-                policy: policies.edited,
-            }),
-            State::Unknown => findings.push(Finding {
-                drift: Drift::Unknown {
-                    version,
-                    name: name.unwrap_or_default().to_owned(),
-                },
-                policy: policies.for_unknown(migrations, version),
-            }),
-            State::Pending => {
-                pending.push(version);
-                if let Some(newest) = newest.filter(|n| version < *n) {
-                    findings.push(Finding {
-                        drift: Drift::OutOfOrder {
-                            version,
-                            file,
-                            newest_applied: newest,
-                        },
-                        policy: policies.out_of_order,
-                    });
-                }
-            }
-            State::Applied { .. } | State::InBaseline { .. } => {}
+            (VersionState::Pending { .. }, _) => pending.push(version),
+            _ => {}
+        }
+        if let Some((drift, policy)) = policies.drift(&entry, newest) {
+            findings.push(Finding { drift, policy });
         }
     }
     for index in invalid_indexes {

@@ -8,6 +8,7 @@ use dbprep_runtime::{
     Drift, Error, Fixture, LockMode, MigrationError, Migrations, Migrator, Policy, RepairOptions,
     State,
 };
+use tokio_postgres::error::SqlState;
 
 use crate::support::{
     database, drop_role, eventually, exists, login_role, migrations, recorded, scalar,
@@ -118,7 +119,7 @@ async fn syntax_error_in_the_last_migration_keeps_the_four_before_it() {
         panic!("{error}")
     };
     assert_eq!(failure.version, 5);
-    assert_eq!(failure.code, "42601");
+    assert_eq!(failure.code, Some(SqlState::SYNTAX_ERROR));
     assert_eq!(failure.position, Some((2, 24)), "{error}");
     assert_eq!(failure.applied, [1, 2, 3, 4]);
     assert!(
@@ -145,7 +146,10 @@ async fn fails_at(m: &Migrations, version: i64, code: &str) -> (TestDatabase, Bo
         panic!("{error}")
     };
     assert_eq!(
-        (failure.version, failure.code.as_str()),
+        (
+            failure.version,
+            failure.code.as_ref().map_or("", SqlState::code)
+        ),
         (version, code),
         "{failure}"
     );
@@ -531,7 +535,11 @@ async fn failed_no_transaction_migration_is_dirty_until_repair() {
         panic!("{error}")
     };
     assert_eq!(
-        (failure.version, failure.code.as_str(), failure.position),
+        (
+            failure.version,
+            failure.code.as_ref().map_or("", SqlState::code),
+            failure.position
+        ),
         (2, "23505", Some((2, 1)))
     );
     // Every later run refuses, naming the dirty migration.
@@ -788,6 +796,32 @@ async fn a_migrator_of_another_database_is_not_taken_for_this_ones() {
         ),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn a_history_column_changed_by_hand_is_named_and_nothing_is_written() {
+    let db = database().await;
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let _ = Migrator::new(&m).target(2).run(db.pool()).await.unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE dbprep_schema_history ALTER COLUMN execution_ms TYPE text; \
+             UPDATE dbprep_schema_history SET execution_ms = 'slow' WHERE version = 2",
+        )
+        .await
+        .unwrap();
+    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    assert!(matches!(error, Error::DamagedHistory { .. }), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "the history table \"public\".\"dbprep_schema_history\" is damaged: version \"2\": \
+         execution_ms is not an integer: \"slow\"; nothing was written. Fix the row by hand \
+         (or restore the table), then run again"
+    );
+    assert!(!exists(&client, "c").await, "migration 3 ran");
+    let status = Migrator::new(&m).status(db.pool()).await.unwrap_err();
+    assert!(matches!(status, Error::DamagedHistory { .. }), "{status}");
 }
 
 #[tokio::test]
