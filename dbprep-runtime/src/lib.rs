@@ -32,14 +32,14 @@ pub use model::source::{SourceError, SourceErrors};
 #[cfg(feature = "postgres")]
 pub use pg::connect::{connect, ensure_database};
 #[cfg(feature = "postgres")]
-pub use pg::lock::LockMode;
-#[cfg(feature = "postgres")]
 pub use pg::populate::{Conflict, FixtureFailure, Outcome, PopulateReport};
 #[cfg(feature = "postgres")]
 pub use pg::report::{
     Applied, InvalidIndex, LockWait, RepairOptions, RepairReport, Report, State, Status,
     StatusEntry,
 };
+#[cfg(feature = "postgres")]
+pub use pg::run::lock::LockMode;
 #[cfg(feature = "postgres")]
 pub use pg::{Drift, Error, Finding, MigrationError, Migrator, Policy, VerifyReport};
 

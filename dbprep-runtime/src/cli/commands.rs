@@ -14,19 +14,19 @@ use crate::model::fixture::{Fixture, Fixtures};
 use crate::model::migration::Migrations;
 use tokio_postgres::error::SqlState;
 
+use crate::pg::connect::tls::{SslMode, Tls};
 use crate::pg::connect::DATABASE_EXISTS;
 use crate::pg::error::{describe, is_sqlstate, Error, Result};
 use crate::pg::populate::Conflict;
 use crate::pg::report::{InvalidIndex, RepairOptions};
 use crate::pg::sql::{ident, literal};
-use crate::pg::tls::{SslMode, Tls};
 use crate::pg::Migrator;
 
 /// The connection settings: `url` (else `DATABASE_URL`), the libpq
 /// variables for the rest, and the password file.
 fn connection(url: Option<&str>, password_file: Option<&Path>) -> Result<(Config, Tls)> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (mut config, tls) = crate::pg::tls::from_vars(|name| match name {
+    let (mut config, tls) = crate::pg::connect::tls::from_vars(|name| match name {
         "DATABASE_URL" => url.map(str::to_owned).or_else(|| env(name)),
         other => env(other),
     })?;

@@ -79,7 +79,7 @@ struct Global {
         default_value = "session",
         value_name = "MODE"
     )]
-    lock_mode: crate::pg::lock::LockMode,
+    lock_mode: crate::pg::run::lock::LockMode,
 }
 
 /// What to do.

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::pg::history::HistoryRow;
 use crate::pg::report::{State, Status};
+use crate::pg::store::history::HistoryRow;
 
 /// A table with left-aligned, width-fitted columns.
 pub(super) struct Table {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
-use super::indexes::InvalidIndex;
 use crate::model::source::SourceErrors;
+use crate::pg::drift::indexes::InvalidIndex;
 
 /// Everything that can go wrong while preparing a database. Each message
 /// names the file, version or table it is about and says what to do next;

@@ -4,9 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 use super::error::LockHolder;
-pub use super::indexes::InvalidIndex;
-pub use super::lock::LockWait;
 use crate::model::history::RowKind;
+pub use crate::pg::drift::indexes::InvalidIndex;
+pub use crate::pg::run::lock::LockWait;
 
 /// What [`Migrator::run`](super::Migrator::run) did.
 #[derive(Debug, Clone, PartialEq, Eq)]

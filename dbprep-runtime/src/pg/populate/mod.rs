@@ -25,10 +25,10 @@ use serde_json::value::RawValue;
 use tokio_postgres::Client;
 
 use super::error::{Error, Result};
-use super::history::HistoryTable;
-use super::lock::{LockMode, MigrationLock};
 use super::sql::{ident, literal};
 use crate::model::fixture::{Fixture, FixtureTable, Mode, Row};
+use crate::pg::run::lock::{LockMode, MigrationLock};
+use crate::pg::store::history::HistoryTable;
 
 mod encode;
 mod locate;
@@ -243,7 +243,7 @@ pub async fn populate(
     // would both find its tables empty and copy the same rows (a duplicate
     // key for one of them), and a fixture must not load into a schema a
     // peer is still migrating.
-    let run_id = super::migrator::run_id();
+    let run_id = crate::pg::run::migrator::run_id();
     let lock = MigrationLock::new(
         history,
         lock_mode,

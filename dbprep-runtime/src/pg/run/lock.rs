@@ -45,9 +45,9 @@ use tokio_postgres::Client;
 
 use tokio_postgres::error::SqlState;
 
-use super::error::{is_sqlstate, Error, LockHolder, Result};
-use super::history::{HistoryDigest, HistoryTable};
-use super::sql::{column, literal, rows};
+use crate::pg::error::{is_sqlstate, Error, LockHolder, Result};
+use crate::pg::sql::{column, literal, rows};
+use crate::pg::store::history::{HistoryDigest, HistoryTable};
 
 /// The first sleep between two tries.
 const FIRST_SLEEP: Duration = Duration::from_millis(5);
@@ -133,7 +133,7 @@ impl MigrationLock {
             mode,
             key: history.lock_key(),
             lease_table: history.lease_table(),
-            schema: super::sql::ident(&history.schema),
+            schema: crate::pg::sql::ident(&history.schema),
             history: history.clone(),
             run_id: run_id.to_owned(),
             label: label.to_owned(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_postgres::Config;
 
-use super::error::{Error, Result};
+use crate::pg::error::{Error, Result};
 
 /// The connection settings of the environment.
 ///

@@ -5,18 +5,18 @@ use std::fmt;
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use super::error::{Drift, Error, LockHolder, Result};
-use super::history::{HistoryRow, HistoryTable};
-use super::indexes::{self, InvalidIndex};
-use super::lock;
-use super::plan::{Policies, Policy};
-use super::snapshot::{diff, document_hash_sql};
-use super::sql::{column, literal, rows};
 use crate::model::fixture::Fixtures;
 use crate::model::history::{reconcile, VersionState};
 use crate::model::migration::Migrations;
+use crate::pg::drift::indexes::{self, InvalidIndex};
+use crate::pg::drift::snapshot::{diff, document_hash_sql};
+use crate::pg::error::{Drift, Error, LockHolder, Result};
+use crate::pg::run::lock;
+use crate::pg::run::plan::{Policies, Policy};
+use crate::pg::sql::{column, literal, rows};
+use crate::pg::store::history::{HistoryRow, HistoryTable};
 
-/// What [`Migrator::verify`](super::Migrator::verify) found.
+/// What [`Migrator::verify`](crate::pg::Migrator::verify) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a verify report says whether the database drifted; check is_clean()"]
 pub struct VerifyReport {

@@ -5,12 +5,12 @@ use tokio_postgres::Client;
 
 use tokio_postgres::error::SqlState;
 
-use super::error::{is_sqlstate, Error, Result};
-use super::sql::{column, ident, literal, rows};
 use crate::model::checksum::history_row_hash;
 pub use crate::model::history::HistoryRow;
 use crate::model::history::RowKind;
 use crate::model::migration::{Migration, Migrations};
+use crate::pg::error::{is_sqlstate, Error, Result};
+use crate::pg::sql::{column, ident, literal, rows};
 
 /// Where the history lives: a schema and a table name, always written
 /// schema-qualified (a migration's `SET search_path` must not redirect it).
@@ -50,7 +50,7 @@ impl HistoryTable {
     }
 
     /// The one-row table of the migration lock's lease, in
-    /// [`LockMode::Transaction`](super::lock::LockMode::Transaction):
+    /// [`LockMode::Transaction`](crate::pg::run::lock::LockMode::Transaction):
     /// which run holds it, and until when.
     pub fn lease_table(&self) -> String {
         format!(

@@ -29,7 +29,7 @@ use rustls::{
 use tokio_postgres::config::SslMode as DriverSslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::error::{Error, Result};
+use crate::pg::error::{Error, Result};
 
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -246,7 +246,7 @@ impl ServerCertVerifier for ChainOnly {
 }
 
 /// The connection settings and TLS settings of the environment, as
-/// [`config::from_vars`](super::config::from_vars) reads them, plus
+/// [`config::from_vars`](crate::pg::connect::config::from_vars) reads them, plus
 /// `sslmode` and `sslrootcert` from `DATABASE_URL` (taken out of it before
 /// tokio-postgres parses it: it knows neither `verify-ca` nor
 /// `verify-full`), else `PGSSLMODE` and `PGSSLROOTCERT`.
@@ -271,7 +271,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<(tokio_postgres
         mode,
         root_cert: url_root.or_else(|| var("PGSSLROOTCERT")).map(PathBuf::from),
     };
-    let mut config = super::config::from_vars(|name| {
+    let mut config = crate::pg::connect::config::from_vars(|name| {
         if name == "DATABASE_URL" {
             url.clone()
         } else {
@@ -318,7 +318,7 @@ fn take_params(url: &str, names: &[&str]) -> (String, Vec<Option<String>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::config::tests::vars;
+    use crate::pg::connect::config::tests::vars;
 
     #[test]
     fn verify_modes_are_read_from_the_url_and_the_environment() {

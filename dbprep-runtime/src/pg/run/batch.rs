@@ -75,12 +75,12 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio_postgres::error::{ErrorPosition, SqlState};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::error::{Error, MigrationError, Result};
-use super::history::{HistoryTable, DIGEST_DEFERRED};
-use super::lock::{LockMode, MigrationLock};
-use super::sql::{bytea, ident, literal};
 use crate::model::lexer::{line_column, split};
 use crate::model::migration::Migration;
+use crate::pg::error::{Error, MigrationError, Result};
+use crate::pg::run::lock::{LockMode, MigrationLock};
+use crate::pg::sql::{bytea, ident, literal};
+use crate::pg::store::history::{HistoryTable, DIGEST_DEFERRED};
 
 /// The session setting that holds the version of the last migration the
 /// batch committed on the session: the guard of the next (see the module

@@ -5,21 +5,23 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::{CancelToken, Client, NoTls};
 
-use super::batch::{Done, Progress, Session};
-use super::error::{describe, Drift, Error, Result};
-use super::history::{
-    inside_transaction_block, session_facts, up_to_date_digests, HistoryDigest, HistoryRow,
-    HistoryTable,
-};
-use super::indexes;
-use super::lock::{LockMode, MigrationLock};
-use super::plan::{self, Plan, Policies, Policy};
-use super::report::{Applied, LockWait, RepairOptions, RepairReport, Report, Status, StatusEntry};
-use super::sql::{bytea, literal};
-use super::verify::{self, VerifyReport};
 use crate::model::fixture::Fixtures;
 use crate::model::history::{reconcile, VersionState};
 use crate::model::migration::{Migration, Migrations};
+use crate::pg::drift::indexes;
+use crate::pg::drift::verify::{self, VerifyReport};
+use crate::pg::error::{describe, Drift, Error, Result};
+use crate::pg::report::{
+    Applied, LockWait, RepairOptions, RepairReport, Report, Status, StatusEntry,
+};
+use crate::pg::run::batch::{Done, Progress, Session};
+use crate::pg::run::lock::{LockMode, MigrationLock};
+use crate::pg::run::plan::{self, Plan, Policies, Policy};
+use crate::pg::sql::{bytea, literal};
+use crate::pg::store::history::{
+    inside_transaction_block, session_facts, up_to_date_digests, HistoryDigest, HistoryRow,
+    HistoryTable,
+};
 
 /// Applies embedded migrations to a database.
 ///
@@ -854,18 +856,18 @@ impl<'m> Migrator<'m> {
 
     /// Load a fixture in one transaction, recorded in
     /// `dbprep_fixture_history` beside the migration history (see
-    /// [`populate`](super::populate::populate)).
+    /// [`populate`](crate::pg::populate::populate)).
     ///
     /// # Errors
     ///
-    /// As [`populate`](super::populate::populate).
+    /// As [`populate`](crate::pg::populate::populate).
     pub async fn populate(
         &self,
         pool: &Pool,
         fixture: &crate::model::fixture::Fixture,
-        conflict: Option<super::populate::Conflict>,
-    ) -> Result<super::populate::PopulateReport> {
-        super::populate::populate(
+        conflict: Option<crate::pg::populate::Conflict>,
+    ) -> Result<crate::pg::populate::PopulateReport> {
+        crate::pg::populate::populate(
             pool,
             &self.history,
             fixture,

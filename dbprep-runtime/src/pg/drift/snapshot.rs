@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use super::history::HistoryTable;
-use super::sql::{ident, literal};
+use crate::pg::sql::{ident, literal};
+use crate::pg::store::history::HistoryTable;
 
 /// The `hash` of a stored row that holds the fingerprint alone (a run made
 /// with [`Migrator::schema_snapshot(false)`](crate::Migrator::schema_snapshot)).

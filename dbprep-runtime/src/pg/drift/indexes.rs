@@ -11,8 +11,8 @@ use std::fmt;
 
 use tokio_postgres::Client;
 
-use super::error::{Error, Result};
-use super::sql::{column, ident, rows};
+use crate::pg::error::{Error, Result};
+use crate::pg::sql::{column, ident, rows};
 
 /// An index whose build did not finish (`pg_index.indisvalid` is false).
 #[derive(Debug, Clone, PartialEq, Eq)]

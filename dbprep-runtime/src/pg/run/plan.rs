@@ -1,9 +1,9 @@
 //! Deciding what a run must do from the embedded set and the history.
 
-use super::error::{Drift, Error, LockHolder, Result};
-use super::report::State;
 use crate::model::history::{reconcile, HistoryRow, VersionEntry, VersionState};
 use crate::model::migration::{Migration, Migrations};
+use crate::pg::error::{Drift, Error, LockHolder, Result};
+use crate::pg::report::State;
 
 /// What to do when the database differs from the binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,6 +1,10 @@
 //! Connecting: waiting for a server that is still starting, and creating
 //! the database if it is missing.
 
+pub mod config;
+#[cfg(feature = "tls")]
+pub mod tls;
+
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -9,8 +13,8 @@ use tokio_postgres::{Client, Config, NoTls, Socket};
 
 use tokio_postgres::error::SqlState;
 
-use super::error::{describe, is_sqlstate, Error, Result};
-use super::sql::ident;
+use crate::pg::error::{describe, is_sqlstate, Error, Result};
+use crate::pg::sql::ident;
 
 /// SQLSTATEs that mean "try again shortly": the server is starting up,
 /// shutting down, or out of connection slots.
@@ -41,7 +45,7 @@ pub async fn connect(config: &Config, patience: Duration) -> Result<Client> {
 }
 
 /// [`connect`] through a TLS connector (e.g. from
-/// [`Tls::connector`](super::tls::Tls::connector), feature `tls`).
+/// [`Tls::connector`](crate::pg::connect::tls::Tls::connector), feature `tls`).
 ///
 /// # Errors
 ///

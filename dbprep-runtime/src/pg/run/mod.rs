@@ -1,0 +1,8 @@
+//! One run of the [`Migrator`](crate::pg::Migrator): the options and the
+//! run itself, the lock that keeps migrators of one database apart, the
+//! plan (what to apply, what drift to refuse), and the pipelined batch.
+
+pub(crate) mod batch;
+pub mod lock;
+pub(crate) mod migrator;
+pub(crate) mod plan;
