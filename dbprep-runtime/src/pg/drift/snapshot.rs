@@ -14,12 +14,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::pg::sql::{ident, literal};
-use crate::pg::store::history::HistoryTable;
-
-/// The `hash` of a stored row that holds the fingerprint alone (a run made
-/// with [`Migrator::schema_snapshot(false)`](crate::Migrator::schema_snapshot)).
-pub(crate) const NO_DOCUMENT: &str = "''";
+use crate::pg::sql::literal;
+use crate::pg::store::snapshot::LiveSchema;
+use crate::pg::store::HistoryTable;
 
 /// `json_object_agg` of `key` and `value`, keys in byte order: json, unlike
 /// jsonb, keeps keys in the order it is given them, and the snapshot's
@@ -42,25 +39,10 @@ const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema')
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
 
 impl HistoryTable {
-    /// The table that holds the last snapshot.
-    pub fn snapshot_table(&self) -> String {
-        format!(
-            "{}.{}",
-            ident(&self.schema),
-            ident("dbprep_schema_snapshot")
-        )
-    }
-
     /// dbprep's own relations, which no snapshot describes.
     fn own_relations(&self) -> String {
-        let names = [
-            self.qualified(),
-            self.digest_table(),
-            self.snapshot_table(),
-            self.fixture_table(),
-            self.lease_table(),
-        ];
-        let regclasses: Vec<String> = names
+        let regclasses: Vec<String> = self
+            .own_tables()
             .iter()
             .map(|n| format!("pg_catalog.to_regclass({})", literal(n)))
             .collect();
@@ -73,29 +55,13 @@ impl HistoryTable {
         )
     }
 
-    /// The table of applied fixtures.
-    pub fn fixture_table(&self) -> String {
-        format!(
-            "{}.{}",
-            ident(&self.schema),
-            ident("dbprep_fixture_history")
-        )
-    }
-
-    /// The statement that creates the snapshot table if missing.
-    pub(crate) fn create_snapshot_sql(&self) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} (
-    only_row     boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-    version      bigint,
-    server_major integer NOT NULL,
-    hash         text NOT NULL,
-    fingerprint  text NOT NULL,
-    snapshot     json NOT NULL,
-    taken_at     timestamptz NOT NULL DEFAULT clock_timestamp()
-);",
-            self.snapshot_table()
-        )
+    /// The live schema as the snapshot table's statement takes it.
+    pub(crate) fn live_schema(&self) -> LiveSchema {
+        LiveSchema {
+            fingerprint: self.fingerprint_sql(),
+            from_item: self.live_snapshot_sql(),
+            document_hash: document_hash_sql("s"),
+        }
     }
 
     /// A `FROM` item: `live`, one row whose column `s` is the snapshot of
@@ -302,54 +268,6 @@ impl HistoryTable {
             "(WITH u AS MATERIALIZED ({user_relations}) \
              SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.concat_ws('|', {}), 'UTF8')), 'hex'))",
             parts.join(", ")
-        )
-    }
-
-    /// Statements that store the live snapshot for the history's head
-    /// version, in the transaction of the last migration of a run; with
-    /// `itemize` false, the fingerprint alone (no document: `verify` can
-    /// then tell that the schema changed, not what).
-    ///
-    /// The fingerprint is computed first: when it equals the stored one
-    /// (the run changed data, not the schema) the stored snapshot is still
-    /// the schema's, and only its version moves. Taking the snapshot is most
-    /// of the time of a run that applies one migration to a large schema.
-    pub(crate) fn store_snapshot_sql(&self, itemize: bool) -> String {
-        let head = format!(
-            "(SELECT max(version) FROM {} WHERE success)",
-            self.qualified()
-        );
-        let mut unchanged = "fingerprint = pg_catalog.current_setting('dbprep.fingerprint') \
-             AND server_major = pg_catalog.current_setting('server_version_num')::integer / 10000"
-            .to_owned();
-        // (hash, document, FROM): a document only when asked for, and kept
-        // only when the stored row has one.
-        let (hash, document, from) = if itemize {
-            unchanged.push_str(&format!(" AND hash <> {NO_DOCUMENT}"));
-            (
-                document_hash_sql("s"),
-                "s",
-                format!("FROM {}\n", self.live_snapshot_sql()),
-            )
-        } else {
-            (
-                NO_DOCUMENT.to_owned(),
-                "'null'::pg_catalog.json",
-                String::new(),
-            )
-        };
-        format!(
-            "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
-SELECT pg_catalog.set_config('dbprep.fingerprint', {fingerprint}, true);
-UPDATE {t} SET version = {head}, taken_at = pg_catalog.clock_timestamp() WHERE {unchanged};
-INSERT INTO {t} AS old (only_row, version, server_major, hash, fingerprint, snapshot)
-SELECT true, {head}, pg_catalog.current_setting('server_version_num')::integer / 10000,
-       {hash}, pg_catalog.current_setting('dbprep.fingerprint'), {document}
-{from}WHERE NOT EXISTS (SELECT FROM {t} WHERE {unchanged})
-ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version, server_major = EXCLUDED.server_major,
-    hash = EXCLUDED.hash, fingerprint = EXCLUDED.fingerprint, snapshot = EXCLUDED.snapshot, taken_at = pg_catalog.clock_timestamp();\n",
-            t = self.snapshot_table(),
-            fingerprint = self.fingerprint_sql(),
         )
     }
 }

@@ -250,35 +250,15 @@ pub(crate) async fn fixtures(
     fixtures: &Fixtures,
     policy: Policy,
 ) -> Result<Vec<Finding>> {
-    let table = history.fixture_table();
-    let present = client
-        .simple_query(&format!(
-            "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
-            literal(&table)
-        ))
-        .await
-        .map_err(Error::postgres("look for the fixture history"))?;
-    if rows(present).first().and_then(|r| column(r, 0)) != Some("t") {
-        return Ok(Vec::new());
-    }
-    let answer = client
-        .simple_query(&format!(
-            "SELECT name, pg_catalog.encode(checksum, 'hex') FROM {table} ORDER BY name"
-        ))
-        .await
-        .map_err(Error::postgres("read the fixture history"))?;
     let mut findings = Vec::new();
-    for row in rows(answer) {
-        let (Some(name), Some(applied)) = (column(&row, 0), column(&row, 1)) else {
-            continue;
-        };
-        if let Some(fixture) = fixtures.get(name) {
+    for (name, applied) in history.populated_fixtures(client).await? {
+        if let Some(fixture) = fixtures.get(&name) {
             let embedded = fixture.checksum().to_string();
             if embedded != applied {
                 let drift = Drift::FixtureChanged {
-                    name: name.to_owned(),
                     file: fixture.file().to_owned(),
-                    applied: applied.to_owned(),
+                    name,
+                    applied,
                     embedded,
                 };
                 findings.push(Finding { drift, policy });

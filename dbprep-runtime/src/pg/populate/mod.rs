@@ -194,23 +194,6 @@ fn duplicate_key(rows: &[Row<'_>], primary_key: &[String]) -> Option<(usize, usi
     None
 }
 
-impl HistoryTable {
-    /// The fixture history table if missing, and with `create_schema` its
-    /// schema (see [`HistoryTable::create_sql`]).
-    fn create_fixture_table_sql(&self, create_schema: bool) -> String {
-        format!(
-            "{}CREATE TABLE IF NOT EXISTS {} (
-    name       text PRIMARY KEY,
-    checksum   bytea NOT NULL,
-    rows       bigint NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
-);",
-            self.create_schema_sql(create_schema),
-            self.fixture_table()
-        )
-    }
-}
-
 /// Load `fixture` in one transaction. Populating the same content again
 /// writes nothing; changed content is loaded again under the conflict
 /// policy (`conflict`, else the fixture's `__mode`: insert skips existing
@@ -297,17 +280,7 @@ async fn load(
 ) -> Result<PopulateReport> {
     let name = fixture.name().to_owned();
     let checksum = fixture.checksum();
-    let recorded = client
-        .query_opt(
-            &format!(
-                "SELECT pg_catalog.encode(checksum, 'hex') FROM {} WHERE name = $1",
-                history.fixture_table()
-            ),
-            &[&name],
-        )
-        .await
-        .map_err(Error::postgres("read the fixture history"))?
-        .map(|row| row.get::<_, String>(0));
+    let recorded = history.fixture_checksum(client, &name).await?;
     let outcome = match recorded {
         Some(previous) if previous == checksum.to_string() => {
             return Ok(PopulateReport {
@@ -475,17 +448,9 @@ async fn load(
         tables.push((table.display_name(), written));
         total += written;
     }
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {} (name, checksum, rows) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, rows = EXCLUDED.rows, applied_at = pg_catalog.clock_timestamp()",
-                history.fixture_table()
-            ),
-            &[&name, &checksum.as_bytes().as_slice(), &(total as i64)],
-        )
-        .await
-        .map_err(Error::postgres("record the fixture"))?;
+    history
+        .record_fixture(client, &name, checksum, total)
+        .await?;
     Ok(PopulateReport {
         fixture: name,
         outcome,

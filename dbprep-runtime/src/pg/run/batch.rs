@@ -80,7 +80,8 @@ use crate::model::migration::Migration;
 use crate::pg::error::{Error, MigrationError, Result};
 use crate::pg::run::lock::{LockMode, MigrationLock};
 use crate::pg::sql::{bytea, ident, literal};
-use crate::pg::store::history::{HistoryTable, DIGEST_DEFERRED};
+use crate::pg::store::digest::DIGEST_DEFERRED;
+use crate::pg::store::HistoryTable;
 
 /// The session setting that holds the version of the last migration the
 /// batch committed on the session: the guard of the next (see the module
@@ -453,7 +454,11 @@ impl Session<'_> {
         if !asynchronous_commit {
             message.push_str(&self.own_settings(true));
             message.push_str(&self.record_duration(m));
-            message.push_str(&self.history.store_snapshot_sql(self.schema_snapshot));
+            message.push_str(
+                &self
+                    .history
+                    .store_snapshot_sql(self.schema_snapshot, &self.history.live_schema()),
+            );
         }
         message.push_str("COMMIT;\nRESET ALL;");
         if !self.pooled() {

@@ -47,7 +47,8 @@ use tokio_postgres::error::SqlState;
 
 use crate::pg::error::{is_sqlstate, Error, LockHolder, Result};
 use crate::pg::sql::{column, literal, rows};
-use crate::pg::store::history::{HistoryDigest, HistoryTable};
+use crate::pg::store::digest::HistoryDigest;
+use crate::pg::store::HistoryTable;
 
 /// The first sleep between two tries.
 const FIRST_SLEEP: Duration = Duration::from_millis(5);

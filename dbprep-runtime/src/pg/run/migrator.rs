@@ -17,11 +17,11 @@ use crate::pg::report::{
 use crate::pg::run::batch::{Done, Progress, Session};
 use crate::pg::run::lock::{LockMode, MigrationLock};
 use crate::pg::run::plan::{self, Plan, Policies, Policy};
+use crate::pg::run::session::{inside_transaction_block, session_facts};
 use crate::pg::sql::{bytea, literal};
-use crate::pg::store::history::{
-    inside_transaction_block, session_facts, up_to_date_digests, HistoryDigest, HistoryRow,
-    HistoryTable,
-};
+use crate::pg::store::digest::{up_to_date_digests, HistoryDigest};
+use crate::pg::store::history::HistoryRow;
+use crate::pg::store::HistoryTable;
 
 /// Applies embedded migrations to a database.
 ///
@@ -594,7 +594,8 @@ impl<'m> Migrator<'m> {
             .client
             .batch_execute(&format!(
                 "BEGIN;\n{}COMMIT;",
-                self.history.store_snapshot_sql(self.schema_snapshot)
+                self.history
+                    .store_snapshot_sql(self.schema_snapshot, &self.history.live_schema())
             ))
             .await
             .map_err(Error::postgres("store the schema snapshot"))

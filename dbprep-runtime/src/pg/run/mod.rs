@@ -6,3 +6,4 @@ pub(crate) mod batch;
 pub mod lock;
 pub(crate) mod migrator;
 pub(crate) mod plan;
+pub(crate) mod session;

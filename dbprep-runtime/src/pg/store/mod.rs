@@ -1,4 +1,163 @@
-//! dbprep's own tables: the history and its digest, the schema snapshot,
-//! the fixture history and the lock's lease.
+//! dbprep's own tables, one home for their names, their DDL and every
+//! statement that reads or writes them:
+//!
+//! - `history`: `dbprep_schema_history`, one row per applied version;
+//! - `digest`: `<history>_digest`, one row summarizing the history, which a
+//!   start-up reads instead of the history;
+//! - the schema snapshot (`dbprep_schema_snapshot`), the fixture history
+//!   (`dbprep_fixture_history`) and the lock's lease (`<history>_lock`).
+//!
+//! Every name is written schema-qualified: a migration's `SET search_path`
+//! must not redirect dbprep's statements.
 
+pub(crate) mod digest;
+pub(crate) mod fixtures;
 pub mod history;
+pub(crate) mod snapshot;
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+use crate::pg::error::{Error, Result};
+use crate::pg::sql::{column, ident, literal, rows};
+
+/// Where the history lives: a schema and a table name, always written
+/// schema-qualified (a migration's `SET search_path` must not redirect it).
+/// dbprep's other tables sit beside it, in the same schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryTable {
+    /// The schema (default `public`).
+    pub schema: String,
+    /// The table (default `dbprep_schema_history`).
+    pub table: String,
+}
+
+impl Default for HistoryTable {
+    fn default() -> Self {
+        HistoryTable {
+            schema: "public".into(),
+            table: "dbprep_schema_history".into(),
+        }
+    }
+}
+
+impl HistoryTable {
+    /// `"schema"."table"`.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", ident(&self.schema), ident(&self.table))
+    }
+
+    /// The one-row table that summarizes the history: its row count and the
+    /// XOR of a 64-bit hash of each row, kept by a trigger on every change
+    /// (by dbprep or by hand). A start-up reads this row instead of the
+    /// history: one short answer, however many migrations were applied.
+    pub fn digest_table(&self) -> String {
+        format!(
+            "{}.{}",
+            ident(&self.schema),
+            ident(&format!("{}_digest", self.table))
+        )
+    }
+
+    /// The one-row table of the migration lock's lease, in
+    /// [`LockMode::Transaction`](crate::pg::run::lock::LockMode::Transaction):
+    /// which run holds it, and until when.
+    pub fn lease_table(&self) -> String {
+        format!(
+            "{}.{}",
+            ident(&self.schema),
+            ident(&format!("{}_lock", self.table))
+        )
+    }
+
+    pub(crate) fn digest_function(&self) -> String {
+        format!(
+            "{}.{}",
+            ident(&self.schema),
+            ident(&format!("{}_digest_update", self.table))
+        )
+    }
+
+    /// A table of this schema, qualified.
+    fn beside(&self, name: &str) -> String {
+        format!("{}.{}", ident(&self.schema), ident(name))
+    }
+
+    /// The table that holds the last snapshot.
+    pub fn snapshot_table(&self) -> String {
+        self.beside("dbprep_schema_snapshot")
+    }
+
+    /// The table of applied fixtures.
+    pub fn fixture_table(&self) -> String {
+        self.beside("dbprep_fixture_history")
+    }
+
+    /// Every table of dbprep's, qualified: no schema snapshot describes
+    /// them.
+    pub(crate) fn own_tables(&self) -> [String; 5] {
+        [
+            self.qualified(),
+            self.digest_table(),
+            self.snapshot_table(),
+            self.fixture_table(),
+            self.lease_table(),
+        ]
+    }
+
+    /// `CREATE SCHEMA IF NOT EXISTS` of the table's schema, or nothing
+    /// when `create` is false (the schema is known to exist).
+    pub(crate) fn create_schema_sql(&self, create: bool) -> String {
+        if create {
+            format!("CREATE SCHEMA IF NOT EXISTS {};\n", ident(&self.schema))
+        } else {
+            String::new()
+        }
+    }
+
+    /// Whether the table's schema exists.
+    pub(crate) async fn schema_exists(&self, client: &Client) -> Result<bool> {
+        let sql = format!(
+            "SELECT pg_catalog.to_regnamespace({}) IS NOT NULL",
+            literal(&ident(&self.schema))
+        );
+        query_bool(
+            client,
+            &sql,
+            &format!("look for the schema {}", self.schema),
+        )
+        .await
+    }
+
+    /// Whether the table exists.
+    pub(crate) async fn exists(&self, client: &Client) -> Result<bool> {
+        relation_exists(client, &self.qualified()).await
+    }
+
+    /// The advisory-lock key of this table: the first 8 bytes of the SHA-256
+    /// of its qualified name, so that two histories in one database do not
+    /// block each other.
+    pub fn lock_key(&self) -> i64 {
+        let digest = Sha256::digest(format!("dbprep:{}", self.qualified()).as_bytes());
+        i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+}
+
+/// Whether a (qualified, quoted) relation exists.
+pub(crate) async fn relation_exists(client: &Client, relation: &str) -> Result<bool> {
+    let sql = format!(
+        "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
+        literal(relation)
+    );
+    query_bool(client, &sql, &format!("look for {relation}")).await
+}
+
+/// The boolean a one-value query answers; `doing` names the step in an
+/// error.
+pub(crate) async fn query_bool(client: &Client, sql: &str, doing: &str) -> Result<bool> {
+    let answer = client
+        .simple_query(sql)
+        .await
+        .map_err(Error::postgres(doing.to_owned()))?;
+    Ok(rows(answer).first().and_then(|r| column(r, 0)) == Some("t"))
+}
