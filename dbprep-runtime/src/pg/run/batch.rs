@@ -79,8 +79,9 @@ use crate::model::lexer::{line_column, split};
 use crate::model::migration::Migration;
 use crate::pg::error::{Error, MigrationError, Result};
 use crate::pg::run::lock::{LockMode, MigrationLock};
-use crate::pg::sql::{bytea, ident, literal};
+use crate::pg::sql::{ident, literal};
 use crate::pg::store::digest::DIGEST_DEFERRED;
+use crate::pg::store::history::{guarded, NewRow};
 use crate::pg::store::HistoryTable;
 
 /// The session setting that holds the version of the last migration the
@@ -270,36 +271,15 @@ impl Session<'_> {
         )
     }
 
-    /// The values of a migration's first five history columns
-    /// (`installed_rank, version, name, checksum, kind`), as SQL literals.
-    fn identity_values(m: &Migration, rank: i32) -> String {
-        let kind = if m.is_baseline() {
-            "baseline"
-        } else {
-            "migration"
-        };
-        format!(
-            "{rank}, {version}, {name}, {checksum}, '{kind}'",
-            version = m.version(),
-            name = literal(m.name()),
-            checksum = bytea(m.checksum().as_bytes()),
-        )
-    }
-
     /// The history row of a no-transaction migration, written before it
     /// runs: `success = false` until it ends. Its `run_id` is `NULL`, which
     /// the table refuses, when the run no longer holds the lock.
     fn insert_dirty_row(&self, m: &Migration, rank: i32) -> String {
-        format!(
-            "INSERT INTO {t} (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id)\n\
-             VALUES ({values}, pg_catalog.clock_timestamp(), 0, {by}, false, NULL, \
-             CASE WHEN {held} THEN {run_id} END);\n",
-            t = self.history.qualified(),
-            values = Self::identity_values(m, rank),
-            by = literal(&self.applied_by),
-            held = self.lock.held_condition(),
-            run_id = literal(&self.run_id),
-        )
+        let run_id = guarded(&self.lock.held_condition(), &literal(&self.run_id));
+        self.history.insert_sql(&NewRow {
+            success: false,
+            ..NewRow::of(m, rank, &self.applied_by, run_id)
+        })
     }
 
     /// The name of the batch's prepared history insert: one per run, so that
@@ -321,19 +301,31 @@ impl Session<'_> {
     /// predecessor, or is empty for the first (set here, not left to
     /// `RESET ALL`: a role's or a database's default could fill it).
     fn prepare_record_sql(&self) -> String {
+        let insert = self.history.insert_sql(&NewRow {
+            installed_rank: "$1".into(),
+            version: "$2".into(),
+            name: "$3".into(),
+            checksum: "$4".into(),
+            kind: "$5".into(),
+            applied_at: "pg_catalog.now()".into(),
+            execution_ms: "0".into(),
+            applied_by: literal(&self.applied_by),
+            success: true,
+            previous_version: "$6".into(),
+            run_id: guarded(
+                &format!(
+                    "COALESCE(pg_catalog.current_setting('{APPLIED}', true), '') \
+                     OPERATOR(pg_catalog.=) COALESCE(CAST($6 AS pg_catalog.text), '')"
+                ),
+                &literal(&self.run_id),
+            ),
+        });
         format!(
             "RESET ALL;\nSELECT pg_catalog.current_setting('search_path');\n\
              SET {APPLIED} = '';\n{restore}PREPARE {name} (pg_catalog.int4, pg_catalog.int8, pg_catalog.text, pg_catalog.bytea, pg_catalog.text, pg_catalog.int8) \
-             AS INSERT INTO {t} \
-             (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id) \
-             VALUES ($1, $2, $3, $4, $5, pg_catalog.now(), 0, {by}, true, $6, \
-             CASE WHEN COALESCE(pg_catalog.current_setting('{APPLIED}', true), '') \
-             OPERATOR(pg_catalog.=) COALESCE(CAST($6 AS pg_catalog.text), '') THEN {run_id} END);",
+             AS {insert}",
             restore = self.restore_statements(true, false),
             name = self.record_statement(),
-            t = self.history.qualified(),
-            by = literal(&self.applied_by),
-            run_id = literal(&self.run_id),
         )
     }
 
@@ -361,16 +353,11 @@ impl Session<'_> {
         sql.push_str(&self.own_settings(true));
         sql.push_str(&self.transaction_settings(!failed));
         if !timed_by_replies.is_empty() {
-            let durations: Vec<String> = timed_by_replies
+            let durations: Vec<(i64, u128)> = timed_by_replies
                 .iter()
-                .map(|d| format!("({}, {})", d.version, millis(d.elapsed)))
+                .map(|d| (d.version, millis(d.elapsed)))
                 .collect();
-            sql.push_str(&format!(
-                "UPDATE {t} AS h SET execution_ms = d.ms FROM (VALUES {values}) AS d (version, ms) \
-                 WHERE h.version = d.version::pg_catalog.int8;\n",
-                t = self.history.qualified(),
-                values = durations.join(", "),
-            ));
+            sql.push_str(&self.history.durations_sql(&durations));
         }
         if failed {
             // Writes a commit record even when nothing was applied.
@@ -388,38 +375,39 @@ impl Session<'_> {
     /// this run's.
     fn record_history(&self, m: &Migration, rank: i32, previous: Option<i64>) -> String {
         let previous_sql = previous.map_or("NULL".to_owned(), |v| v.to_string());
+        let row = NewRow {
+            applied_at: "pg_catalog.now()".into(),
+            previous_version: previous_sql,
+            ..NewRow::of(m, rank, &self.applied_by, String::new())
+        };
         if !self.pooled() {
+            // The prepared insert's parameters, in its order.
             return format!(
-                "EXECUTE {name}({values}, {previous_sql});\n",
-                name = self.record_statement(),
-                values = Self::identity_values(m, rank),
+                "EXECUTE {}({}, {}, {}, {}, {}, {});\n",
+                self.record_statement(),
+                row.installed_rank,
+                row.version,
+                row.name,
+                row.checksum,
+                row.kind,
+                row.previous_version,
             );
         }
-        let t = self.history.qualified();
-        let predecessor = previous.map_or("true".to_owned(), |v| {
-            format!("EXISTS (SELECT FROM {t} WHERE version = {v})")
-        });
-        format!(
-            "INSERT INTO {t} \
-             (installed_rank, version, name, checksum, kind, applied_at, execution_ms, applied_by, success, previous_version, run_id) \
-             VALUES ({values}, pg_catalog.now(), 0, {by}, true, {previous_sql}, \
-             CASE WHEN {predecessor} AND {held} THEN {run_id} END);\n",
-            values = Self::identity_values(m, rank),
-            by = literal(&self.applied_by),
-            held = self.lock.held_condition(),
-            run_id = literal(&self.run_id),
-        )
+        let condition = format!(
+            "{} AND {}",
+            self.history.recorded_sql(previous),
+            self.lock.held_condition()
+        );
+        self.history.insert_sql(&NewRow {
+            run_id: guarded(&condition, &literal(&self.run_id)),
+            ..row
+        })
     }
 
     /// The `UPDATE` that writes the duration of `m`, the migration of the
     /// transaction, at its end.
     fn record_duration(&self, m: &Migration) -> String {
-        format!(
-            "UPDATE {t} SET execution_ms = (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::pg_catalog.int4 \
-             WHERE version = {version};\n",
-            t = self.history.qualified(),
-            version = m.version(),
-        )
+        self.history.duration_so_far_sql(m.version())
     }
 
     /// The message for one transactional migration, and the length of its
@@ -604,7 +592,6 @@ impl Session<'_> {
         rank: i32,
     ) -> Result<Done, Error> {
         let started = Instant::now();
-        let t = self.history.qualified();
         self.run_own(
             &self.insert_dirty_row(m, rank),
             format!("record the start of migration {}", m.version()),
@@ -657,11 +644,7 @@ impl Session<'_> {
                 "reset the session after migration {}",
                 m.version()
             )))?;
-        let finish = format!(
-            "UPDATE {t} SET success = true, execution_ms = {ms} WHERE version = {version};\n",
-            ms = millis(elapsed),
-            version = m.version(),
-        );
+        let finish = self.history.finished_sql(m.version(), millis(elapsed));
         self.run_own(
             &finish,
             format!("record the end of migration {}", m.version()),

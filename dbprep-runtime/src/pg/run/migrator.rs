@@ -6,6 +6,7 @@ use deadpool_postgres::{Object, Pool};
 use tokio_postgres::{CancelToken, Client, NoTls};
 
 use crate::model::fixture::Fixtures;
+use crate::model::history::RowKind;
 use crate::model::history::{reconcile, VersionState};
 use crate::model::migration::{Migration, Migrations};
 use crate::pg::drift::indexes;
@@ -18,9 +19,9 @@ use crate::pg::run::batch::{Done, Progress, Session};
 use crate::pg::run::lock::{LockMode, MigrationLock};
 use crate::pg::run::plan::{self, Plan, Policies, Policy};
 use crate::pg::run::session::{inside_transaction_block, session_facts};
-use crate::pg::sql::{bytea, literal};
+use crate::pg::sql::literal;
 use crate::pg::store::digest::{up_to_date_digests, HistoryDigest};
-use crate::pg::store::history::HistoryRow;
+use crate::pg::store::history::{HistoryRow, NewRow};
 use crate::pg::store::HistoryTable;
 
 /// Applies embedded migrations to a database.
@@ -712,20 +713,19 @@ impl<'m> Migrator<'m> {
                 ..migrator.policies
             },
         )?;
-        let t = migrator.history.qualified();
         let mut sql = String::from("BEGIN;\n");
         let first_rank = rows.iter().map(|r| r.installed_rank).max().unwrap_or(0) + 1;
         for (i, m) in plan.pending.iter().enumerate() {
-            sql.push_str(&format!(
-                "INSERT INTO {t} (installed_rank, version, name, checksum, kind, execution_ms, applied_by, success, run_id) \
-                 VALUES ({}, {}, {}, {}, 'stamp', 0, {}, true, {});\n",
+            let row = NewRow::of(
+                m,
                 first_rank + i as i32,
-                m.version(),
-                literal(m.name()),
-                bytea(m.checksum().as_bytes()),
-                literal(&session.applied_by),
+                &session.applied_by,
                 literal(&session.run_id),
-            ));
+            );
+            sql.push_str(&migrator.history.insert_sql(&NewRow {
+                kind: format!("'{}'", RowKind::Stamp),
+                ..row
+            }));
         }
         sql.push_str("COMMIT;");
         client
@@ -798,21 +798,17 @@ impl<'m> Migrator<'m> {
             report.invalid_indexes = invalid;
         }
         let rows = self.history.read(&client).await?;
-        let t = self.history.qualified();
         let mut sql = String::from("BEGIN;\n");
         for entry in reconcile(self.migrations, &rows) {
             let version = entry.version;
             match (entry.state, entry.embedded) {
                 // Under the lock nobody is running it: dirty.
                 (VersionState::Unfinished, _) => {
-                    sql.push_str(&format!("DELETE FROM {t} WHERE version = {version};\n"));
+                    sql.push_str(&self.history.delete_sql(version));
                     report.removed_dirty.push(version);
                 }
                 (VersionState::Edited { .. }, Some(m)) => {
-                    sql.push_str(&format!(
-                        "UPDATE {t} SET checksum = {} WHERE version = {version};\n",
-                        bytea(m.checksum().as_bytes())
-                    ));
+                    sql.push_str(&self.history.set_checksum_sql(version, m.checksum()));
                     report.realigned.push(version);
                 }
                 _ => {}

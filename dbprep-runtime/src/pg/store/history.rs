@@ -4,10 +4,12 @@
 use tokio_postgres::Client;
 
 pub use super::HistoryTable;
+use crate::model::checksum::Checksum;
 pub use crate::model::history::HistoryRow;
 use crate::model::history::RowKind;
+use crate::model::migration::Migration;
 use crate::pg::error::{Error, Result};
-use crate::pg::sql::{column, ident, rows};
+use crate::pg::sql::{bytea, column, ident, literal, rows};
 
 impl HistoryTable {
     /// The statement that creates the table if missing, and with
@@ -92,4 +94,137 @@ fn row_from(table: &str, row: &tokio_postgres::SimpleQueryRow) -> Result<History
             .map_err(|_| damaged("execution_ms is out of range:", text(7)))?,
         applied_by: text(8).to_owned(),
     })
+}
+
+/// The columns dbprep's inserts write, in the order of [`NewRow`]'s values.
+const INSERT_COLUMNS: &str = "installed_rank, version, name, checksum, kind, applied_at, \
+     execution_ms, applied_by, success, previous_version, run_id";
+
+/// One history row to insert, each value as SQL: a literal, a statement
+/// parameter (`$1`) or an expression.
+pub(crate) struct NewRow {
+    pub installed_rank: String,
+    pub version: String,
+    pub name: String,
+    pub checksum: String,
+    pub kind: String,
+    pub applied_at: String,
+    pub execution_ms: String,
+    pub applied_by: String,
+    pub success: bool,
+    pub previous_version: String,
+    /// `NOT NULL` in the table: a guard leaves it `NULL` to refuse the row
+    /// (see [`guarded`]).
+    pub run_id: String,
+}
+
+impl NewRow {
+    /// The row of migration `m` at `rank`, applied by `applied_by` in the
+    /// run `run_id` (SQL): applied now, 0 ms, successful, no predecessor.
+    pub(crate) fn of(m: &Migration, rank: i32, applied_by: &str, run_id: String) -> NewRow {
+        let kind = if m.is_baseline() {
+            RowKind::Baseline
+        } else {
+            RowKind::Migration
+        };
+        NewRow {
+            installed_rank: rank.to_string(),
+            version: m.version().to_string(),
+            name: literal(m.name()),
+            checksum: bytea(m.checksum().as_bytes()),
+            kind: format!("'{kind}'"),
+            applied_at: "pg_catalog.clock_timestamp()".to_owned(),
+            execution_ms: "0".to_owned(),
+            applied_by: literal(applied_by),
+            success: true,
+            previous_version: "NULL".to_owned(),
+            run_id,
+        }
+    }
+}
+
+/// `run_id` as a guard writes it: `run_id` (SQL) when `condition` holds,
+/// else `NULL`, which the table refuses, so the whole statement fails.
+pub(crate) fn guarded(condition: &str, run_id: &str) -> String {
+    format!("CASE WHEN {condition} THEN {run_id} END")
+}
+
+impl HistoryTable {
+    /// The `INSERT` of `row`.
+    pub(crate) fn insert_sql(&self, row: &NewRow) -> String {
+        format!(
+            "INSERT INTO {t} ({INSERT_COLUMNS}) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {});\n",
+            row.installed_rank,
+            row.version,
+            row.name,
+            row.checksum,
+            row.kind,
+            row.applied_at,
+            row.execution_ms,
+            row.applied_by,
+            row.success,
+            row.previous_version,
+            row.run_id,
+            t = self.qualified(),
+        )
+    }
+
+    /// A condition that holds when `previous` (if any) is recorded.
+    pub(crate) fn recorded_sql(&self, previous: Option<i64>) -> String {
+        previous.map_or("true".to_owned(), |v| {
+            format!(
+                "EXISTS (SELECT FROM {} WHERE version = {v})",
+                self.qualified()
+            )
+        })
+    }
+
+    /// Forget a version (a dirty row, so that it runs again).
+    pub(crate) fn delete_sql(&self, version: i64) -> String {
+        format!(
+            "DELETE FROM {} WHERE version = {version};\n",
+            self.qualified()
+        )
+    }
+
+    /// Record `checksum` for `version` (accepting an edited file).
+    pub(crate) fn set_checksum_sql(&self, version: i64, checksum: Checksum) -> String {
+        format!(
+            "UPDATE {} SET checksum = {} WHERE version = {version};\n",
+            self.qualified(),
+            bytea(checksum.as_bytes())
+        )
+    }
+
+    /// A no-transaction migration is over: successful, in `ms`.
+    pub(crate) fn finished_sql(&self, version: i64, ms: u128) -> String {
+        format!(
+            "UPDATE {} SET success = true, execution_ms = {ms} WHERE version = {version};\n",
+            self.qualified()
+        )
+    }
+
+    /// The durations of several versions, `(version, ms)`, in one `UPDATE`.
+    pub(crate) fn durations_sql(&self, durations: &[(i64, u128)]) -> String {
+        let values: Vec<String> = durations
+            .iter()
+            .map(|(version, ms)| format!("({version}, {ms})"))
+            .collect();
+        format!(
+            "UPDATE {} AS h SET execution_ms = d.ms FROM (VALUES {}) AS d (version, ms) \
+             WHERE h.version = d.version::pg_catalog.int8;\n",
+            self.qualified(),
+            values.join(", ")
+        )
+    }
+
+    /// The duration of `version`, the migration of the transaction, from
+    /// the transaction's start to now.
+    pub(crate) fn duration_so_far_sql(&self, version: i64) -> String {
+        format!(
+            "UPDATE {} SET execution_ms = (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::pg_catalog.int4 \
+             WHERE version = {version};\n",
+            self.qualified()
+        )
+    }
 }
