@@ -1231,10 +1231,23 @@ async fn a_session_authorization_set_by_a_migration_ends_with_it() {
 /// user the session logged in as.
 #[tokio::test]
 async fn an_ordinary_owner_role_runs_the_migrations() {
+    an_ordinary_owner_runs(LockMode::Session).await;
+}
+
+#[tokio::test]
+async fn an_ordinary_owner_role_runs_the_migrations_in_transaction_lock_mode() {
+    // The lease table too is made without asking for CREATE on the
+    // database.
+    an_ordinary_owner_runs(LockMode::Transaction).await;
+}
+
+/// A login role granted no more than CREATE on `public` runs five
+/// migrations and loads a fixture, in `mode`; it owns what they made.
+async fn an_ordinary_owner_runs(mode: LockMode) {
     let db = database().await;
     let (owner, pool) = login_role(&db, "owner", "GRANT CREATE ON SCHEMA public TO {role};").await;
     let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
-    let migrator = Migrator::new(&m);
+    let migrator = Migrator::new(&m).lock_mode(mode);
     let report = migrator.run(&pool).await.unwrap();
     assert_eq!(report.version, Some(5));
     let fixture = Fixture::from_text("a".into(), "a.json".into(), br#"{"a": [{"id": 1}]}"#)

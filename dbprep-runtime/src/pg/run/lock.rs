@@ -46,9 +46,9 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use crate::pg::error::{is_sqlstate, Error, LockHolder, Result};
-use crate::pg::sql::{column, literal, rows};
+use crate::pg::sql::{column, rows};
 use crate::pg::store::digest::HistoryDigest;
-use crate::pg::store::HistoryTable;
+use crate::pg::store::{lease, relation_exists, HistoryTable};
 
 /// The first sleep between two tries.
 const FIRST_SLEEP: Duration = Duration::from_millis(5);
@@ -56,15 +56,6 @@ const FIRST_SLEEP: Duration = Duration::from_millis(5);
 /// The longest sleep between two tries: a waiter notices a released lock
 /// this late at worst.
 const LONGEST_SLEEP: Duration = Duration::from_millis(100);
-
-/// How long a lease lasts without being renewed. A run renews it with
-/// every transaction it commits; a holder that died is replaced this long
-/// after its last one (and once its last statement is over).
-const LEASE: &str = "15 seconds";
-
-/// How long a try waits for the lease row when the holder's migration has
-/// it locked: not long, since that means the lease is alive.
-const LEASE_ROW_WAIT: &str = "100ms";
 
 /// How migrators of one database keep out of each other's way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,11 +105,7 @@ pub(crate) struct MigrationLock {
     mode: LockMode,
     /// The advisory-lock key (session mode).
     key: i64,
-    /// The lease table, qualified (transaction mode).
-    lease_table: String,
-    /// The schema that holds it, quoted.
-    schema: String,
-    /// The history it guards.
+    /// The history it guards, beside which the lease lives.
     history: HistoryTable,
     /// The run taking the lock.
     run_id: String,
@@ -133,8 +120,6 @@ impl MigrationLock {
         MigrationLock {
             mode,
             key: history.lock_key(),
-            lease_table: history.lease_table(),
-            schema: crate::pg::sql::ident(&history.schema),
             history: history.clone(),
             run_id: run_id.to_owned(),
             label: label.to_owned(),
@@ -230,7 +215,7 @@ impl MigrationLock {
     async fn try_once(&self, client: &Client) -> Result<bool> {
         let sql = match self.mode {
             LockMode::Session => format!("SELECT pg_catalog.pg_try_advisory_lock({})", self.key),
-            LockMode::Transaction => self.take_lease_sql(),
+            LockMode::Transaction => self.history.take_lease_sql(&self.run_id, &self.label),
         };
         match client.simple_query(&sql).await {
             Ok(answer) => Ok(rows(answer).first().and_then(|r| column(r, 0)) == Some("t")),
@@ -246,58 +231,18 @@ impl MigrationLock {
         }
     }
 
-    /// Take the lease when nobody holds it, or its holder's lease ran out
-    /// and no statement of its run is active: one short transaction that
-    /// answers `t` when the lease is now this run's.
-    fn take_lease_sql(&self) -> String {
-        format!(
-            "BEGIN;\nSET LOCAL lock_timeout = '{LEASE_ROW_WAIT}';\n\
-             SET LOCAL client_min_messages = warning;\n\
-             INSERT INTO {l} AS l (only_row, run_id, application_name, backend_pid, since, expires_at) \
-             VALUES (true, {run}, {label}, pg_catalog.pg_backend_pid(), pg_catalog.clock_timestamp(), \
-             pg_catalog.clock_timestamp() + interval '{LEASE}') \
-             ON CONFLICT (only_row) DO UPDATE SET run_id = EXCLUDED.run_id, \
-             application_name = EXCLUDED.application_name, backend_pid = EXCLUDED.backend_pid, \
-             since = EXCLUDED.since, expires_at = EXCLUDED.expires_at \
-             WHERE l.expires_at < pg_catalog.clock_timestamp() AND NOT EXISTS (\
-             SELECT FROM pg_catalog.pg_stat_activity a WHERE a.state = 'active' \
-             AND a.pid <> pg_catalog.pg_backend_pid() \
-             AND pg_catalog.strpos(a.query, 'dbprep run ' || l.run_id || ' ') > 0) \
-             RETURNING true;\nCOMMIT;",
-            l = self.lease_table,
-            run = literal(&self.run_id),
-            label = literal(&self.label),
-        )
-    }
-
     /// Create the lease table when it is missing. Peers may create it at
     /// the same moment: the loser's unique violation means it exists.
     async fn ensure_lease_table(&self, client: &Client) -> Result<()> {
-        let present = client
-            .simple_query(&format!(
-                "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
-                literal(&self.lease_table)
-            ))
-            .await
-            .map_err(Error::postgres("look for the lock table"))?;
-        if rows(present).first().and_then(|r| column(r, 0)) == Some("t") {
+        let lease_table = self.history.lease_table();
+        if relation_exists(client, &lease_table).await? {
             return Ok(());
         }
-        let sql = format!(
-            "BEGIN;\nSET LOCAL client_min_messages = warning;\n\
-             CREATE SCHEMA IF NOT EXISTS {schema};\n\
-             CREATE TABLE IF NOT EXISTS {l} (
-    only_row         boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-    run_id           text NOT NULL,
-    application_name text NOT NULL,
-    backend_pid      integer NOT NULL,
-    since            timestamptz NOT NULL,
-    expires_at       timestamptz NOT NULL
-);\nCOMMIT;",
-            schema = self.schema,
-            l = self.lease_table,
-        );
-        match client.simple_query(&sql).await {
+        let create_schema = !self.history.schema_exists(client).await?;
+        match client
+            .simple_query(&self.history.create_lease_sql(create_schema))
+            .await
+        {
             Ok(_) => Ok(()),
             // Made by a peer in the meantime: a unique violation in the
             // catalog, or "relation" or "type" already exists.
@@ -320,8 +265,7 @@ impl MigrationLock {
             Err(e) => {
                 let _ = client.simple_query("ROLLBACK").await;
                 Err(Error::postgres(format!(
-                    "create the lock table {}",
-                    self.lease_table
+                    "create the lock table {lease_table}"
                 ))(e))
             }
         }
@@ -331,11 +275,7 @@ impl MigrationLock {
     pub(crate) fn release_sql(&self) -> String {
         match self.mode {
             LockMode::Session => format!("SELECT pg_catalog.pg_advisory_unlock({});", self.key),
-            LockMode::Transaction => format!(
-                "DELETE FROM {} WHERE run_id = {};",
-                self.lease_table,
-                literal(&self.run_id)
-            ),
+            LockMode::Transaction => self.history.release_lease_sql(&self.run_id),
         }
     }
 
@@ -354,11 +294,7 @@ impl MigrationLock {
     pub(crate) fn renew_sql(&self) -> String {
         match self.mode {
             LockMode::Session => String::new(),
-            LockMode::Transaction => format!(
-                "UPDATE {} SET expires_at = pg_catalog.clock_timestamp() + interval '{LEASE}' WHERE run_id = {};\n",
-                self.lease_table,
-                literal(&self.run_id)
-            ),
+            LockMode::Transaction => self.history.renew_lease_sql(&self.run_id),
         }
     }
 
@@ -368,11 +304,7 @@ impl MigrationLock {
     pub(crate) fn held_condition(&self) -> String {
         match self.mode {
             LockMode::Session => "true".to_owned(),
-            LockMode::Transaction => format!(
-                "EXISTS (SELECT FROM {} WHERE run_id = {})",
-                self.lease_table,
-                literal(&self.run_id)
-            ),
+            LockMode::Transaction => self.history.lease_held_sql(&self.run_id),
         }
     }
 
@@ -382,7 +314,7 @@ impl MigrationLock {
     pub(crate) fn tag(&self) -> String {
         match self.mode {
             LockMode::Session => String::new(),
-            LockMode::Transaction => format!("/* dbprep run {} */\n", self.run_id),
+            LockMode::Transaction => lease::tag(&self.run_id),
         }
     }
 
@@ -390,7 +322,7 @@ impl MigrationLock {
     pub(crate) async fn holder(&self, client: &Client) -> Result<Option<LockHolder>> {
         match self.mode {
             LockMode::Session => session_holder(client, self.key).await,
-            LockMode::Transaction => lease_holder(client, &self.lease_table).await,
+            LockMode::Transaction => lease_holder(client, &self.history).await,
         }
     }
 }
@@ -401,7 +333,7 @@ pub(crate) async fn holder(client: &Client, history: &HistoryTable) -> Result<Op
     if let Some(holder) = session_holder(client, history.lock_key()).await? {
         return Ok(Some(holder));
     }
-    lease_holder(client, &history.lease_table()).await
+    lease_holder(client, history).await
 }
 
 /// The session holding the advisory lock, from `pg_locks` and
@@ -431,25 +363,12 @@ async fn session_holder(client: &Client, key: i64) -> Result<Option<LockHolder>>
 
 /// The run holding a lease that has not run out (or whose statement is
 /// still active), from the lease table if there is one.
-async fn lease_holder(client: &Client, lease_table: &str) -> Result<Option<LockHolder>> {
-    let present = client
-        .simple_query(&format!(
-            "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
-            literal(lease_table)
-        ))
-        .await
-        .map_err(Error::postgres("look for the lock table"))?;
-    if rows(present).first().and_then(|r| column(r, 0)) != Some("t") {
+async fn lease_holder(client: &Client, history: &HistoryTable) -> Result<Option<LockHolder>> {
+    if !relation_exists(client, &history.lease_table()).await? {
         return Ok(None);
     }
-    let sql = format!(
-        "SELECT l.backend_pid, l.application_name, l.since::text FROM {lease_table} AS l \
-         WHERE l.expires_at >= pg_catalog.clock_timestamp() OR EXISTS (\
-         SELECT FROM pg_catalog.pg_stat_activity a WHERE a.state = 'active' \
-         AND pg_catalog.strpos(a.query, 'dbprep run ' || l.run_id || ' ') > 0)"
-    );
     let answer = client
-        .simple_query(&sql)
+        .simple_query(&history.lease_holder_sql())
         .await
         .map_err(Error::postgres("look up the lock holder"))?;
     Ok(rows(answer).first().map(|row| LockHolder {

@@ -13,6 +13,7 @@
 pub(crate) mod digest;
 pub(crate) mod fixtures;
 pub mod history;
+pub(crate) mod lease;
 pub(crate) mod snapshot;
 
 use sha2::{Digest, Sha256};
