@@ -226,7 +226,7 @@ pub async fn populate(
     // would both find its tables empty and copy the same rows (a duplicate
     // key for one of them), and a fixture must not load into a schema a
     // peer is still migrating.
-    let run_id = crate::pg::run::migrator::run_id();
+    let run_id = crate::pg::run::session::run_id();
     let lock = MigrationLock::new(
         history,
         lock_mode,

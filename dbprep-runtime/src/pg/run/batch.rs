@@ -75,6 +75,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use tokio_postgres::error::{ErrorPosition, SqlState};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use super::session::SessionFacts;
 use crate::model::lexer::{line_column, split};
 use crate::model::migration::Migration;
 use crate::pg::error::{Error, MigrationError, Result};
@@ -97,41 +98,61 @@ const WINDOW: usize = 64;
 /// What every message of a run shares.
 pub(crate) struct Session<'a> {
     pub client: &'a Client,
-    pub history: &'a HistoryTable,
+    history: &'a HistoryTable,
     /// The lock the run holds; in [`LockMode::Transaction`] every message
     /// renews its lease and sets nothing beyond its own transaction.
     pub lock: MigrationLock,
-    pub run_id: String,
-    /// What the session calls itself while it holds the lock (a waiting
-    /// peer names the holder with it).
-    pub application_name: String,
-    /// The `application_name` the session had before the run, put back
-    /// when the lock is released.
-    pub caller_application_name: String,
-    pub applied_by: String,
-    /// `session_authorization`, `role` and `search_path` as the connection
-    /// had them before the run.
-    pub session_user: String,
-    pub role: String,
-    pub search_path: String,
-    /// The server's `server_version_num`.
-    pub server_version_num: i32,
+    /// The connection as it was before the run: its role, search path and
+    /// `application_name` are put back after each migration and at the end.
+    pub facts: SessionFacts,
     /// Whether the run stores a full schema snapshot, or the fingerprint
     /// alone.
-    pub schema_snapshot: bool,
+    schema_snapshot: bool,
     /// Called after each migration with (done, total) of the run.
-    pub progress: Option<&'a Progress>,
+    progress: Option<&'a Progress>,
     /// Migrations of the run done so far, and in all (atomics: the run's
     /// future must stay `Send`).
-    pub done: AtomicUsize,
-    pub total: AtomicUsize,
+    done: AtomicUsize,
+    total: AtomicUsize,
 }
 
 /// A callback told how many of a run's migrations are done, and of how
 /// many: `(done, total)`.
 pub type Progress = dyn Fn(usize, usize) + Send + Sync;
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// The session of a run that holds `lock` on `client`, whose
+    /// connection was as `facts` say.
+    pub(crate) fn new(
+        client: &'a Client,
+        history: &'a HistoryTable,
+        lock: MigrationLock,
+        facts: SessionFacts,
+        schema_snapshot: bool,
+        progress: Option<&'a Progress>,
+    ) -> Self {
+        Session {
+            client,
+            history,
+            lock,
+            facts,
+            schema_snapshot,
+            progress,
+            done: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many migrations the run applies in all.
+    pub(crate) fn set_total(&self, total: usize) {
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    /// The run's id.
+    pub(crate) fn run_id(&self) -> &str {
+        self.lock.run_id()
+    }
+
     /// Whether the connection may go through a pooler in transaction mode:
     /// no session state may be relied on from one transaction to the next.
     fn pooled(&self) -> bool {
@@ -187,9 +208,9 @@ impl Session<'_> {
             // The session authorization before the role: setting it resets
             // the role.
             "SET {scope}application_name = {};\nSET {scope}SESSION AUTHORIZATION {};\nSET {scope}ROLE {};\n",
-            literal(&self.application_name),
-            literal(&self.session_user),
-            literal(&self.role),
+            literal(self.lock.label()),
+            literal(&self.facts.session_user),
+            literal(&self.facts.role),
             scope = scope(local),
         );
         if search_path {
@@ -197,7 +218,7 @@ impl Session<'_> {
             // schema name: `set_config` takes the setting's text as it is.
             sql.push_str(&format!(
                 "SELECT pg_catalog.set_config('search_path', {}, {local});\n",
-                literal(&self.search_path)
+                literal(&self.facts.search_path)
             ));
         }
         sql
@@ -250,7 +271,7 @@ impl Session<'_> {
     /// PostgreSQL 14+: the server checks every second that the client is
     /// still there, and aborts a migration when it is gone.
     fn connection_check(&self, local: bool) -> String {
-        if self.server_version_num < 140000 {
+        if self.facts.server_version_num < 140000 {
             return String::new();
         }
         format!(
@@ -266,8 +287,8 @@ impl Session<'_> {
             "SET {scope}search_path = pg_catalog;\nSET {scope}SESSION AUTHORIZATION {user};\n\
              SET {scope}ROLE {role};\nSET {scope}statement_timeout = 0;\nSET {scope}lock_timeout = 0;\n",
             scope = scope(local),
-            user = literal(&self.session_user),
-            role = literal(&self.role),
+            user = literal(&self.facts.session_user),
+            role = literal(&self.facts.role),
         )
     }
 
@@ -275,10 +296,10 @@ impl Session<'_> {
     /// runs: `success = false` until it ends. Its `run_id` is `NULL`, which
     /// the table refuses, when the run no longer holds the lock.
     fn insert_dirty_row(&self, m: &Migration, rank: i32) -> String {
-        let run_id = guarded(&self.lock.held_condition(), &literal(&self.run_id));
+        let run_id = guarded(&self.lock.held_condition(), &literal(self.run_id()));
         self.history.insert_sql(&NewRow {
             success: false,
-            ..NewRow::of(m, rank, &self.applied_by, run_id)
+            ..NewRow::of(m, rank, &self.facts.user, run_id)
         })
     }
 
@@ -286,7 +307,10 @@ impl Session<'_> {
     /// a statement left on a pooled connection by a run that died never
     /// collides with the next.
     fn record_statement(&self) -> String {
-        ident(&format!("dbprep_record_{}", self.run_id.replace('-', "_")))
+        ident(&format!(
+            "dbprep_record_{}",
+            self.run_id().replace('-', "_")
+        ))
     }
 
     /// Put the session as each migration starts (the first migration's
@@ -309,7 +333,7 @@ impl Session<'_> {
             kind: "$5".into(),
             applied_at: "pg_catalog.now()".into(),
             execution_ms: "0".into(),
-            applied_by: literal(&self.applied_by),
+            applied_by: literal(&self.facts.user),
             success: true,
             previous_version: "$6".into(),
             run_id: guarded(
@@ -317,7 +341,7 @@ impl Session<'_> {
                     "COALESCE(pg_catalog.current_setting('{APPLIED}', true), '') \
                      OPERATOR(pg_catalog.=) COALESCE(CAST($6 AS pg_catalog.text), '')"
                 ),
-                &literal(&self.run_id),
+                &literal(self.run_id()),
             ),
         });
         format!(
@@ -378,7 +402,7 @@ impl Session<'_> {
         let row = NewRow {
             applied_at: "pg_catalog.now()".into(),
             previous_version: previous_sql,
-            ..NewRow::of(m, rank, &self.applied_by, String::new())
+            ..NewRow::of(m, rank, &self.facts.user, String::new())
         };
         if !self.pooled() {
             // The prepared insert's parameters, in its order.
@@ -399,7 +423,7 @@ impl Session<'_> {
             self.lock.held_condition()
         );
         self.history.insert_sql(&NewRow {
-            run_id: guarded(&condition, &literal(&self.run_id)),
+            run_id: guarded(&condition, &literal(self.run_id())),
             ..row
         })
     }
@@ -483,7 +507,7 @@ impl Session<'_> {
                 SimpleQueryMessage::Row(row) => row.get(0),
                 _ => None,
             });
-            default_path != Some(self.search_path.as_str())
+            default_path != Some(self.facts.search_path.as_str())
         };
         let (outcome, done) = self
             .apply_prepared(pending, first_rank, restore_search_path)

@@ -131,6 +131,17 @@ impl MigrationLock {
         self.mode
     }
 
+    /// The run taking the lock.
+    pub(crate) fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// How the run names itself (its `application_name` while it holds
+    /// the lock).
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
     /// Take the lock, waiting at most `wait`.
     pub(crate) async fn acquire(&self, client: &Client, wait: Duration) -> Result<LockWait> {
         self.acquire_unless_done(client, wait, &[]).await

@@ -1,27 +1,23 @@
 //! [`Migrator`]: the one call an application makes at start-up.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool};
-use tokio_postgres::{CancelToken, Client, NoTls};
+use tokio_postgres::Client;
 
+use super::session::{CancelOnDrop, Turn};
 use crate::model::fixture::Fixtures;
-use crate::model::history::RowKind;
-use crate::model::history::{reconcile, VersionState};
+use crate::model::history::reconcile;
 use crate::model::migration::{Migration, Migrations};
 use crate::pg::drift::indexes;
 use crate::pg::drift::verify::{self, VerifyReport};
 use crate::pg::error::{describe, Drift, Error, Result};
-use crate::pg::report::{
-    Applied, LockWait, RepairOptions, RepairReport, Report, Status, StatusEntry,
-};
+use crate::pg::report::{Applied, Report, Status, StatusEntry};
 use crate::pg::run::batch::{Done, Progress, Session};
-use crate::pg::run::lock::{LockMode, MigrationLock};
+use crate::pg::run::lock::LockMode;
 use crate::pg::run::plan::{self, Plan, Policies, Policy};
-use crate::pg::run::session::{inside_transaction_block, session_facts};
-use crate::pg::sql::literal;
 use crate::pg::store::digest::{up_to_date_digests, HistoryDigest};
-use crate::pg::store::history::{HistoryRow, NewRow};
+use crate::pg::store::history::HistoryRow;
 use crate::pg::store::HistoryTable;
 
 /// Applies embedded migrations to a database.
@@ -38,18 +34,18 @@ use crate::pg::store::HistoryTable;
 /// ```
 #[derive(Clone)]
 pub struct Migrator<'m> {
-    migrations: &'m Migrations,
-    history: HistoryTable,
-    target: Option<i64>,
-    lock_wait: Duration,
-    lock_mode: LockMode,
-    policies: Policies,
-    schema_policy: Policy,
-    check_schema: bool,
-    schema_snapshot: bool,
-    fixtures: Option<&'m Fixtures>,
-    fixture_policy: Policy,
-    progress: Option<std::sync::Arc<Progress>>,
+    pub(super) migrations: &'m Migrations,
+    pub(super) history: HistoryTable,
+    pub(super) target: Option<i64>,
+    pub(super) lock_wait: Duration,
+    pub(super) lock_mode: LockMode,
+    pub(super) policies: Policies,
+    pub(super) schema_policy: Policy,
+    pub(super) check_schema: bool,
+    pub(super) schema_snapshot: bool,
+    pub(super) fixtures: Option<&'m Fixtures>,
+    pub(super) fixture_policy: Policy,
+    pub(super) progress: Option<std::sync::Arc<Progress>>,
 }
 
 impl std::fmt::Debug for Migrator<'_> {
@@ -60,28 +56,6 @@ impl std::fmt::Debug for Migrator<'_> {
             .field("target", &self.target)
             .field("lock_wait", &self.lock_wait)
             .finish_non_exhaustive()
-    }
-}
-
-/// Cancels the server's current query when a run's future is dropped
-/// before it finished (a timeout, a shutdown): the migration then rolls
-/// back instead of running on unattended.
-struct CancelOnDrop(Option<CancelToken>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let Some(token) = self.0.take() else { return };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = token.cancel_query(NoTls).await;
-            });
-        }
-    }
-}
-
-impl CancelOnDrop {
-    fn disarm(mut self) {
-        self.0 = None;
     }
 }
 
@@ -232,7 +206,7 @@ impl<'m> Migrator<'m> {
         &self.history
     }
 
-    fn check_target(&self) -> Result<()> {
+    pub(super) fn check_target(&self) -> Result<()> {
         match self.target {
             Some(t)
                 if self.migrations.get(t).is_none()
@@ -418,49 +392,6 @@ impl<'m> Migrator<'m> {
         }
     }
 
-    /// Under the lock, after a run: put the session back as it was, read
-    /// the history as the run leaves it, write its digest (the batch left it
-    /// "in progress"), release the lock and give the session back its
-    /// `application_name`, in three round trips.
-    async fn finish(&self, session: &Session<'_>) -> Result<Vec<HistoryRow>> {
-        let client = session.client;
-        // A batch leaves the session reset, a failure or a no-transaction
-        // migration as the last migration's `SET ROLE`, `search_path` or
-        // timeouts made it: either way, put back the run's session (as
-        // before each migration) before dbprep's own statements.
-        let read = async {
-            client
-                .batch_execute(&session.restore_session())
-                .await
-                .map_err(Error::postgres("restore the session after the migrations"))?;
-            self.history.read(client).await
-        };
-        let rows = match read.await {
-            Ok(rows) => rows,
-            Err(error) => {
-                let _ = session.lock.release(client).await;
-                return Err(error);
-            }
-        };
-        let mut end = self
-            .history
-            .finish_run_sql(&rows, &session.lock.release_sql());
-        if session.lock.mode() == LockMode::Session {
-            end.push_str(&format!(
-                "\nSELECT pg_catalog.set_config('application_name', {}, false);",
-                literal(&session.caller_application_name)
-            ));
-        }
-        if let Err(error) = client.batch_execute(&end).await {
-            // The digest stays "in progress" (the next run writes it); the
-            // lock must not outlive the run.
-            let _ = client.batch_execute("ROLLBACK").await;
-            let _ = session.lock.release(client).await;
-            return Err(Error::postgres("write the history digest")(error));
-        }
-        Ok(rows)
-    }
-
     fn find(&self, version: i64) -> Option<&'m Migration> {
         self.migrations.get(version).or_else(|| {
             self.migrations
@@ -468,138 +399,6 @@ impl<'m> Migrator<'m> {
                 .iter()
                 .find(|b| b.version() == version)
         })
-    }
-
-    /// Read the session facts (refusing a connection inside a transaction
-    /// block), take the lock (naming this run in `application_name`, so
-    /// that a waiting peer can say who holds it) and make sure the history
-    /// table exists.
-    async fn locked_session<'c>(&'c self, client: &'c Client) -> Result<(Session<'c>, LockWait)> {
-        match self.take_turn(client, &[]).await? {
-            Turn::Ours(session, lock) => Ok((*session, lock)),
-            Turn::DoneByPeer(_) => {
-                unreachable!("a wait with no digest to look for ends with the lock")
-            }
-        }
-    }
-
-    /// [`locked_session`](Self::locked_session), unless the history
-    /// reaches one of the digests `done` while the run waits for the lock.
-    async fn take_turn<'c>(
-        &'c self,
-        client: &'c Client,
-        done: &[HistoryDigest],
-    ) -> Result<Turn<'c>> {
-        let facts = session_facts(client).await?;
-        if !facts.outside_transaction {
-            return Err(inside_transaction_block());
-        }
-        let run_id = run_id();
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let application_name = format!("dbprep migrator {run_id} since {since}");
-        // Through a pooler in transaction mode a session setting would stay
-        // on a server connection that serves others next: the lease names
-        // the run instead.
-        if self.lock_mode == LockMode::Session {
-            client
-                .simple_query(&format!(
-                    "SELECT pg_catalog.set_config('application_name', {}, false)",
-                    literal(&application_name)
-                ))
-                .await
-                .map_err(Error::postgres("name the session"))?;
-        }
-        let lock = MigrationLock::new(&self.history, self.lock_mode, &run_id, &application_name);
-        let wait = lock
-            .acquire_unless_done(client, self.lock_wait, done)
-            .await?;
-        if wait.done_by_peer {
-            if self.lock_mode == LockMode::Session {
-                client
-                    .simple_query(&format!(
-                        "SELECT pg_catalog.set_config('application_name', {}, false)",
-                        literal(&facts.application_name)
-                    ))
-                    .await
-                    .map_err(Error::postgres("name the session"))?;
-            }
-            return Ok(Turn::DoneByPeer(wait));
-        }
-        if let Err(error) = self.ensure_tables(client).await {
-            let _ = lock.release(client).await;
-            return Err(error);
-        }
-        let session = Session {
-            client,
-            history: &self.history,
-            lock,
-            run_id,
-            application_name,
-            caller_application_name: facts.application_name.clone(),
-            applied_by: facts.user.clone(),
-            session_user: facts.session_user.clone(),
-            role: facts.role.clone(),
-            search_path: facts.search_path.clone(),
-            server_version_num: facts.server_version_num,
-            schema_snapshot: self.schema_snapshot,
-            progress: self.progress.as_deref(),
-            done: Default::default(),
-            total: Default::default(),
-        };
-        Ok(Turn::Ours(Box::new(session), wait))
-    }
-
-    /// Under the lock: create the history table and its digest if missing
-    /// (in one transaction), or the digest alone for a history that has
-    /// none (made before it, or dropped by hand).
-    async fn ensure_tables(&self, client: &Client) -> Result<()> {
-        let history = &self.history;
-        let mut sql = if !history.exists(client).await? {
-            tracing::info!("creating the history table {}", history.qualified());
-            let create_schema = !history.schema_exists(client).await?;
-            history.create_sql(create_schema) + &history.create_digest_sql(HistoryDigest::default())
-        } else if !history.digest_is_current(client).await? {
-            history.create_digest_sql(HistoryDigest::of_rows(&history.read(client).await?))
-        } else {
-            String::new()
-        };
-        sql.push_str(&history.create_snapshot_sql());
-        // No need to wait for the disk: what the run commits next is
-        // flushed with it (the WAL is written in order), and a run that
-        // commits nothing loses nothing if these tables are made again.
-        // The digest function's body is dbprep's own, tested: not checking
-        // it when it is created (as pg_dump does) spares a new session
-        // loading PL/pgSQL, which a batch never calls (1.3 against 0.1 ms).
-        // `IF NOT EXISTS` and `IF EXISTS` say "skipping" in a notice, which
-        // tokio-postgres logs: nothing an application should see at every
-        // start-up.
-        client
-            .batch_execute(&format!(
-                "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL check_function_bodies = off;\n\
-                 SET LOCAL client_min_messages = warning;\n{sql}\nCOMMIT;"
-            ))
-            .await
-            .map_err(Error::postgres(format!(
-                "create the history table {}",
-                history.qualified()
-            )))
-    }
-
-    /// Store the schema snapshot in a transaction of its own (after a
-    /// no-transaction migration, or a stamp).
-    async fn store_snapshot(&self, session: &Session<'_>) -> Result<()> {
-        session
-            .client
-            .batch_execute(&format!(
-                "BEGIN;\n{}COMMIT;",
-                self.history
-                    .store_snapshot_sql(self.schema_snapshot, &self.history.live_schema())
-            ))
-            .await
-            .map_err(Error::postgres("store the schema snapshot"))
     }
 
     /// Under the lock: read the history again, plan, apply.
@@ -622,9 +421,7 @@ impl<'m> Migrator<'m> {
             return Ok(Vec::new());
         }
         tracing::info!("applying {} migration(s)", plan.pending.len());
-        session
-            .total
-            .store(plan.pending.len(), std::sync::atomic::Ordering::Relaxed);
+        session.set_total(plan.pending.len());
         let mut done = Vec::new();
         let mut rank = rows.iter().map(|r| r.installed_rank).max().unwrap_or(0) + 1;
         // Consecutive transactional migrations share one pipelined round
@@ -685,142 +482,6 @@ impl<'m> Migrator<'m> {
             entries,
             invalid_indexes: indexes::invalid(&client).await?,
         })
-    }
-
-    /// Record versions up to `target` (default: the newest) as applied
-    /// without running them: adopting a database whose schema was made by
-    /// other means.
-    ///
-    /// # Errors
-    ///
-    /// An unknown target, a dirty database, or a connection error.
-    pub async fn stamp(&self, pool: &Pool, target: Option<i64>) -> Result<Report> {
-        let migrator = Migrator {
-            target: target.or(self.target),
-            ..self.clone()
-        };
-        migrator.check_target()?;
-        let started = Instant::now();
-        let client = take(pool).await?;
-        let (session, lock) = migrator.locked_session(&client).await?;
-        let rows = migrator.history.read(&client).await?;
-        let plan = Plan::new(
-            migrator.migrations,
-            &rows,
-            migrator.target,
-            Policies {
-                out_of_order: Policy::Allow,
-                ..migrator.policies
-            },
-        )?;
-        let mut sql = String::from("BEGIN;\n");
-        let first_rank = rows.iter().map(|r| r.installed_rank).max().unwrap_or(0) + 1;
-        for (i, m) in plan.pending.iter().enumerate() {
-            let row = NewRow::of(
-                m,
-                first_rank + i as i32,
-                &session.applied_by,
-                literal(&session.run_id),
-            );
-            sql.push_str(&migrator.history.insert_sql(&NewRow {
-                kind: format!("'{}'", RowKind::Stamp),
-                ..row
-            }));
-        }
-        sql.push_str("COMMIT;");
-        client
-            .batch_execute(&sql)
-            .await
-            .map_err(Error::postgres("stamp the history"))?;
-        migrator.store_snapshot(&session).await?;
-        session.lock.release(&client).await?;
-        let applied = plan
-            .pending
-            .iter()
-            .map(|m| Applied {
-                version: m.version(),
-                name: m.name().to_owned(),
-                file: m.file().to_owned(),
-                duration: Duration::ZERO,
-            })
-            .collect();
-        let version = rows
-            .iter()
-            .map(|r| r.version)
-            .chain(plan.pending.iter().map(|m| m.version()))
-            .max();
-        Ok(Report {
-            applied,
-            version,
-            elapsed: started.elapsed(),
-            lock: Some(lock),
-        })
-    }
-
-    /// Remove dirty rows (so those migrations run again) and accept edited
-    /// files by recording their new checksums.
-    ///
-    /// # Errors
-    ///
-    /// A connection or query error.
-    pub async fn repair(&self, pool: &Pool) -> Result<RepairReport> {
-        self.repair_with(pool, RepairOptions::default()).await
-    }
-
-    /// [`repair`](Self::repair), and with
-    /// [`RepairOptions::drop_invalid_indexes`] first drop the INVALID
-    /// indexes a failed `CREATE INDEX CONCURRENTLY` left (each with `DROP
-    /// INDEX CONCURRENTLY`, under the migration lock), so that the rerun
-    /// builds them instead of skipping them.
-    ///
-    /// # Errors
-    ///
-    /// A connection or query error; a dropped index stays dropped when a
-    /// later step fails.
-    pub async fn repair_with(&self, pool: &Pool, options: RepairOptions) -> Result<RepairReport> {
-        let client = take(pool).await?;
-        if !self.history.exists(&client).await? {
-            return Ok(RepairReport::default());
-        }
-        let (session, _) = self.locked_session(&client).await?;
-        let mut report = RepairReport::default();
-        let invalid = indexes::invalid(&client).await?;
-        if options.drop_invalid_indexes {
-            for index in invalid {
-                client
-                    .simple_query(&index.drop_sql())
-                    .await
-                    .map_err(Error::postgres(format!("drop the invalid index {index}")))?;
-                tracing::info!("dropped the invalid index {index}");
-                report.dropped_indexes.push(index);
-            }
-        } else {
-            report.invalid_indexes = invalid;
-        }
-        let rows = self.history.read(&client).await?;
-        let mut sql = String::from("BEGIN;\n");
-        for entry in reconcile(self.migrations, &rows) {
-            let version = entry.version;
-            match (entry.state, entry.embedded) {
-                // Under the lock nobody is running it: dirty.
-                (VersionState::Unfinished, _) => {
-                    sql.push_str(&self.history.delete_sql(version));
-                    report.removed_dirty.push(version);
-                }
-                (VersionState::Edited { .. }, Some(m)) => {
-                    sql.push_str(&self.history.set_checksum_sql(version, m.checksum()));
-                    report.realigned.push(version);
-                }
-                _ => {}
-            }
-        }
-        sql.push_str("COMMIT;");
-        client
-            .batch_execute(&sql)
-            .await
-            .map_err(Error::postgres("repair the history"))?;
-        session.lock.release(&client).await?;
-        Ok(report)
     }
 
     /// Compare the database with the embedded migrations and report every
@@ -891,34 +552,16 @@ impl<'m> Migrator<'m> {
 
 /// Take a connection out of the pool for good: it is closed when dropped,
 /// so a session lock or a failed transaction can never return to the pool.
-async fn take(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper> {
+pub(super) async fn take(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper> {
     let object = pool.get().await.map_err(pool_error)?;
     Ok(Object::take(object))
 }
 
-/// How a run's wait for the lock ended.
-enum Turn<'c> {
-    /// The lock is the run's, with its session.
-    Ours(Box<Session<'c>>, LockWait),
-    /// Another migrator applied what the run came to apply.
-    DoneByPeer(LockWait),
-}
-
-fn pool_error(error: deadpool_postgres::PoolError) -> Error {
+pub(super) fn pool_error(error: deadpool_postgres::PoolError) -> Error {
     match error {
         deadpool_postgres::PoolError::Backend(e) => Error::Connect(describe(&e)),
         other => Error::Connect(other.to_string()),
     }
-}
-
-/// A name for one run, unique enough among the runs of a database: its
-/// start in nanoseconds and the process id.
-pub(crate) fn run_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!("{:x}-{:x}", nanos, std::process::id())
 }
 
 fn show(version: Option<i64>) -> String {

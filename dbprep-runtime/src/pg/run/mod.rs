@@ -2,6 +2,7 @@
 //! run itself, the lock that keeps migrators of one database apart, the
 //! plan (what to apply, what drift to refuse), and the pipelined batch.
 
+pub(crate) mod admin;
 pub(crate) mod batch;
 pub mod lock;
 pub(crate) mod migrator;

@@ -1,10 +1,22 @@
-//! What a run knows of its session: read once it has work to do.
+//! The life of a run's session under the lock: what it knows of the
+//! connection (read once the run has work to do), taking its turn (the
+//! lock, or a peer's finished work), the tables it needs, and the end of
+//! the run (the session put back, the digest written, the lock released).
+//! A run's future dropped half-way cancels the server's query.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Client;
+use tokio_postgres::{CancelToken, Client, NoTls};
 
+use super::batch::Session;
+use super::lock::{LockMode, MigrationLock};
+use super::migrator::Migrator;
+use crate::model::history::HistoryRow;
 use crate::pg::error::{is_sqlstate, Error, Result};
-use crate::pg::sql::{column, rows};
+use crate::pg::report::LockWait;
+use crate::pg::sql::{column, literal, rows};
+use crate::pg::store::digest::HistoryDigest;
 
 /// The session facts a run needs, read once it has work to do.
 const SESSION_FACTS: &str =
@@ -66,4 +78,215 @@ pub(crate) async fn session_facts(client: &Client) -> Result<SessionFacts> {
         session_user: text(5),
         outside_transaction: text(6) == "t",
     })
+}
+
+/// Cancels the server's current query when a run's future is dropped
+/// before it finished (a timeout, a shutdown): the migration then rolls
+/// back instead of running on unattended.
+pub(super) struct CancelOnDrop(pub(super) Option<CancelToken>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(token) = self.0.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = token.cancel_query(NoTls).await;
+            });
+        }
+    }
+}
+
+impl CancelOnDrop {
+    pub(super) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+/// How a run's wait for the lock ended.
+pub(super) enum Turn<'c> {
+    /// The lock is the run's, with its session.
+    Ours(Box<Session<'c>>, LockWait),
+    /// Another migrator applied what the run came to apply.
+    DoneByPeer(LockWait),
+}
+
+/// A name for one run, unique enough among the runs of a database: its
+/// start in nanoseconds and the process id.
+pub(crate) fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{:x}-{:x}", nanos, std::process::id())
+}
+
+impl Migrator<'_> {
+    /// Read the session facts (refusing a connection inside a transaction
+    /// block), take the lock (naming this run in `application_name`, so
+    /// that a waiting peer can say who holds it) and make sure the history
+    /// table exists.
+    pub(super) async fn locked_session<'c>(
+        &'c self,
+        client: &'c Client,
+    ) -> Result<(Session<'c>, LockWait)> {
+        match self.take_turn(client, &[]).await? {
+            Turn::Ours(session, lock) => Ok((*session, lock)),
+            Turn::DoneByPeer(_) => {
+                unreachable!("a wait with no digest to look for ends with the lock")
+            }
+        }
+    }
+
+    /// [`locked_session`](Self::locked_session), unless the history
+    /// reaches one of the digests `done` while the run waits for the lock.
+    pub(super) async fn take_turn<'c>(
+        &'c self,
+        client: &'c Client,
+        done: &[HistoryDigest],
+    ) -> Result<Turn<'c>> {
+        let facts = session_facts(client).await?;
+        if !facts.outside_transaction {
+            return Err(inside_transaction_block());
+        }
+        let run_id = run_id();
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let application_name = format!("dbprep migrator {run_id} since {since}");
+        // Through a pooler in transaction mode a session setting would stay
+        // on a server connection that serves others next: the lease names
+        // the run instead.
+        if self.lock_mode == LockMode::Session {
+            client
+                .simple_query(&format!(
+                    "SELECT pg_catalog.set_config('application_name', {}, false)",
+                    literal(&application_name)
+                ))
+                .await
+                .map_err(Error::postgres("name the session"))?;
+        }
+        let lock = MigrationLock::new(&self.history, self.lock_mode, &run_id, &application_name);
+        let wait = lock
+            .acquire_unless_done(client, self.lock_wait, done)
+            .await?;
+        if wait.done_by_peer {
+            if self.lock_mode == LockMode::Session {
+                client
+                    .simple_query(&format!(
+                        "SELECT pg_catalog.set_config('application_name', {}, false)",
+                        literal(&facts.application_name)
+                    ))
+                    .await
+                    .map_err(Error::postgres("name the session"))?;
+            }
+            return Ok(Turn::DoneByPeer(wait));
+        }
+        if let Err(error) = self.ensure_tables(client).await {
+            let _ = lock.release(client).await;
+            return Err(error);
+        }
+        let session = Session::new(
+            client,
+            &self.history,
+            lock,
+            facts,
+            self.schema_snapshot,
+            self.progress.as_deref(),
+        );
+        Ok(Turn::Ours(Box::new(session), wait))
+    }
+
+    /// Under the lock: create the history table and its digest if missing
+    /// (in one transaction), or the digest alone for a history that has
+    /// none (made before it, or dropped by hand).
+    async fn ensure_tables(&self, client: &Client) -> Result<()> {
+        let history = &self.history;
+        let mut sql = if !history.exists(client).await? {
+            tracing::info!("creating the history table {}", history.qualified());
+            let create_schema = !history.schema_exists(client).await?;
+            history.create_sql(create_schema) + &history.create_digest_sql(HistoryDigest::default())
+        } else if !history.digest_is_current(client).await? {
+            history.create_digest_sql(HistoryDigest::of_rows(&history.read(client).await?))
+        } else {
+            String::new()
+        };
+        sql.push_str(&history.create_snapshot_sql());
+        // No need to wait for the disk: what the run commits next is
+        // flushed with it (the WAL is written in order), and a run that
+        // commits nothing loses nothing if these tables are made again.
+        // The digest function's body is dbprep's own, tested: not checking
+        // it when it is created (as pg_dump does) spares a new session
+        // loading PL/pgSQL, which a batch never calls (1.3 against 0.1 ms).
+        // `IF NOT EXISTS` and `IF EXISTS` say "skipping" in a notice, which
+        // tokio-postgres logs: nothing an application should see at every
+        // start-up.
+        client
+            .batch_execute(&format!(
+                "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL check_function_bodies = off;\n\
+                 SET LOCAL client_min_messages = warning;\n{sql}\nCOMMIT;"
+            ))
+            .await
+            .map_err(Error::postgres(format!(
+                "create the history table {}",
+                history.qualified()
+            )))
+    }
+
+    /// Store the schema snapshot in a transaction of its own (after a
+    /// no-transaction migration, or a stamp).
+    pub(super) async fn store_snapshot(&self, session: &Session<'_>) -> Result<()> {
+        session
+            .client
+            .batch_execute(&format!(
+                "BEGIN;\n{}COMMIT;",
+                self.history
+                    .store_snapshot_sql(self.schema_snapshot, &self.history.live_schema())
+            ))
+            .await
+            .map_err(Error::postgres("store the schema snapshot"))
+    }
+
+    /// Under the lock, after a run: put the session back as it was, read
+    /// the history as the run leaves it, write its digest (the batch left it
+    /// "in progress"), release the lock and give the session back its
+    /// `application_name`, in three round trips.
+    pub(super) async fn finish(&self, session: &Session<'_>) -> Result<Vec<HistoryRow>> {
+        let client = session.client;
+        // A batch leaves the session reset, a failure or a no-transaction
+        // migration as the last migration's `SET ROLE`, `search_path` or
+        // timeouts made it: either way, put back the run's session (as
+        // before each migration) before dbprep's own statements.
+        let read = async {
+            client
+                .batch_execute(&session.restore_session())
+                .await
+                .map_err(Error::postgres("restore the session after the migrations"))?;
+            self.history.read(client).await
+        };
+        let rows = match read.await {
+            Ok(rows) => rows,
+            Err(error) => {
+                let _ = session.lock.release(client).await;
+                return Err(error);
+            }
+        };
+        let mut end = self
+            .history
+            .finish_run_sql(&rows, &session.lock.release_sql());
+        if session.lock.mode() == LockMode::Session {
+            end.push_str(&format!(
+                "\nSELECT pg_catalog.set_config('application_name', {}, false);",
+                literal(&session.facts.application_name)
+            ));
+        }
+        if let Err(error) = client.batch_execute(&end).await {
+            // The digest stays "in progress" (the next run writes it); the
+            // lock must not outlive the run.
+            let _ = client.batch_execute("ROLLBACK").await;
+            let _ = session.lock.release(client).await;
+            return Err(Error::postgres("write the history digest")(error));
+        }
+        Ok(rows)
+    }
 }
