@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 
 use crate::model::source::SourceErrors;
-use crate::pg::drift::indexes::InvalidIndex;
+use crate::pg::report::{InvalidIndex, LockHolder};
 
 /// Everything that can go wrong while preparing a database. Each message
 /// names the file, version or table it is about and says what to do next;
@@ -17,6 +17,10 @@ pub enum Error {
     /// The connection settings are invalid.
     #[error("{0}")]
     Config(String),
+    /// The server answered what dbprep did not expect of it (no row where
+    /// a query always returns one).
+    #[error("the server's answer was not what dbprep expected: {0}")]
+    Unexpected(String),
     /// No connection could be had from the pool or the server.
     #[error("cannot connect to the database: {0}")]
     Connect(String),
@@ -71,7 +75,7 @@ pub enum Error {
     /// The database refused a fixture row; nothing of the fixture was
     /// written.
     #[error("{0}")]
-    Fixture(Box<super::populate::FixtureFailure>),
+    Fixture(Box<FixtureFailure>),
     /// A fixture file is invalid.
     #[error("{0}")]
     FixtureFile(#[from] crate::model::fixture::FixtureError),
@@ -120,31 +124,6 @@ fn list(drifts: &[Drift]) -> String {
         .map(|d| format!("  - {d}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Who holds the migration lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockHolder {
-    /// The backend's process id.
-    pub pid: i32,
-    /// Its `application_name` (a dbprep holder writes its start time there).
-    pub application_name: String,
-    /// When its current query started.
-    pub query_start: Option<String>,
-}
-
-impl fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "pid {} (application_name {:?}",
-            self.pid, self.application_name
-        )?;
-        if let Some(start) = &self.query_start {
-            write!(f, ", query started {start}")?;
-        }
-        write!(f, ")")
-    }
 }
 
 /// One way the database differs from the embedded migrations.
@@ -333,6 +312,41 @@ impl Error {
         move |source| Error::Postgres { what, source }
     }
 }
+
+/// A fixture row the database refused.
+#[derive(Debug)]
+pub struct FixtureFailure {
+    /// The fixture.
+    pub fixture: String,
+    /// The table, as written in the file.
+    pub table: String,
+    /// The row's index in the table's array (0-based, as in `$.users[3]`).
+    pub row: Option<usize>,
+    /// The column, when it could be found.
+    pub column: Option<String>,
+    /// The value, when it could be found.
+    pub value: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for FixtureFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fixture '{}': table {}", self.fixture, self.table)?;
+        if let Some(row) = self.row {
+            write!(f, ", row {row} ($.{}[{row}])", self.table)?;
+        }
+        if let Some(column) = &self.column {
+            write!(f, ", column {column}")?;
+        }
+        if let Some(value) = &self.value {
+            write!(f, ", value {value}")?;
+        }
+        write!(f, ": {}; nothing of the fixture was written", self.message)
+    }
+}
+
+impl std::error::Error for FixtureFailure {}
 
 /// The result type of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,10 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::error::LockHolder;
 use crate::model::history::RowKind;
-pub use crate::pg::drift::indexes::InvalidIndex;
-pub use crate::pg::run::lock::LockWait;
+use crate::pg::sql::ident;
 
 /// What [`Migrator::run`](super::Migrator::run) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,4 +202,71 @@ impl RepairOptions {
         self.drop_invalid_indexes = drop;
         self
     }
+}
+
+/// An index whose build did not finish (`pg_index.indisvalid` is false).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidIndex {
+    /// The index's schema.
+    pub schema: String,
+    /// The index.
+    pub name: String,
+    /// The table it is on.
+    pub table: String,
+}
+
+impl InvalidIndex {
+    /// `"schema"."name"`, quoted for SQL.
+    pub(crate) fn qualified(&self) -> String {
+        format!("{}.{}", ident(&self.schema), ident(&self.name))
+    }
+
+    /// The statement that drops it without blocking the table's writers
+    /// (outside a transaction block).
+    pub(crate) fn drop_sql(&self) -> String {
+        format!("DROP INDEX CONCURRENTLY IF EXISTS {}", self.qualified())
+    }
+}
+
+impl fmt::Display for InvalidIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{} on {}", self.schema, self.name, self.table)
+    }
+}
+
+/// Who holds the migration lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    /// The backend's process id.
+    pub pid: i32,
+    /// Its `application_name` (a dbprep holder writes its start time there).
+    pub application_name: String,
+    /// When its current query started.
+    pub query_start: Option<String>,
+}
+
+impl fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pid {} (application_name {:?}",
+            self.pid, self.application_name
+        )?;
+        if let Some(start) = &self.query_start {
+            write!(f, ", query started {start}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// How a run waited for the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LockWait {
+    /// How many times it tried the lock (1: the lock was free).
+    pub tries: u32,
+    /// How long the run waited.
+    pub waited: Duration,
+    /// Whether the run ended its wait because the holder had applied what
+    /// it came to apply: it never took the lock.
+    pub done_by_peer: bool,
 }

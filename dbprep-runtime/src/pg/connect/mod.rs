@@ -168,3 +168,12 @@ where
         .build()
         .expect("a pool without a runtime-specific timeout always builds")
 }
+
+/// A pool's failure to hand out a connection, as dbprep says it: the
+/// server's refusal with its message and SQLSTATE, or the pool's reason.
+pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> Error {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => Error::Connect(describe(&e)),
+        other => Error::Connect(other.to_string()),
+    }
+}

@@ -7,42 +7,11 @@
 //! over an index that does not work. dbprep names them wherever it reports
 //! a dirty database, and `repair` can drop them.
 
-use std::fmt;
-
 use tokio_postgres::Client;
 
 use crate::pg::error::{Error, Result};
-use crate::pg::sql::{column, ident, rows};
-
-/// An index whose build did not finish (`pg_index.indisvalid` is false).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidIndex {
-    /// The index's schema.
-    pub schema: String,
-    /// The index.
-    pub name: String,
-    /// The table it is on.
-    pub table: String,
-}
-
-impl InvalidIndex {
-    /// `"schema"."name"`, quoted for SQL.
-    pub(crate) fn qualified(&self) -> String {
-        format!("{}.{}", ident(&self.schema), ident(&self.name))
-    }
-
-    /// The statement that drops it without blocking the table's writers
-    /// (outside a transaction block).
-    pub(crate) fn drop_sql(&self) -> String {
-        format!("DROP INDEX CONCURRENTLY IF EXISTS {}", self.qualified())
-    }
-}
-
-impl fmt::Display for InvalidIndex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{} on {}", self.schema, self.name, self.table)
-    }
-}
+pub use crate::pg::report::InvalidIndex;
+use crate::pg::sql::{column, rows};
 
 /// Every INVALID index of the database, by schema and name.
 const INVALID_INDEXES: &str = "SELECT n.nspname, c.relname, t.relname \

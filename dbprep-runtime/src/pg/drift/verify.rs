@@ -10,7 +10,8 @@ use crate::model::history::{reconcile, VersionState};
 use crate::model::migration::Migrations;
 use crate::pg::drift::indexes::{self, InvalidIndex};
 use crate::pg::drift::snapshot::{diff, document_hash_sql};
-use crate::pg::error::{Drift, Error, LockHolder, Result};
+use crate::pg::error::{Drift, Error, Result};
+use crate::pg::report::LockHolder;
 use crate::pg::run::lock;
 use crate::pg::run::plan::{Policies, Policy};
 use crate::pg::sql::{column, literal, rows};
@@ -164,7 +165,7 @@ async fn catalog_row(client: &Client, select: &str) -> Result<tokio_postgres::Si
     // The first row is set_config's; the answer is the last.
     rows(answer)
         .pop()
-        .ok_or_else(|| Error::Connect("the snapshot query returned no row".into()))
+        .ok_or_else(|| Error::Unexpected("the snapshot query returned no row".into()))
 }
 
 async fn schema(client: &Client, history: &HistoryTable) -> Result<SchemaCheck> {

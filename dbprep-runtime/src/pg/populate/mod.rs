@@ -24,6 +24,7 @@ use deadpool_postgres::{Object, Pool};
 use serde_json::value::RawValue;
 use tokio_postgres::Client;
 
+pub use super::error::FixtureFailure;
 use super::error::{Error, Result};
 use super::sql::{ident, literal};
 use crate::model::fixture::{Fixture, FixtureTable, Mode, Row};
@@ -106,41 +107,6 @@ impl fmt::Display for PopulateReport {
     }
 }
 
-/// A fixture row the database refused.
-#[derive(Debug)]
-pub struct FixtureFailure {
-    /// The fixture.
-    pub fixture: String,
-    /// The table, as written in the file.
-    pub table: String,
-    /// The row's index in the table's array (0-based, as in `$.users[3]`).
-    pub row: Option<usize>,
-    /// The column, when it could be found.
-    pub column: Option<String>,
-    /// The value, when it could be found.
-    pub value: Option<String>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for FixtureFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "fixture '{}': table {}", self.fixture, self.table)?;
-        if let Some(row) = self.row {
-            write!(f, ", row {row} ($.{}[{row}])", self.table)?;
-        }
-        if let Some(column) = &self.column {
-            write!(f, ", column {column}")?;
-        }
-        if let Some(value) = &self.value {
-            write!(f, ", value {value}")?;
-        }
-        write!(f, ": {}; nothing of the fixture was written", self.message)
-    }
-}
-
-impl std::error::Error for FixtureFailure {}
-
 /// A table's columns as the catalog knows them.
 struct Columns {
     /// The table, quoted and qualified, for SQL.
@@ -215,10 +181,7 @@ pub async fn populate(
     lock_wait: Duration,
 ) -> Result<PopulateReport> {
     let started = Instant::now();
-    let object = pool
-        .get()
-        .await
-        .map_err(|e| Error::Connect(e.to_string()))?;
+    let object = pool.get().await.map_err(crate::pg::connect::pool_error)?;
     // A connection of its own, closed afterwards: a failed transaction
     // never returns to the pool.
     let client = Object::take(object);

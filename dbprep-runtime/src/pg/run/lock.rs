@@ -45,7 +45,9 @@ use tokio_postgres::Client;
 
 use tokio_postgres::error::SqlState;
 
-use crate::pg::error::{is_sqlstate, Error, LockHolder, Result};
+use crate::pg::error::{is_sqlstate, Error, Result};
+use crate::pg::report::LockHolder;
+pub use crate::pg::report::LockWait;
 use crate::pg::sql::{column, rows};
 use crate::pg::store::digest::HistoryDigest;
 use crate::pg::store::{lease, relation_exists, HistoryTable};
@@ -85,18 +87,6 @@ impl std::str::FromStr for LockMode {
             ))),
         }
     }
-}
-
-/// How a run waited for the lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LockWait {
-    /// How many times it tried the lock (1: the lock was free).
-    pub tries: u32,
-    /// How long the run waited.
-    pub waited: Duration,
-    /// Whether the run ended its wait because the holder had applied what
-    /// it came to apply: it never took the lock.
-    pub done_by_peer: bool,
 }
 
 /// The lock of one history, as one run takes it.

@@ -9,9 +9,10 @@ use super::session::{CancelOnDrop, Turn};
 use crate::model::fixture::Fixtures;
 use crate::model::history::reconcile;
 use crate::model::migration::{Migration, Migrations};
+use crate::pg::connect::pool_error;
 use crate::pg::drift::indexes;
 use crate::pg::drift::verify::{self, VerifyReport};
-use crate::pg::error::{describe, Drift, Error, Result};
+use crate::pg::error::{Drift, Error, Result};
 use crate::pg::report::{Applied, Report, Status, StatusEntry};
 use crate::pg::run::batch::{Done, Progress, Session};
 use crate::pg::run::lock::LockMode;
@@ -555,13 +556,6 @@ impl<'m> Migrator<'m> {
 pub(super) async fn take(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper> {
     let object = pool.get().await.map_err(pool_error)?;
     Ok(Object::take(object))
-}
-
-pub(super) fn pool_error(error: deadpool_postgres::PoolError) -> Error {
-    match error {
-        deadpool_postgres::PoolError::Backend(e) => Error::Connect(describe(&e)),
-        other => Error::Connect(other.to_string()),
-    }
 }
 
 fn show(version: Option<i64>) -> String {

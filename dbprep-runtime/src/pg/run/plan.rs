@@ -2,7 +2,8 @@
 
 use crate::model::history::{reconcile, HistoryRow, VersionEntry, VersionState};
 use crate::model::migration::{Migration, Migrations};
-use crate::pg::error::{Drift, Error, LockHolder, Result};
+use crate::pg::error::{Drift, Error, Result};
+use crate::pg::report::LockHolder;
 use crate::pg::report::State;
 
 /// What to do when the database differs from the binary.

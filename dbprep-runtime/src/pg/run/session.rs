@@ -67,7 +67,7 @@ pub(crate) async fn session_facts(client: &Client) -> Result<SessionFacts> {
     let rows = rows(answer);
     let row = rows
         .first()
-        .ok_or_else(|| Error::Connect("the server returned no session settings".into()))?;
+        .ok_or_else(|| Error::Unexpected("the server returned no session settings".into()))?;
     let text = |i| column(row, i).unwrap_or_default().to_owned();
     Ok(SessionFacts {
         server_version_num: text(0).parse().unwrap_or_default(),
