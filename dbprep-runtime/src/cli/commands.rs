@@ -18,7 +18,7 @@ use crate::pg::connect::tls::{SslMode, Tls};
 use crate::pg::connect::DATABASE_EXISTS;
 use crate::pg::error::{describe, is_sqlstate, Error, Result};
 use crate::pg::populate::Conflict;
-use crate::pg::report::{InvalidIndex, RepairOptions};
+use crate::pg::report::RepairOptions;
 use crate::pg::sql::{ident, literal};
 use crate::pg::Migrator;
 
@@ -76,9 +76,10 @@ pub(super) fn target(config: &Config) -> String {
     )
 }
 
-fn print(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+fn print(json: bool, value: impl serde::Serialize, text: impl FnOnce() -> String) {
     if json {
-        println!("{value}");
+        // dbprep's reports serialize without fail: plain fields, string keys.
+        println!("{}", serde_json::to_string(&value).unwrap_or_default());
     } else {
         println!("{}", text());
     }
@@ -130,7 +131,7 @@ pub(super) async fn execute(
                 None => migrator,
             };
             let report = with_progress(migrator, interactive).run(&pool).await?;
-            print(json, report_json(&report), || report.to_string());
+            print(json, &report, || report.to_string());
         }
         Command::Oneshot => {
             let (config, tls, pool) = database()?;
@@ -143,31 +144,20 @@ pub(super) async fn execute(
                 );
             }
             let report = with_progress(migrator(), interactive).run(&pool).await?;
-            let mut value = report_json(&report);
+            let mut value = serde_json::to_value(&report).unwrap_or_default();
             value["created_database"] = json!(created);
             print(json, value, || report.to_string());
         }
         Command::Status => {
             let (_, _, pool) = database()?;
             let status = migrator().status(&pool).await?;
-            let entries: Vec<_> = status
-                .entries
-                .iter()
-                .map(|e| json!({"version": e.version, "name": e.name, "file": e.file, "state": state_name(&e.state), "detail": e.state.to_string()}))
-                .collect();
-            let invalid: Vec<String> = status
-                .invalid_indexes
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            let value = json!({ "versions": entries, "invalid_indexes": invalid });
-            print(json, value, || {
+            print(json, &status, || {
                 let mut text = status_table(
                     &status,
                     std::io::IsTerminal::is_terminal(&std::io::stdout()),
                 )
                 .to_string();
-                for index in &invalid {
+                for index in &status.invalid_indexes {
                     text.push_str(&format!(
                         "\nINVALID index {index}: its build failed or is still running"
                     ));
@@ -178,12 +168,7 @@ pub(super) async fn execute(
         Command::History => {
             let (_, _, pool) = database()?;
             let rows = migrator().history_rows(&pool).await?;
-            let value: Vec<_> = rows
-                .iter()
-                .map(|r| json!({"installed_rank": r.installed_rank, "version": r.version, "name": r.name, "checksum": r.checksum,
-                    "kind": r.kind, "applied_at": r.applied_at, "execution_ms": r.execution_ms, "applied_by": r.applied_by, "success": r.success}))
-                .collect();
-            print(json, json!({ "history": value }), || {
+            print(json, json!({ "history": rows }), || {
                 history_table(&rows).to_string()
             });
         }
@@ -196,20 +181,14 @@ pub(super) async fn execute(
             };
             let (_, _, pool) = database()?;
             let report = migrator().stamp(&pool, version).await?;
-            print(json, report_json(&report), || {
+            print(json, &report, || {
                 format!("stamped {} version(s); {}", report.applied.len(), report)
             });
         }
         Command::Verify => {
             let (_, _, pool) = database()?;
             let report = migrator().verify(&pool).await?;
-            let findings: Vec<_> = report
-                .findings
-                .iter()
-                .map(|f| json!({"kind": drift_kind(&f.drift), "policy": format!("{:?}", f.policy).to_lowercase(), "message": f.drift.to_string()}))
-                .collect();
-            let value = json!({"clean": report.is_clean(), "version": report.version, "findings": findings, "pending": report.pending, "notes": report.notes});
-            print(json, value, || report.to_string());
+            print(json, &report, || report.to_string());
             if !report.is_clean() {
                 return Ok(ExitCode::FAILURE);
             }
@@ -220,16 +199,7 @@ pub(super) async fn execute(
             let (_, _, pool) = database()?;
             let options = RepairOptions::default().drop_invalid_indexes(*drop_invalid_indexes);
             let report = migrator().repair_with(&pool, options).await?;
-            let names = |indexes: &[InvalidIndex]| -> Vec<String> {
-                indexes.iter().map(ToString::to_string).collect()
-            };
-            let value = json!({
-                "removed_dirty": report.removed_dirty,
-                "realigned": report.realigned,
-                "dropped_indexes": names(&report.dropped_indexes),
-                "invalid_indexes": names(&report.invalid_indexes),
-            });
-            print(json, value, || report.to_string());
+            print(json, &report, || report.to_string());
         }
         Command::Fixture {
             command: FixtureCommand::List,
@@ -279,21 +249,7 @@ pub(super) async fn execute(
             });
             let (_, _, pool) = database()?;
             let report = migrator().populate(&pool, &fixture, conflict).await?;
-            let tables: Vec<_> = report
-                .tables
-                .iter()
-                .map(|(t, n)| json!({"table": t, "rows": n}))
-                .collect();
-            let outcome = match &report.outcome {
-                crate::pg::populate::Outcome::Populated => "populated",
-                crate::pg::populate::Outcome::Repopulated { .. } => "repopulated",
-                crate::pg::populate::Outcome::Unchanged => "unchanged",
-            };
-            print(
-                json,
-                json!({"fixture": report.fixture, "outcome": outcome, "rows": report.rows, "tables": tables}),
-                || report.to_string(),
-            );
+            print(json, &report, || report.to_string());
         }
         Command::Check => {
             let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
@@ -564,40 +520,5 @@ fn progress_bar(done: usize, total: usize) {
     );
     if done == total {
         eprintln!();
-    }
-}
-
-fn report_json(report: &crate::pg::report::Report) -> serde_json::Value {
-    let applied: Vec<_> = report
-        .applied
-        .iter()
-        .map(|a| json!({"version": a.version, "name": a.name, "file": a.file, "duration_ms": a.duration.as_millis() as u64}))
-        .collect();
-    json!({"applied": applied, "version": report.version, "elapsed_ms": report.elapsed.as_millis() as u64})
-}
-
-fn state_name(state: &crate::pg::report::State) -> &'static str {
-    use crate::pg::report::State;
-    match state {
-        State::Applied { .. } => "applied",
-        State::InBaseline { .. } => "in_baseline",
-        State::Pending => "pending",
-        State::Unknown => "unknown",
-        State::Edited { .. } => "edited",
-        State::Dirty => "dirty",
-        State::InProgress { .. } => "in_progress",
-    }
-}
-
-fn drift_kind(drift: &crate::pg::Drift) -> &'static str {
-    use crate::pg::Drift;
-    match drift {
-        Drift::Edited { .. } => "edited",
-        Drift::Unknown { .. } => "unknown",
-        Drift::Dirty { .. } => "dirty",
-        Drift::InvalidIndex(_) => "invalid_index",
-        Drift::Schema { .. } => "schema",
-        Drift::OutOfOrder { .. } => "out_of_order",
-        Drift::FixtureChanged { .. } => "fixture_changed",
     }
 }

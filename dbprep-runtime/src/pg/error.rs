@@ -186,6 +186,23 @@ pub enum Drift {
     },
 }
 
+impl Drift {
+    /// The kind of drift as `--json` writes it: `edited`, `unknown`,
+    /// `dirty`, `invalid_index`, `schema`, `out_of_order` or
+    /// `fixture_changed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Drift::Edited { .. } => "edited",
+            Drift::Unknown { .. } => "unknown",
+            Drift::Dirty { .. } => "dirty",
+            Drift::InvalidIndex(_) => "invalid_index",
+            Drift::Schema { .. } => "schema",
+            Drift::OutOfOrder { .. } => "out_of_order",
+            Drift::FixtureChanged { .. } => "fixture_changed",
+        }
+    }
+}
+
 impl fmt::Display for Drift {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

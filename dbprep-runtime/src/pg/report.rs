@@ -1,13 +1,23 @@
-//! What a run, a status query or a repair tells the caller.
+//! What a run, a status query or a repair tells the caller. Every report
+//! is `Serialize`: the command line's `--json` is written from them, with
+//! durations in milliseconds.
 
 use std::fmt;
 use std::time::Duration;
 
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
 use crate::model::history::RowKind;
 use crate::pg::sql::ident;
 
+/// A duration as `--json` writes it: whole milliseconds.
+pub(crate) fn millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis().min(u64::MAX as u128) as u64)
+}
+
 /// What [`Migrator::run`](super::Migrator::run) did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[must_use = "a report says what was applied; log it or check it"]
 pub struct Report {
     /// The migrations applied by this run, in order.
@@ -16,6 +26,7 @@ pub struct Report {
     /// applied, ever).
     pub version: Option<i64>,
     /// How long the whole run took, connection excluded.
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
     pub elapsed: Duration,
     /// How the run waited for the migration lock: `None` when it found
     /// nothing to do at once, without it.
@@ -30,7 +41,7 @@ impl Report {
 }
 
 /// One migration applied (or stamped) by a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Applied {
     /// Its version.
     pub version: i64,
@@ -39,6 +50,7 @@ pub struct Applied {
     /// Its file.
     pub file: String,
     /// How long it took on the server.
+    #[serde(rename = "duration_ms", serialize_with = "millis")]
     pub duration: Duration,
 }
 
@@ -62,10 +74,11 @@ impl fmt::Display for Report {
 }
 
 /// The state of every version, embedded or recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[must_use]
 pub struct Status {
     /// One entry per version, in version order.
+    #[serde(rename = "versions")]
     pub entries: Vec<StatusEntry>,
     /// The database's INVALID indexes (what a failed `CREATE INDEX
     /// CONCURRENTLY` leaves, or one being built now while a migration is
@@ -144,7 +157,7 @@ impl fmt::Display for State {
 }
 
 /// What [`Migrator::repair`](super::Migrator::repair) changed.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[must_use]
 pub struct RepairReport {
     /// Dirty versions whose rows were removed (they will run again).
@@ -235,7 +248,7 @@ impl fmt::Display for InvalidIndex {
 }
 
 /// Who holds the migration lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LockHolder {
     /// The backend's process id.
     pub pid: i32,
@@ -260,13 +273,51 @@ impl fmt::Display for LockHolder {
 }
 
 /// How a run waited for the lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct LockWait {
     /// How many times it tried the lock (1: the lock was free).
     pub tries: u32,
     /// How long the run waited.
+    #[serde(rename = "waited_ms", serialize_with = "millis")]
     pub waited: Duration,
     /// Whether the run ended its wait because the holder had applied what
     /// it came to apply: it never took the lock.
     pub done_by_peer: bool,
+}
+
+impl Serialize for InvalidIndex {
+    /// As its text, `schema.name on table`.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl State {
+    /// The state's name as `--json` writes it: `applied`, `in_baseline`,
+    /// `pending`, `unknown`, `edited`, `dirty` or `in_progress`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Applied { .. } => "applied",
+            State::InBaseline { .. } => "in_baseline",
+            State::Pending => "pending",
+            State::Unknown => "unknown",
+            State::Edited { .. } => "edited",
+            State::Dirty => "dirty",
+            State::InProgress { .. } => "in_progress",
+        }
+    }
+}
+
+impl Serialize for StatusEntry {
+    /// Its version, name and file, the state's [`name`](State::name), and
+    /// the state as text (`detail`).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut entry = serializer.serialize_struct("StatusEntry", 5)?;
+        entry.serialize_field("version", &self.version)?;
+        entry.serialize_field("name", &self.name)?;
+        entry.serialize_field("file", &self.file)?;
+        entry.serialize_field("state", self.state.name())?;
+        entry.serialize_field("detail", &self.state.to_string())?;
+        entry.end()
+    }
 }

@@ -32,6 +32,34 @@ pub struct VerifyReport {
     pub notes: Vec<String>,
 }
 
+impl serde::Serialize for VerifyReport {
+    /// `clean` ([`is_clean`](Self::is_clean)), the version, the findings,
+    /// the pending versions and the notes.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut report = serializer.serialize_struct("VerifyReport", 5)?;
+        report.serialize_field("clean", &self.is_clean())?;
+        report.serialize_field("version", &self.version)?;
+        report.serialize_field("findings", &self.findings)?;
+        report.serialize_field("pending", &self.pending)?;
+        report.serialize_field("notes", &self.notes)?;
+        report.end()
+    }
+}
+
+impl serde::Serialize for Finding {
+    /// The drift's [`kind`](Drift::kind), the policy, and the drift as
+    /// text (`message`).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut finding = serializer.serialize_struct("Finding", 3)?;
+        finding.serialize_field("kind", self.drift.kind())?;
+        finding.serialize_field("policy", &self.policy)?;
+        finding.serialize_field("message", &self.drift.to_string())?;
+        finding.end()
+    }
+}
+
 /// One difference and its policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {

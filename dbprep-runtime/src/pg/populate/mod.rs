@@ -50,7 +50,7 @@ pub enum Conflict {
 }
 
 /// What [`populate`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[must_use = "a populate report says whether anything was written"]
 pub struct PopulateReport {
     /// The fixture's name.
@@ -58,11 +58,30 @@ pub struct PopulateReport {
     /// Whether it was loaded, and why.
     pub outcome: Outcome,
     /// Rows inserted or updated per table, in file order.
+    #[serde(serialize_with = "tables_json")]
     pub tables: Vec<(String, u64)>,
     /// Rows inserted or updated in all.
     pub rows: u64,
     /// How long it took.
+    #[serde(rename = "elapsed_ms", serialize_with = "crate::pg::report::millis")]
     pub elapsed: Duration,
+}
+
+/// `[{"table": …, "rows": …}]`, for `--json`.
+fn tables_json<S: serde::Serializer>(
+    tables: &[(String, u64)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(serde::Serialize)]
+    struct Table<'a> {
+        table: &'a str,
+        rows: u64,
+    }
+    serializer.collect_seq(
+        tables
+            .iter()
+            .map(|(table, rows)| Table { table, rows: *rows }),
+    )
 }
 
 /// Whether a fixture was loaded.
@@ -77,6 +96,25 @@ pub enum Outcome {
     },
     /// Already loaded with this very content: nothing was written.
     Unchanged,
+}
+
+impl Outcome {
+    /// Its name as `--json` writes it: `populated`, `repopulated` or
+    /// `unchanged`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Populated => "populated",
+            Outcome::Repopulated { .. } => "repopulated",
+            Outcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl serde::Serialize for Outcome {
+    /// As its [`name`](Self::name).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 impl fmt::Display for PopulateReport {

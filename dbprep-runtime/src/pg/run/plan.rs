@@ -7,7 +7,8 @@ use crate::pg::report::LockHolder;
 use crate::pg::report::State;
 
 /// What to do when the database differs from the binary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Refuse to run (the default).
     #[default]
