@@ -27,21 +27,30 @@ pub mod pg;
 
 pub use model::checksum::Checksum;
 pub use model::fixture::{Fixture, FixtureError, Fixtures};
+pub use model::history::{HistoryRow, RowKind};
 pub use model::migration::{Migration, Migrations};
 pub use model::source::{SourceError, SourceErrors};
 #[cfg(feature = "postgres")]
 pub use pg::connect::{connect, ensure_database};
 #[cfg(feature = "postgres")]
-pub use pg::populate::{Conflict, FixtureFailure, Outcome, PopulateReport};
+pub use pg::drift::verify::{Finding, VerifyReport};
+#[cfg(feature = "postgres")]
+pub use pg::error::{Drift, Error, FixtureFailure, MigrationError};
+#[cfg(feature = "postgres")]
+pub use pg::populate::{Conflict, Outcome, PopulateReport};
 #[cfg(feature = "postgres")]
 pub use pg::report::{
-    Applied, InvalidIndex, LockWait, RepairOptions, RepairReport, Report, State, Status,
-    StatusEntry,
+    Applied, InvalidIndex, LockHolder, LockWait, RepairOptions, RepairReport, Report, State,
+    Status, StatusEntry,
 };
 #[cfg(feature = "postgres")]
 pub use pg::run::lock::LockMode;
 #[cfg(feature = "postgres")]
-pub use pg::{Drift, Error, Finding, MigrationError, Migrator, Policy, VerifyReport};
+pub use pg::run::migrator::Migrator;
+#[cfg(feature = "postgres")]
+pub use pg::run::plan::Policy;
+#[cfg(feature = "postgres")]
+pub use pg::store::HistoryTable;
 
 /// What the macros' expansions name; not a stable API.
 #[doc(hidden)]

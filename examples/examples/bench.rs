@@ -267,7 +267,7 @@ impl Bench {
 /// resident set size.
 async fn apply_dir_and_report_memory(folder: &str) {
     let migrations = Migrations::from_dir(folder).expect("read the folder");
-    let config = dbprep_runtime::pg::config::from_env().expect("libpq variables");
+    let config = dbprep_runtime::pg::connect::config::from_env().expect("libpq variables");
     let report = Migrator::new(&migrations)
         .run(&pool(config, 1))
         .await
@@ -422,7 +422,7 @@ async fn migrate_after_barrier(folder: &str, mode: &str) {
     use std::io::Read as _;
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
     let migrations = Migrations::from_dir(folder).expect("read the folder");
-    let config = dbprep_runtime::pg::config::from_env().expect("libpq variables");
+    let config = dbprep_runtime::pg::connect::config::from_env().expect("libpq variables");
     let report = Migrator::new(&migrations)
         .lock_mode(mode.parse().expect("a lock mode"))
         .run(&pool(config, 1))
@@ -692,16 +692,11 @@ impl Bench {
                 .expect("checkpoint");
             let fixture_pool = dbprep_runtime::testing::pool(self.cluster.config(&a_db), 1);
             let started = Instant::now();
-            let report = dbprep_runtime::pg::populate::populate(
-                &fixture_pool,
-                &dbprep_runtime::pg::history::HistoryTable::default(),
-                &fixture,
-                None,
-                dbprep_runtime::LockMode::Session,
-                Duration::from_secs(60),
-            )
-            .await
-            .expect("populate");
+            static NO_MIGRATIONS: Migrations = Migrations::empty();
+            let report = Migrator::new(&NO_MIGRATIONS)
+                .populate(&fixture_pool, &fixture, None)
+                .await
+                .expect("populate");
             let a = started.elapsed();
             assert_eq!(report.rows, rows as u64);
             let started = Instant::now();

@@ -6,15 +6,7 @@
 
 /// A string literal that reads the same whatever
 /// `standard_conforming_strings` says: `E'…'` with `\` and `'` escaped.
-///
-/// # Example
-///
-/// ```
-/// use dbprep_runtime::pg::sql::literal;
-///
-/// assert_eq!(literal(r"it's a \ test"), r"E'it''s a \\ test'");
-/// ```
-pub fn literal(value: &str) -> String {
+pub(crate) fn literal(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 3);
     out.push_str("E'");
     for c in value.chars() {
@@ -29,19 +21,13 @@ pub fn literal(value: &str) -> String {
 }
 
 /// A quoted identifier: `"name"` with `"` doubled.
-///
-/// ```
-/// use dbprep_runtime::pg::sql::ident;
-///
-/// assert_eq!(ident(r#"users"; DROP TABLE x; --"#), r#""users""; DROP TABLE x; --""#);
-/// ```
-pub fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A `bytea` literal from raw bytes (an `E''` string, read the same
 /// whatever `standard_conforming_strings` says).
-pub fn bytea(bytes: &[u8]) -> String {
+pub(crate) fn bytea(bytes: &[u8]) -> String {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("E'\\\\x{hex}'::bytea")
 }
@@ -62,4 +48,27 @@ pub(crate) fn rows(
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_literal_escapes_quotes_and_backslashes() {
+        assert_eq!(literal(r"it's a \ test"), r"E'it''s a \\ test'");
+    }
+
+    #[test]
+    fn an_identifier_doubles_its_quotes() {
+        assert_eq!(
+            ident(r#"users"; DROP TABLE x; --"#),
+            r#""users""; DROP TABLE x; --""#
+        );
+    }
+
+    #[test]
+    fn bytea_is_hex() {
+        assert_eq!(bytea(&[0, 0xab]), r"E'\\x00ab'::bytea");
+    }
 }

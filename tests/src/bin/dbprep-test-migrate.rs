@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
     }
     let result = async {
         let migrations = Migrations::from_dir(&folder)?;
-        let config = dbprep_runtime::pg::config::from_env()?;
+        let config = dbprep_runtime::pg::connect::config::from_env()?;
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,

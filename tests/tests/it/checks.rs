@@ -104,7 +104,8 @@ async fn corpus_splits_where_the_server_does() {
                 panic!(
                     "{}: statement {statement:?} failed alone: {}",
                     m.file(),
-                    dbprep_runtime::pg::error::describe(&e)
+                    e.as_db_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
                 );
             }
         }

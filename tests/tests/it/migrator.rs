@@ -764,7 +764,7 @@ async fn a_migrator_of_another_database_is_not_taken_for_this_ones() {
     // database neither blocks this one's run nor makes its dirty row look
     // in progress.
     let other = database().await;
-    let key = dbprep_runtime::pg::history::HistoryTable::default().lock_key();
+    let key = dbprep_runtime::HistoryTable::default().lock_key();
     let holder = other.connect().await.unwrap();
     holder
         .batch_execute(&format!("SELECT pg_advisory_lock({key})"))

@@ -24,7 +24,7 @@ use crate::pg::error::{Error, Result};
 /// # Example
 ///
 /// ```no_run
-/// let config = dbprep_runtime::pg::config::from_env()?;
+/// let config = dbprep_runtime::pg::connect::config::from_env()?;
 /// # Ok::<(), dbprep_runtime::Error>(())
 /// ```
 pub fn from_env() -> Result<Config> {

@@ -49,7 +49,7 @@ pub enum Conflict {
     Update,
 }
 
-/// What [`populate`] did.
+/// What [`Migrator::populate`](crate::Migrator::populate) did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[must_use = "a populate report says whether anything was written"]
 pub struct PopulateReport {
@@ -210,7 +210,7 @@ fn duplicate_key(rows: &[Row<'_>], primary_key: &[String]) -> Option<(usize, usi
 /// An unknown table or column, a value PostgreSQL cannot convert, a row
 /// that violates a constraint, two rows with one primary key: each names
 /// the fixture, table, row and column, and nothing is written.
-pub async fn populate(
+pub(crate) async fn populate(
     pool: &Pool,
     history: &HistoryTable,
     fixture: &Fixture,

@@ -513,13 +513,20 @@ impl<'m> Migrator<'m> {
         Ok(report)
     }
 
-    /// Load a fixture in one transaction, recorded in
-    /// `dbprep_fixture_history` beside the migration history (see
-    /// [`populate`](crate::pg::populate::populate)).
+    /// Load `fixture` in one transaction, recorded in
+    /// `dbprep_fixture_history` beside the migration history. Populating
+    /// the same content again writes nothing; changed content is loaded
+    /// again under the conflict policy (`conflict`, else the fixture's
+    /// `__mode`: insert skips existing keys, update updates them). It runs
+    /// under the migration lock (in this migrator's lock mode, waiting at
+    /// most its `lock_wait`), so that replicas loading one fixture at once
+    /// load it once.
     ///
     /// # Errors
     ///
-    /// As [`populate`](crate::pg::populate::populate).
+    /// An unknown table or column, a value PostgreSQL cannot convert, a row
+    /// that violates a constraint, two rows with one primary key: each names
+    /// the fixture, table, row and column, and nothing is written.
     pub async fn populate(
         &self,
         pool: &Pool,
