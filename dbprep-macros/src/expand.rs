@@ -4,7 +4,8 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use dbprep_runtime::model::fixture::read_fixtures;
-use dbprep_runtime::model::source::{read_migrations, MigrationSource};
+use dbprep_runtime::model::folder::read_migrations;
+use dbprep_runtime::model::source::MigrationSource;
 use dbprep_runtime::model::sum::SUM_FILE;
 
 use crate::args::Folder;

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use super::checksum::Checksum;
+use super::folder::read_migrations;
 use super::lexer::split;
-use super::source::{read_migrations, MigrationSource, SourceErrors};
+use super::source::{MigrationSource, SourceErrors};
 
 /// One migration: its version, name, normalized SQL and checksum.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@ pub mod check;
 pub mod checksum;
 pub mod directive;
 pub mod fixture;
+pub mod folder;
 pub mod history;
 pub mod lexer;
 pub mod migration;

@@ -1,9 +1,10 @@
 //! Reading a migrations folder: names, normalization, directives, checks and
 //! checksums, with every problem found reported at once.
 //!
-//! `embed_migrations!` calls [`read_migrations`] at compile time and
-//! [`Migrations::from_dir`](crate::Migrations::from_dir) calls it at run time,
-//! so both refuse the same files with the same messages.
+//! `embed_migrations!` reads a folder through
+//! [`read_migrations`](super::folder::read_migrations) at compile time and
+//! [`Migrations::from_dir`](crate::Migrations::from_dir) at run time, so
+//! both refuse the same files with the same messages.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,7 +17,6 @@ use super::directive;
 use super::lexer::{line_column, split};
 use super::name::{parse_file_name, parse_folder_name, Direction, NameError};
 use super::normalize::normalize;
-use super::sum::{check as check_sum, SUM_FILE};
 
 /// One migration read from a folder, with everything the embedding needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,39 +244,13 @@ struct Candidate {
     path: PathBuf,
 }
 
-/// Read every migration of `dir`. `shown_as` is how the folder appears in
-/// messages and in [`MigrationSource::file`] (e.g. `migrations`).
+/// Read every migration of `dir`, each file checked, without the
+/// `dbprep.sum` check ([`read_migrations`](super::folder::read_migrations)
+/// adds it). `shown_as` is how the folder appears in messages and in
+/// [`MigrationSource::file`] (e.g. `migrations`).
 ///
 /// Files that are not `.sql` (README, `.keep`, `dbprep.sum`) are ignored;
 /// every `.sql` file must be a valid migration.
-///
-/// # Example
-///
-/// ```
-/// # let dir = tempfile::tempdir().unwrap();
-/// std::fs::write(dir.path().join("V1__init.sql"), "CREATE TABLE t (id int);\r\n").unwrap();
-/// let migrations = dbprep_runtime::model::source::read_migrations(dir.path(), "migrations").unwrap();
-/// assert_eq!(migrations[0].file, "migrations/V1__init.sql");
-/// assert_eq!(migrations[0].sql, "CREATE TABLE t (id int);\n");
-/// ```
-pub fn read_migrations(dir: &Path, shown_as: &str) -> Result<Vec<MigrationSource>, SourceErrors> {
-    let migrations = read_migrations_unchecked(dir, shown_as)?;
-    match fs::read_to_string(dir.join(SUM_FILE)) {
-        Ok(sum) => check_sum(&migrations, shown_as, &sum).map_err(SourceErrors)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            let path = format!("{}/{SUM_FILE}", shown_as.trim_end_matches('/'));
-            return Err(SourceErrors(vec![SourceError::Io {
-                path,
-                message: e.to_string(),
-            }]));
-        }
-    }
-    Ok(migrations)
-}
-
-/// [`read_migrations`] without the `dbprep.sum` check (to write the sum
-/// file).
 pub fn read_migrations_unchecked(
     dir: &Path,
     shown_as: &str,
@@ -614,6 +588,7 @@ fn read_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::folder::read_migrations;
 
     fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
