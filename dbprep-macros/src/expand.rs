@@ -3,10 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use dbprep_runtime::model::fixture::read_fixtures;
-use dbprep_runtime::model::folder::read_migrations;
-use dbprep_runtime::model::source::MigrationSource;
-use dbprep_runtime::model::sum::SUM_FILE;
+use dbprep_runtime::__private::{read_fixtures, read_migrations, MigrationSource, SUM_FILE};
 
 use crate::args::Folder;
 

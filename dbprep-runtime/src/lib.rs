@@ -16,20 +16,22 @@
 //!
 //! # Features
 //!
-//! - default-features off: the pure model ([`model`]) only, `std` alone.
+//! - default-features off: the pure model only (reading, checking and
+//!   checksumming migrations and fixtures; [`reconcile`]), `std` alone.
 //! - `postgres` (default): the engine, on tokio-postgres and deadpool-postgres.
 //! - `testing`: throwaway PostgreSQL clusters and a fresh database per test.
 #![warn(missing_docs)]
 
-pub mod model;
+mod model;
 #[cfg(feature = "postgres")]
 pub mod pg;
 
 pub use model::checksum::Checksum;
 pub use model::fixture::{Fixture, FixtureError, Fixtures};
-pub use model::history::{HistoryRow, RowKind};
-pub use model::migration::{Migration, Migrations};
+pub use model::history::{reconcile, HistoryRow, RowKind, VersionEntry, VersionState};
+pub use model::migration::{DirMismatch, Migration, Migrations};
 pub use model::source::{SourceError, SourceErrors};
+pub use model::sum::write_sum_file;
 #[cfg(feature = "postgres")]
 pub use pg::connect::{connect, ensure_database};
 #[cfg(feature = "postgres")]
@@ -52,10 +54,18 @@ pub use pg::run::plan::Policy;
 #[cfg(feature = "postgres")]
 pub use pg::store::HistoryTable;
 
-/// What the macros' expansions name; not a stable API.
+/// What the macros and their expansions use (the very code the runtime
+/// runs, so that compile time and run time agree), and what the property
+/// tests exercise; not a stable API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::model::check::check_sql;
+    pub use crate::model::fixture::read_fixtures;
+    pub use crate::model::folder::read_migrations;
+    pub use crate::model::lexer::split;
     pub use crate::model::migration::EmbeddedColumns;
+    pub use crate::model::source::MigrationSource;
+    pub use crate::model::sum::SUM_FILE;
 }
 
 #[cfg(feature = "cli")]

@@ -1,8 +1,7 @@
 //! Property tests of the splitter and the checks: nothing is lost, quoted
 //! semicolons never split, and nothing quoted ever triggers a check.
 
-use dbprep_runtime::model::check::check_sql;
-use dbprep_runtime::model::lexer::split;
+use dbprep_runtime::__private::{check_sql, split};
 use proptest::prelude::*;
 
 /// A token that holds a `;` (or a keyword) only inside a quoted form.

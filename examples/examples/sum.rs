@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let dir = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "migrations".to_owned());
-    match dbprep_runtime::model::sum::write_sum_file(&dir) {
+    match dbprep_runtime::write_sum_file(&dir) {
         Ok(true) => {
             println!("{dir}/dbprep.sum updated");
             ExitCode::SUCCESS

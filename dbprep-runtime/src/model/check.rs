@@ -134,17 +134,6 @@ impl fmt::Display for InFile<'_> {
 
 /// Check a migration's SQL; `no_transaction` says whether the file carries
 /// `-- dbprep:no-transaction`. Returns every problem, in file order.
-///
-/// # Example
-///
-/// ```
-/// use dbprep_runtime::model::check::check_sql;
-///
-/// let problems = check_sql("CREATE TABLE t (id int);\nCOMMIT;\n", false);
-/// assert_eq!(problems.len(), 1);
-/// assert_eq!((problems[0].line, problems[0].column), (2, 1));
-/// assert!(check_sql("CREATE INDEX CONCURRENTLY i ON t (id);", true).is_empty());
-/// ```
 pub fn check_sql(sql: &str, no_transaction: bool) -> Vec<SqlProblem> {
     check_script(sql, &split(sql), no_transaction)
 }
@@ -278,6 +267,14 @@ fn is_copy_with(statement: &Statement, direction: &str, end: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_commit_is_found_at_its_line_and_concurrently_passes_with_the_directive() {
+        let problems = check_sql("CREATE TABLE t (id int);\nCOMMIT;\n", false);
+        assert_eq!(problems.len(), 1);
+        assert_eq!((problems[0].line, problems[0].column), (2, 1));
+        assert!(check_sql("CREATE INDEX CONCURRENTLY i ON t (id);", true).is_empty());
+    }
+
     use super::*;
 
     fn kinds(sql: &str) -> Vec<ProblemKind> {

@@ -22,7 +22,7 @@ pub struct Checksum([u8; 32]);
 
 impl Checksum {
     /// The checksum of `bytes`, which should already be normalized
-    /// (see [`normalize`](crate::model::normalize::normalize)).
+    /// (see normalization).
     pub fn of(bytes: &[u8]) -> Self {
         Checksum(Sha256::digest(bytes).into())
     }

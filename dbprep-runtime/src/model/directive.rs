@@ -20,15 +20,6 @@ pub struct UnknownDirective {
 
 /// Read the directives from the comment lines at the top of `sql` (blank
 /// lines may separate them; the first other line ends the header).
-///
-/// # Example
-///
-/// ```
-/// use dbprep_runtime::model::directive::parse;
-///
-/// let d = parse("-- Build the index without locking writers.\n-- dbprep:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (c);").unwrap();
-/// assert!(d.no_transaction);
-/// ```
 pub fn parse(sql: &str) -> Result<Directives, UnknownDirective> {
     let mut directives = Directives::default();
     for (index, line) in sql.lines().enumerate() {
@@ -56,6 +47,12 @@ pub fn parse(sql: &str) -> Result<Directives, UnknownDirective> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_directive_may_follow_other_comment_lines() {
+        let d = parse("-- Build the index without locking writers.\n-- dbprep:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (c);").unwrap();
+        assert!(d.no_transaction);
+    }
+
     use super::*;
 
     #[test]

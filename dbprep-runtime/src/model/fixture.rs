@@ -130,18 +130,6 @@ impl<'de> Deserialize<'de> for NoDuplicateKeys {
 
 /// Parse and check fixture text (already normalized). `file` names the
 /// file in messages.
-///
-/// # Example
-///
-/// ```
-/// use dbprep_runtime::model::fixture::{parse, Mode};
-///
-/// let content = parse("f.json", r#"{"__mode": "update", "users": [{"id": 1}]}"#).unwrap();
-/// assert_eq!(content.mode, Mode::Update);
-/// assert_eq!(content.tables[0].table, "users");
-/// let error = parse("f.json", r#"{"users": [{"id": 1}, 2]}"#).unwrap_err();
-/// assert_eq!(error.to_string(), "f.json: $.users[1]: expected an object, found a number");
-/// ```
 pub fn parse<'a>(file: &str, text: &'a str) -> Result<FixtureContent<'a>, FixtureError> {
     serde_json::from_str::<NoDuplicateKeys>(text).map_err(|e| FixtureError {
         file: file.to_owned(),
@@ -627,6 +615,18 @@ pub fn read_fixtures(dir: &Path, shown_as: &str) -> Result<Vec<FixtureSource>, F
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_fixture_reads_its_mode_and_tables_and_names_a_bad_row() {
+        let content = parse("f.json", r#"{"__mode": "update", "users": [{"id": 1}]}"#).unwrap();
+        assert_eq!(content.mode, Mode::Update);
+        assert_eq!(content.tables[0].table, "users");
+        let error = parse("f.json", r#"{"users": [{"id": 1}, 2]}"#).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "f.json: $.users[1]: expected an object, found a number"
+        );
+    }
+
     use super::*;
 
     fn message(text: &str) -> String {

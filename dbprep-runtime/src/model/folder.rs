@@ -14,16 +14,6 @@ use super::sum::{check as check_sum, SUM_FILE};
 ///
 /// Files that are not `.sql` (README, `.keep`, `dbprep.sum`) are ignored;
 /// every `.sql` file must be a valid migration.
-///
-/// # Example
-///
-/// ```
-/// # let dir = tempfile::tempdir().unwrap();
-/// std::fs::write(dir.path().join("V1__init.sql"), "CREATE TABLE t (id int);\r\n").unwrap();
-/// let migrations = dbprep_runtime::model::folder::read_migrations(dir.path(), "migrations").unwrap();
-/// assert_eq!(migrations[0].file, "migrations/V1__init.sql");
-/// assert_eq!(migrations[0].sql, "CREATE TABLE t (id int);\n");
-/// ```
 pub fn read_migrations(dir: &Path, shown_as: &str) -> Result<Vec<MigrationSource>, SourceErrors> {
     let migrations = read_migrations_unchecked(dir, shown_as)?;
     match fs::read_to_string(dir.join(SUM_FILE)) {
@@ -38,4 +28,22 @@ pub fn read_migrations(dir: &Path, shown_as: &str) -> Result<Vec<MigrationSource
         }
     }
     Ok(migrations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_reads_normalized_files_named_as_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("V1__init.sql"),
+            "CREATE TABLE t (id int);\r\n",
+        )
+        .unwrap();
+        let migrations = read_migrations(dir.path(), "migrations").unwrap();
+        assert_eq!(migrations[0].file, "migrations/V1__init.sql");
+        assert_eq!(migrations[0].sql, "CREATE TABLE t (id int);\n");
+    }
 }

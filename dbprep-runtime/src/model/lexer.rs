@@ -103,18 +103,6 @@ pub struct Unterminated {
 }
 
 /// Split `sql` into statements the way psql does.
-///
-/// # Example
-///
-/// ```
-/// use dbprep_runtime::model::lexer::split;
-///
-/// let sql = "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\nSELECT ';';";
-/// let script = split(sql);
-/// assert_eq!(script.statements.len(), 2);
-/// assert_eq!(script.statements[1].text(sql), "SELECT ';'");
-/// assert_eq!(script.statements[1].line, 2);
-/// ```
 pub fn split(sql: &str) -> Script {
     Lexer::new(sql).run()
 }
@@ -499,6 +487,15 @@ impl<'a> Lexer<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn semicolons_in_dollar_quotes_and_strings_do_not_split() {
+        let sql = "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\nSELECT ';';";
+        let script = split(sql);
+        assert_eq!(script.statements.len(), 2);
+        assert_eq!(script.statements[1].text(sql), "SELECT ';'");
+        assert_eq!(script.statements[1].line, 2);
+    }
+
     use super::*;
 
     fn texts(sql: &str) -> Vec<&str> {

@@ -65,18 +65,6 @@ fn split_digits(s: &str) -> (&str, &str) {
 /// Parse the name of a `.sql` file that sits directly in the migrations
 /// folder. Returns `Ok(None)` for files that are not SQL (README, `.keep`,
 /// `dbprep.sum`), which the folder may hold.
-///
-/// # Example
-///
-/// ```
-/// use dbprep_runtime::model::name::{parse_file_name, Direction};
-///
-/// let v = parse_file_name("V3__add_users.sql").unwrap().unwrap();
-/// assert_eq!((v.version, v.name.as_str(), v.direction), (3, "add_users", Direction::Up));
-/// let d = parse_file_name("20240101120000_add_users.down.sql").unwrap().unwrap();
-/// assert_eq!((d.version, d.direction), (20240101120000, Direction::Down));
-/// assert!(parse_file_name("README.md").unwrap().is_none());
-/// ```
 pub fn parse_file_name(file_name: &str) -> Result<Option<ParsedName>, NameError> {
     let Some(stem) = file_name.strip_suffix(".sql") else {
         return Ok(None);
@@ -140,15 +128,6 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<ParsedName>, NameError>
 
 /// Parse a diesel migration folder name, `2019-02-26-002946_add_users`.
 /// Returns `None` for folders that do not look like one (they are ignored).
-///
-/// # Example
-///
-/// ```
-/// use dbprep_runtime::model::name::parse_folder_name;
-///
-/// let (version, name) = parse_folder_name("2019-02-26-002946_add_users").unwrap().unwrap();
-/// assert_eq!((version, name.as_str()), (20190226002946, "add_users"));
-/// ```
 pub fn parse_folder_name(folder: &str) -> Option<Result<(i64, String), NameError>> {
     let (stamp, name) = folder.split_once('_')?;
     if stamp.is_empty()
@@ -164,6 +143,28 @@ pub fn parse_folder_name(folder: &str) -> Option<Result<(i64, String), NameError
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_flyway_name_gives_version_name_and_direction() {
+        let v = parse_file_name("V3__add_users.sql").unwrap().unwrap();
+        assert_eq!(
+            (v.version, v.name.as_str(), v.direction),
+            (3, "add_users", Direction::Up)
+        );
+        let d = parse_file_name("20240101120000_add_users.down.sql")
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.version, d.direction), (20240101120000, Direction::Down));
+        assert!(parse_file_name("README.md").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_diesel_folder_drops_the_dashes_of_its_version() {
+        let (version, name) = parse_folder_name("2019-02-26-002946_add_users")
+            .unwrap()
+            .unwrap();
+        assert_eq!((version, name.as_str()), (20190226002946, "add_users"));
+    }
+
     use super::*;
 
     fn parsed(name: &str) -> ParsedName {

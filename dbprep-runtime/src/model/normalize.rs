@@ -14,14 +14,6 @@ pub struct NotUtf8 {
 
 /// Decode `bytes` as UTF-8, strip a leading byte-order mark and turn CRLF
 /// line ends into LF.
-///
-/// # Example
-///
-/// ```
-/// use dbprep_runtime::model::normalize::normalize;
-///
-/// assert_eq!(normalize(b"\xEF\xBB\xBFSELECT 1;\r\n").unwrap(), "SELECT 1;\n");
-/// ```
 pub fn normalize(bytes: &[u8]) -> Result<String, NotUtf8> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let offset = e.valid_up_to();
@@ -34,6 +26,14 @@ pub fn normalize(bytes: &[u8]) -> Result<String, NotUtf8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bom_and_crlf_are_removed() {
+        assert_eq!(
+            normalize(b"\xEF\xBB\xBFSELECT 1;\r\n").unwrap(),
+            "SELECT 1;\n"
+        );
+    }
+
     use super::*;
 
     #[test]

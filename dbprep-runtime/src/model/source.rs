@@ -34,7 +34,7 @@ pub struct MigrationSource {
     /// Its checksum.
     pub checksum: Checksum,
     /// The hash of the history row it leaves once applied
-    /// ([`history_row_hash`]).
+    /// (`history_row_hash`).
     pub history_hash: i64,
     /// `-- dbprep:no-transaction`.
     pub no_transaction: bool,
@@ -186,7 +186,7 @@ pub enum SourceError {
         /// How to update it.
         how: String,
     },
-    /// SQL refused by the checks of [`check`](super::check).
+    /// SQL refused by the checks of the compile-time checks.
     #[error("{}", problem.in_file(file))]
     Sql {
         /// The file.

@@ -118,7 +118,7 @@ pub fn check(
 /// # Example
 ///
 /// ```no_run
-/// dbprep_runtime::model::sum::write_sum_file("migrations").unwrap();
+/// dbprep_runtime::write_sum_file("migrations").unwrap();
 /// ```
 pub fn write_sum_file(dir: impl AsRef<Path>) -> Result<bool, SourceErrors> {
     let dir = dir.as_ref();

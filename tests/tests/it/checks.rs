@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use dbprep_runtime::model::folder::read_migrations;
+use dbprep_runtime::__private::read_migrations;
 use dbprep_runtime::{Migrations, Migrator};
 
 use crate::support::{database, exists, recorded};

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use dbprep_runtime::model::sum::write_sum_file;
+use dbprep_runtime::write_sum_file;
 use dbprep_runtime::{Migrations, SourceError};
 
 static DEMO: Migrations = dbprep_macros::embed_migrations!("../migrations");
