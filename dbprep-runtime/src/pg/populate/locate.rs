@@ -1,10 +1,9 @@
 //! Finding the row, and the column, behind a statement the server refused.
 
-use serde_json::value::RawValue;
 use tokio_postgres::Client;
 
 use super::encode::{json_rows, push_object};
-use super::{insert_sql, Columns, Conflict};
+use super::{insert_sql, Columns, Conflict, Refuse};
 use crate::model::fixture::FixtureTable;
 use crate::pg::error::Error;
 use crate::pg::sql::ident;
@@ -20,7 +19,7 @@ pub(super) async fn locate(
     keys: &[String],
     conflict: Conflict,
     error: tokio_postgres::Error,
-    fail: &impl Fn(&FixtureTable, Option<usize>, Option<&str>, Option<&RawValue>, String) -> Error,
+    refuse: &Refuse<'_>,
 ) -> Error {
     let sql = insert_sql(columns, keys, conflict);
     let message = |e: &tokio_postgres::Error| crate::pg::error::describe(e);
@@ -49,7 +48,7 @@ pub(super) async fn locate(
                 .batch_execute("ROLLBACK TO SAVEPOINT dbprep_value")
                 .await;
             if let Err(e) = converted {
-                return fail(table, Some(i), Some(column), Some(*value), message(&e));
+                return refuse.at(table, Some(i), Some(column), Some(*value), message(&e));
             }
         }
         // A constraint: the server may name the column.
@@ -60,7 +59,7 @@ pub(super) async fn locate(
         let value = column
             .as_ref()
             .and_then(|c| row.iter().find(|(k, _)| k == c).map(|(_, v)| *v));
-        return fail(
+        return refuse.at(
             table,
             Some(i),
             column.as_deref(),
@@ -69,5 +68,5 @@ pub(super) async fn locate(
         );
     }
     // Every row passes alone: the rows conflict with each other.
-    fail(table, None, None, None, message(&error))
+    refuse.at(table, None, None, None, message(&error))
 }

@@ -300,27 +300,69 @@ async fn load(
         Mode::Insert => Conflict::Skip,
         Mode::Update => Conflict::Update,
     });
-    let fail = |table: &FixtureTable<'_>,
-                row: Option<usize>,
-                column: Option<&str>,
-                value: Option<&RawValue>,
-                message: String| {
+    let refuse = Refuse { fixture: &name };
+    let catalog = check_against_catalog(client, &content.tables, conflict, &refuse).await?;
+    let mut tables = Vec::new();
+    let mut total = 0;
+    for (table, (columns, groups)) in content.tables.iter().zip(catalog) {
+        let written = write_table(client, table, &columns, groups, conflict, &refuse).await?;
+        tables.push((table.display_name(), written));
+        total += written;
+    }
+    history
+        .record_fixture(client, &name, checksum, total)
+        .await?;
+    Ok(PopulateReport {
+        fixture: name,
+        outcome,
+        tables,
+        rows: total,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The rows of a table grouped by the set of keys they name.
+type Groups = Vec<(Vec<String>, Vec<usize>)>;
+
+/// The error that says where the database refused a fixture.
+struct Refuse<'a> {
+    fixture: &'a str,
+}
+
+impl Refuse<'_> {
+    fn at(
+        &self,
+        table: &FixtureTable<'_>,
+        row: Option<usize>,
+        column: Option<&str>,
+        value: Option<&RawValue>,
+        message: String,
+    ) -> Error {
         Error::Fixture(Box::new(FixtureFailure {
-            fixture: name.clone(),
+            fixture: self.fixture.to_owned(),
             table: table.display_name(),
             row,
             column: column.map(str::to_owned),
             value: value.map(|v| v.get().to_owned()),
             message,
         }))
-    };
+    }
+}
 
-    // Every name is checked before anything is written: json_populate_recordset
-    // would silently ignore an unknown column.
-    let mut catalog = Vec::with_capacity(content.tables.len());
-    for table in &content.tables {
+/// Check every table, column and primary key of the fixture against the
+/// catalog before anything is written (`json_populate_recordset` would
+/// silently ignore an unknown column): each table's columns and its rows
+/// grouped by the keys they name.
+async fn check_against_catalog(
+    client: &Client,
+    tables: &[FixtureTable<'_>],
+    conflict: Conflict,
+    refuse: &Refuse<'_>,
+) -> Result<Vec<(Columns, Groups)>> {
+    let mut catalog = Vec::with_capacity(tables.len());
+    for table in tables {
         let columns = columns(client, table).await?.ok_or_else(|| {
-            fail(table, None, None, None, "no such table (check the name and the schema; tables load in file order, parents first)".into())
+            refuse.at(table, None, None, None, "no such table (check the name and the schema; tables load in file order, parents first)".into())
         })?;
         let groups = groups(&table.rows);
         // Rows of a group name the same columns: checking its first row
@@ -341,7 +383,7 @@ async fn load(
                 } else {
                     continue;
                 };
-                return Err(fail(
+                return Err(refuse.at(
                     table,
                     Some(first),
                     Some(column),
@@ -358,7 +400,7 @@ async fn load(
                     .filter_map(|k| table.rows[row].iter().find(|(c, _)| c == k))
                     .map(|(_, v)| v.get())
                     .collect();
-                return Err(fail(
+                return Err(refuse.at(
                     table,
                     Some(row),
                     None,
@@ -371,7 +413,7 @@ async fn load(
                 ));
             }
         } else if conflict == Conflict::Update && !table.rows.is_empty() {
-            return Err(fail(
+            return Err(refuse.at(
                 table,
                 None,
                 None,
@@ -382,83 +424,80 @@ async fn load(
         }
         catalog.push((columns, groups));
     }
+    Ok(catalog)
+}
 
-    let mut tables = Vec::new();
-    let mut total = 0;
-    for (table, (columns, groups)) in content.tables.iter().zip(catalog) {
-        let columns = &columns;
-        let mut written = 0;
-        let empty = table.rows.is_empty()
-            || client
-                .query_one(
-                    &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", columns.quoted),
-                    &[],
-                )
-                .await
-                .map_err(Error::postgres(format!(
-                    "look into {}",
-                    table.display_name()
-                )))?
-                .get::<_, bool>(0);
-        // Rows that give identity or serial values go first, and their
-        // sequences move past them before the other rows draw from them:
-        // else a generated value could take a key the file gives later.
-        let (with_sequence, without): (Vec<_>, Vec<_>) = groups
-            .into_iter()
-            .partition(|(keys, _)| keys.iter().any(|k| columns.sequenced.contains(k)));
-        for (i, (keys, indices)) in with_sequence.iter().chain(&without).enumerate() {
-            if i == with_sequence.len() {
-                advance_sequences(client, columns, table, &with_sequence).await?;
-            }
-            client
-                .batch_execute("SAVEPOINT dbprep_fixture")
-                .await
-                .map_err(Error::postgres("set a savepoint"))?;
-            // No existing row can conflict with a table that is empty (and
-            // the file's own keys were checked above).
-            let copy = match conflict {
-                Conflict::Error => columns.copy_text(&table.rows, keys, indices),
-                _ if empty => columns.copy_text(&table.rows, keys, indices),
-                _ => None,
-            };
-            let result = match copy {
-                Some(text) => copy_in(client, columns, keys, text).await,
-                None => {
-                    let json = json_rows(&table.rows, indices);
-                    client
-                        .execute(&insert_sql(columns, keys, conflict), &[&json])
-                        .await
-                }
-            };
-            match result {
-                Ok(n) => written += n,
-                Err(e) => {
-                    client
-                        .batch_execute("ROLLBACK TO SAVEPOINT dbprep_fixture")
-                        .await
-                        .map_err(Error::postgres("roll back"))?;
-                    return Err(
-                        locate(client, columns, table, indices, keys, conflict, e, &fail).await,
-                    );
-                }
-            }
-        }
-        if without.is_empty() {
+/// Write one table's rows, a statement per group of keys (with `COPY`
+/// into an empty table), each under a savepoint so that a refused row can
+/// be found: how many rows were written.
+async fn write_table(
+    client: &Client,
+    table: &FixtureTable<'_>,
+    columns: &Columns,
+    groups: Groups,
+    conflict: Conflict,
+    refuse: &Refuse<'_>,
+) -> Result<u64> {
+    let mut written = 0;
+    let empty = table.rows.is_empty()
+        || client
+            .query_one(
+                &format!("SELECT NOT EXISTS (SELECT 1 FROM {})", columns.quoted),
+                &[],
+            )
+            .await
+            .map_err(Error::postgres(format!(
+                "look into {}",
+                table.display_name()
+            )))?
+            .get::<_, bool>(0);
+    // Rows that give identity or serial values go first, and their
+    // sequences move past them before the other rows draw from them:
+    // else a generated value could take a key the file gives later.
+    let (with_sequence, without): (Vec<_>, Vec<_>) = groups
+        .into_iter()
+        .partition(|(keys, _)| keys.iter().any(|k| columns.sequenced.contains(k)));
+    for (i, (keys, indices)) in with_sequence.iter().chain(&without).enumerate() {
+        if i == with_sequence.len() {
             advance_sequences(client, columns, table, &with_sequence).await?;
         }
-        tables.push((table.display_name(), written));
-        total += written;
+        client
+            .batch_execute("SAVEPOINT dbprep_fixture")
+            .await
+            .map_err(Error::postgres("set a savepoint"))?;
+        // No existing row can conflict with a table that is empty (and
+        // the file's own keys were checked above).
+        let copy = match conflict {
+            Conflict::Error => columns.copy_text(&table.rows, keys, indices),
+            _ if empty => columns.copy_text(&table.rows, keys, indices),
+            _ => None,
+        };
+        let result = match copy {
+            Some(text) => copy_in(client, columns, keys, text).await,
+            None => {
+                let json = json_rows(&table.rows, indices);
+                client
+                    .execute(&insert_sql(columns, keys, conflict), &[&json])
+                    .await
+            }
+        };
+        match result {
+            Ok(n) => written += n,
+            Err(e) => {
+                client
+                    .batch_execute("ROLLBACK TO SAVEPOINT dbprep_fixture")
+                    .await
+                    .map_err(Error::postgres("roll back"))?;
+                return Err(
+                    locate(client, columns, table, indices, keys, conflict, e, refuse).await,
+                );
+            }
+        }
     }
-    history
-        .record_fixture(client, &name, checksum, total)
-        .await?;
-    Ok(PopulateReport {
-        fixture: name,
-        outcome,
-        tables,
-        rows: total,
-        elapsed: started.elapsed(),
-    })
+    if without.is_empty() {
+        advance_sequences(client, columns, table, &with_sequence).await?;
+    }
+    Ok(written)
 }
 
 /// Move the sequences of the identity or serial columns that `groups` give
