@@ -191,3 +191,64 @@ impl<'m> Plan<'m> {
         Ok(Plan { pending })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::history::RowKind;
+
+    fn unfinished(row: &HistoryRow) -> VersionEntry<'_> {
+        VersionEntry {
+            version: row.version,
+            embedded: None,
+            row: Some(row),
+            state: VersionState::Unfinished,
+        }
+    }
+
+    fn row(version: i64, success: bool) -> HistoryRow {
+        HistoryRow {
+            version,
+            name: "ix".into(),
+            checksum: None,
+            kind: RowKind::Migration,
+            success,
+            installed_rank: 1,
+            applied_at: "2026-12-06 10:00:00+00".into(),
+            execution_ms: 5,
+            applied_by: "app".into(),
+        }
+    }
+
+    #[test]
+    fn an_unfinished_row_is_in_progress_while_a_holder_runs_it_else_dirty() {
+        let row = row(5, false);
+        let holder = LockHolder {
+            pid: 42,
+            application_name: "dbprep migrator 1-2 since 3".into(),
+            query_start: None,
+        };
+        assert_eq!(
+            state(&unfinished(&row), Some(&holder)),
+            State::InProgress { holder }
+        );
+        assert_eq!(state(&unfinished(&row), None), State::Dirty);
+    }
+
+    #[test]
+    fn an_applied_state_carries_its_row() {
+        let row = row(3, true);
+        let entry = VersionEntry {
+            state: VersionState::Applied,
+            ..unfinished(&row)
+        };
+        assert_eq!(
+            state(&entry, None),
+            State::Applied {
+                at: "2026-12-06 10:00:00+00".into(),
+                duration: std::time::Duration::from_millis(5),
+                kind: RowKind::Migration,
+            }
+        );
+    }
+}
