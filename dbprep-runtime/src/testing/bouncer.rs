@@ -13,7 +13,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::cluster::{free_port, io, Cluster, ClusterError, Reaper, ServerUser};
+use super::cluster::{free_port, io, server_dir, Cluster, ClusterError, Reaper, ServerUser};
 
 /// PgBouncer's pooling mode: when a server connection goes back to the
 /// pool.
@@ -57,13 +57,7 @@ impl Bouncer {
     pub fn start(cluster: &Cluster, mode: PoolMode) -> Result<Bouncer, ClusterError> {
         let binary = find_pgbouncer().ok_or(ClusterError::PgBouncerNotFound)?;
         let owner = ServerUser::current()?;
-        let dir = tempfile::Builder::new()
-            .prefix("dbprep-pgbouncer-")
-            .tempdir()
-            .map_err(io("create a temporary directory"))?
-            .keep();
-        let mut reaper = Reaper::spawn(&dir)?;
-        owner.give(&dir)?;
+        let (dir, mut reaper) = server_dir("dbprep-pgbouncer-", &owner)?;
         let port = free_port()?;
         let config = dir.join("pgbouncer.ini");
         let users = dir.join("users.txt");

@@ -148,15 +148,7 @@ impl Cluster {
     ) -> Result<Cluster, ClusterError> {
         let bin_dir = find_bin_dir().ok_or(ClusterError::BinariesNotFound)?;
         let owner = ServerUser::current()?;
-        let dir = tempfile::Builder::new()
-            .prefix("dbprep-pg-")
-            .tempdir()
-            .map_err(io("create a temporary directory"))?
-            .keep();
-        // From here on the reaper owns the directory; start it first so that
-        // a failure below still cleans up.
-        let mut reaper = Reaper::spawn(&dir)?;
-        owner.give(&dir)?;
+        let (dir, mut reaper) = server_dir("dbprep-pg-", &owner)?;
         let data = dir.join("data");
         make_data(&bin_dir, &data, &owner)?;
         let log = dir.join("postgres.log");
@@ -415,6 +407,24 @@ fn wait_ready(mut child: Child, data: &Path, port: u16, log: &Path) -> Result<()
 /// A shell that outlives this process just long enough to stop the server
 /// and remove its directory once this process closes its pipe (on drop, on
 /// exit, or when killed).
+/// A new temporary directory for a server run by `owner`, and the reaper
+/// that removes it (after stopping the processes it is told of) when this
+/// process ends. The reaper is started first, so that a failure after this
+/// still cleans up.
+pub(super) fn server_dir(
+    prefix: &str,
+    owner: &ServerUser,
+) -> Result<(PathBuf, Reaper), ClusterError> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(io("create a temporary directory"))?
+        .keep();
+    let reaper = Reaper::spawn(&dir)?;
+    owner.give(&dir)?;
+    Ok((dir, reaper))
+}
+
 #[derive(Debug)]
 pub(super) struct Reaper {
     pub(super) stdin: ChildStdin,

@@ -7,13 +7,41 @@ use std::process::{Command, Stdio};
 use dbprep_runtime::testing::{Bouncer, PoolMode, TestServer};
 use dbprep_runtime::{Error, LockMode, Migrations, Migrator};
 
-use crate::support::{database, eventually, exists, libpq_env, migrations, recorded, scalar};
+use crate::support::{
+    applied, database, eventually, exists, libpq_env, migrations, recorded, scalar,
+};
 
 /// Whether a migration of this test's database sleeps (other tests sleep
 /// in theirs; and the server shows only the first kilobyte of a message's
 /// text, which dbprep's own statements may fill).
 const SLEEPING: &str = "SELECT count(*) FROM pg_stat_activity \
      WHERE wait_event = 'PgSleep' AND datname = current_database()";
+
+/// The slow set's migrations without the sleep.
+fn fixed() -> dbprep_runtime::Migrations {
+    migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__slow.sql", "CREATE TABLE slow (id int);"),
+    ])
+}
+
+/// Once `child` sleeps in migration 2, SIGKILL it (no destructor, no
+/// cancel request), then check that the server stopped the migration and
+/// kept nothing of it.
+async fn kill_during_migration_2(client: &tokio_postgres::Client, child: &mut std::process::Child) {
+    assert!(
+        eventually(client, SLEEPING, "1", 30).await,
+        "the slow migration never started"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        eventually(client, SLEEPING, "0", 15).await,
+        "the server still runs the killed migration"
+    );
+    assert!(!exists(client, "slow").await, "half of migration 2 remains");
+    assert_eq!(recorded(client).await, [1]);
+}
 
 #[tokio::test]
 async fn sigkill_of_the_migrator_stops_its_migration_on_the_server() {
@@ -33,31 +61,10 @@ async fn sigkill_of_the_migrator_stops_its_migration_on_the_server() {
         .spawn()
         .unwrap();
     let client = db.connect().await.unwrap();
-    assert!(
-        eventually(&client, SLEEPING, "1", 30).await,
-        "the slow migration never started"
-    );
-    child.kill().unwrap(); // SIGKILL: no destructor, no cancel request
-    child.wait().unwrap();
     // client_connection_check_interval (1 s) lets the server notice.
-    assert!(
-        eventually(&client, SLEEPING, "0", 15).await,
-        "the server still runs the killed migration"
-    );
-    assert!(
-        !exists(&client, "slow").await,
-        "half of migration 2 remains"
-    );
-    assert_eq!(recorded(&client).await, [1]);
-    let fixed = migrations(&[
-        ("V1__a.sql", "CREATE TABLE a (id int);"),
-        ("V2__slow.sql", "CREATE TABLE slow (id int);"),
-    ]);
-    let report = Migrator::new(&fixed).run(db.pool()).await.unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [2]
-    );
+    kill_during_migration_2(&client, &mut child).await;
+    let report = Migrator::new(&fixed()).run(db.pool()).await.unwrap();
+    assert_eq!(applied(&report), [2]);
 }
 
 /// A pool through `bouncer` on `db`'s database.
@@ -105,34 +112,13 @@ async fn a_killed_holder_behind_pgbouncer_is_stopped_and_a_peer_takes_over_its_l
         .spawn()
         .unwrap();
     let client = db.connect().await.unwrap();
-    assert!(
-        eventually(&client, SLEEPING, "1", 30).await,
-        "the slow migration never started"
-    );
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        eventually(&client, SLEEPING, "0", 15).await,
-        "the server still runs the killed migration"
-    );
-    assert!(
-        !exists(&client, "slow").await,
-        "half of migration 2 remains"
-    );
-    assert_eq!(recorded(&client).await, [1]);
-    let fixed = migrations(&[
-        ("V1__a.sql", "CREATE TABLE a (id int);"),
-        ("V2__slow.sql", "CREATE TABLE slow (id int);"),
-    ]);
-    let report = Migrator::new(&fixed)
+    kill_during_migration_2(&client, &mut child).await;
+    let report = Migrator::new(&fixed())
         .lock_mode(LockMode::Transaction)
         .run(&pool_through(bouncer, &db))
         .await
         .unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [2]
-    );
+    assert_eq!(applied(&report), [2]);
     assert!(report.lock.unwrap().tries > 1, "the lease was free at once");
     assert_eq!(recorded(&client).await, [1, 2]);
     assert_eq!(
@@ -206,8 +192,5 @@ async fn pgbouncer_restarted_in_the_middle_of_a_run() {
         .run(&pool)
         .await
         .unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [2, 3]
-    );
+    assert_eq!(applied(&report), [2, 3]);
 }

@@ -11,7 +11,7 @@ use dbprep_runtime::{
 use tokio_postgres::error::SqlState;
 
 use crate::support::{
-    database, drop_role, eventually, exists, login_role, migrations, recorded, scalar,
+    applied, database, drop_role, eventually, exists, login_role, migrations, recorded, scalar,
 };
 
 static DEMO: Migrations = dbprep_macros::embed_migrations!("../migrations");
@@ -30,10 +30,7 @@ fn five(third: &str, fifth: &str) -> Migrations {
 async fn fresh_database_gets_the_whole_schema_and_its_history() {
     let db = database().await;
     let report = Migrator::new(&DEMO).run(db.pool()).await.unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
-    );
+    assert_eq!(applied(&report), [1, 2, 3, 4, 5]);
     assert_eq!(report.version, Some(5));
     let client = db.connect().await.unwrap();
     assert_eq!(recorded(&client).await, [1, 2, 3, 4, 5]);
@@ -190,10 +187,7 @@ async fn deferred_constraint_failing_at_commit_stops_the_migrations_after_it() {
     // The next run, with the file fixed, completes.
     let fixed = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
     let report = Migrator::new(&fixed).run(db.pool()).await.unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [3, 4, 5]
-    );
+    assert_eq!(applied(&report), [3, 4, 5]);
 }
 
 /// A message with a syntax error is rejected whole and leaves the session
@@ -557,10 +551,7 @@ async fn failed_no_transaction_migration_is_dirty_until_repair() {
     let repaired = Migrator::new(&broken).repair(db.pool()).await.unwrap();
     assert_eq!(repaired.removed_dirty, [2]);
     let report = Migrator::new(&broken).run(db.pool()).await.unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [2]
-    );
+    assert_eq!(applied(&report), [2]);
 }
 
 #[tokio::test]
@@ -631,10 +622,7 @@ async fn a_dirty_migration_names_its_invalid_index_and_repair_can_drop_it() {
     assert_eq!(repaired.dropped_indexes, invalid_indexes.clone());
     assert!(repaired.invalid_indexes.is_empty());
     let report = Migrator::new(&broken).run(db.pool()).await.unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [2]
-    );
+    assert_eq!(applied(&report), [2]);
     assert_eq!(scalar(&client, valid).await.as_deref(), Some("t"));
     assert!(Migrator::new(&broken)
         .verify(db.pool())
@@ -691,10 +679,7 @@ async fn a_no_transaction_migration_being_run_is_in_progress_not_dirty() {
     assert!(peer.applied.is_empty(), "{peer}");
     assert!(peer.lock.unwrap().tries > 1);
     let first = running.await.unwrap().unwrap();
-    assert_eq!(
-        first.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [1, 2]
-    );
+    assert_eq!(applied(&first), [1, 2]);
 }
 
 #[tokio::test]
@@ -752,10 +737,7 @@ async fn a_run_that_lost_its_lease_records_nothing_more() {
         .run(db.pool())
         .await
         .unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [2]
-    );
+    assert_eq!(applied(&report), [2]);
 }
 
 #[tokio::test]
@@ -863,10 +845,7 @@ async fn out_of_order_pending_is_refused_unless_allowed() {
         .run(db.pool())
         .await
         .unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [2]
-    );
+    assert_eq!(applied(&report), [2]);
 }
 
 #[tokio::test]
@@ -879,10 +858,7 @@ async fn stamp_records_versions_without_running_them() {
     assert!(!exists(&client, "a").await);
     assert_eq!(recorded(&client).await, [1, 2, 3, 4]);
     let run = Migrator::new(&m).run(db.pool()).await.unwrap();
-    assert_eq!(
-        run.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [5]
-    );
+    assert_eq!(applied(&run), [5]);
     assert!(exists(&client, "e").await);
 }
 
@@ -899,10 +875,7 @@ async fn fresh_database_uses_the_baseline() {
         ("V3__c.sql", "CREATE TABLE c (id int);"),
     ]);
     let report = Migrator::new(&m).run(db.pool()).await.unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [2, 3]
-    );
+    assert_eq!(applied(&report), [2, 3]);
     let client = db.connect().await.unwrap();
     assert!(exists(&client, "from_baseline").await);
     let again = Migrator::new(&m).run(db.pool()).await.unwrap();
@@ -960,10 +933,7 @@ async fn a_history_row_deleted_by_hand_is_seen_at_the_next_start() {
         .await
         .unwrap();
     let report = Migrator::new(&m).run(db.pool()).await.unwrap();
-    assert_eq!(
-        report.applied.iter().map(|a| a.version).collect::<Vec<_>>(),
-        [5]
-    );
+    assert_eq!(applied(&report), [5]);
     assert!(up_to_date(&m, &db).await);
 }
 

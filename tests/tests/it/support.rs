@@ -118,3 +118,8 @@ pub async fn drop_role(client: &tokio_postgres::Client, role: &str) {
         .await
         .ok();
 }
+
+/// The versions a run applied, in order.
+pub fn applied(report: &dbprep_runtime::Report) -> Vec<i64> {
+    report.applied.iter().map(|a| a.version).collect()
+}

@@ -351,15 +351,7 @@ async fn session_holder(client: &Client, key: i64) -> Result<Option<LockHolder>>
          AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) \
          LIMIT 1"
     );
-    let answer = client
-        .simple_query(&sql)
-        .await
-        .map_err(Error::postgres("look up the lock holder"))?;
-    Ok(rows(answer).first().map(|row| LockHolder {
-        pid: column(row, 0).and_then(|p| p.parse().ok()).unwrap_or(0),
-        application_name: column(row, 1).unwrap_or_default().to_owned(),
-        query_start: column(row, 2).map(str::to_owned),
-    }))
+    holder_from(client, &sql).await
 }
 
 /// The run holding a lease that has not run out (or whose statement is
@@ -368,8 +360,13 @@ async fn lease_holder(client: &Client, history: &HistoryTable) -> Result<Option<
     if !relation_exists(client, &history.lease_table()).await? {
         return Ok(None);
     }
+    holder_from(client, &history.lease_holder_sql()).await
+}
+
+/// The holder a query of (pid, application name, since) answers, if any.
+async fn holder_from(client: &Client, sql: &str) -> Result<Option<LockHolder>> {
     let answer = client
-        .simple_query(&history.lease_holder_sql())
+        .simple_query(sql)
         .await
         .map_err(Error::postgres("look up the lock holder"))?;
     Ok(rows(answer).first().map(|row| LockHolder {
