@@ -566,3 +566,33 @@ async fn upgrade_through_pgbouncer_in_transaction_mode() {
     let verify = dbprep_with(&db, &["verify"], &through);
     assert_success(&verify);
 }
+
+#[test]
+fn wait_gives_up_on_a_server_that_never_comes_and_names_it() {
+    let out = Command::new(DBPREP)
+        .arg("--migrations")
+        .arg(workspace().join("migrations"))
+        .args(["--wait", "1", "status"])
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", "1")
+        .env("PGUSER", "app")
+        .env("PGDATABASE", "app")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("cannot connect to the database: error connecting to server: ")
+            && text.contains("gave up after waiting"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn wait_lets_a_command_run_once_the_server_answers() {
+    let db = database().await;
+    let out = dbprep(&db, &["--wait", "10", "upgrade", "--json"]);
+    assert_success(&out);
+    assert_eq!(json(&out)["version"], 5);
+}

@@ -119,6 +119,18 @@ pub(super) async fn execute(
             "no migrations: give the folder with --migrations DIR (default: ./migrations)"
         );
     }
+    let offline = matches!(
+        cli.command,
+        Command::Fixture {
+            command: FixtureCommand::List
+        } | Command::CreateDatabase { .. }
+            | Command::CreateRole { .. }
+    );
+    if g.wait > 0 && !offline {
+        let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
+        crate::pg::connect::wait_for_server(&config, tls.connector()?, Duration::from_secs(g.wait))
+            .await?;
+    }
     match &cli.command {
         Command::Upgrade {
             to,

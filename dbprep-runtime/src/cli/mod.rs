@@ -67,6 +67,17 @@ struct Global {
     /// How long to wait for another migrator's lock, in seconds.
     #[arg(long, global = true, default_value_t = 60)]
     lock_wait: u64,
+    /// Wait up to this many seconds for the server to accept connections
+    /// (it may still be starting), retrying with a bounded backoff; a
+    /// refused password or an unknown role fails at once.
+    #[arg(
+        long,
+        global = true,
+        env = "DBPREP_WAIT",
+        default_value_t = 0,
+        value_name = "SECONDS"
+    )]
+    wait: u64,
     /// How migrators keep out of each other's way: `session`, a session
     /// advisory lock (a direct connection, or a pooler in session mode), or
     /// `transaction`, a lease renewed by each transaction (through a pooler

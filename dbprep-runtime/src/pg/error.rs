@@ -10,8 +10,10 @@ use crate::pg::report::{InvalidIndex, LockHolder};
 
 /// Everything that can go wrong while preparing a database. Each message
 /// names the file, version or table it is about and says what to do next;
-/// none holds a password.
-#[derive(Debug, thiserror::Error)]
+/// none holds a password. `Debug` prints the message and what caused it
+/// (as `anyhow` does), so that `fn main() -> Result<(), Box<dyn Error>>`
+/// shows a person what happened.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The connection settings are invalid.
@@ -84,6 +86,31 @@ pub enum Error {
     Source(#[from] SourceErrors),
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = self.to_string();
+        f.write_str(&message)?;
+        // The causes the message does not already tell (a server error's
+        // text is in it; the driver's "db error" says nothing).
+        let mut causes = Vec::new();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if text != "db error" && !message.contains(&text) {
+                causes.push(text);
+            }
+            source = cause.source();
+        }
+        if !causes.is_empty() {
+            f.write_str("\n\nCaused by:")?;
+            for cause in causes {
+                write!(f, "\n    {cause}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether `error` is a server error with one of `codes`.
 pub(crate) fn is_sqlstate(error: &tokio_postgres::Error, codes: &[SqlState]) -> bool {
     error.code().is_some_and(|code| codes.contains(code))
@@ -94,7 +121,19 @@ pub(crate) fn is_sqlstate(error: &tokio_postgres::Error, codes: &[SqlState]) -> 
 /// its source.
 pub fn describe(error: &tokio_postgres::Error) -> String {
     let Some(db) = error.as_db_error() else {
-        return error.to_string();
+        // The driver's own errors name their kind ("error connecting to
+        // server") and keep the reason in their source.
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        return text;
     };
     let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
     if let Some(detail) = db.detail() {

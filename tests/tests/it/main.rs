@@ -2,6 +2,7 @@
 //! cluster (or the server of `DATABASE_URL`), one database per test.
 
 mod checks;
+mod connect;
 mod drift;
 mod fixtures;
 mod kill;

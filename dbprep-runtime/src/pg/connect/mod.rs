@@ -56,6 +56,55 @@ where
     T::Stream: Send + 'static,
 {
     let started = Instant::now();
+    try_connect(config, tls, patience).await.map_err(|e| {
+        if transient(&e) {
+            Error::Connect(format!(
+                "{} (gave up after waiting {:.1?} for the server)",
+                connect_failure(&e),
+                started.elapsed()
+            ))
+        } else {
+            Error::Connect(connect_failure(&e))
+        }
+    })
+}
+
+/// Wait at most `patience` for the server of `config` to accept
+/// connections (see [`connect`]); a database that does not exist yet
+/// counts as a server that is up (`oneshot` creates it).
+///
+/// # Errors
+///
+/// As [`connect`].
+pub async fn wait_for_server<T>(config: &Config, tls: T, patience: Duration) -> Result<()>
+where
+    T: MakeTlsConnect<Socket> + Clone,
+    T::Stream: Send + 'static,
+{
+    match connect_with(config, tls.clone(), patience).await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            // Asked again for its SQLSTATE: the server is up and answered.
+            match config.connect(tls).await {
+                Err(e) if is_sqlstate(&e, &[SqlState::INVALID_CATALOG_NAME]) => Ok(()),
+                _ => Err(error),
+            }
+        }
+    }
+}
+
+/// Connect, retrying what waiting can fix with a bounded backoff for at
+/// most `patience`: the last driver error otherwise.
+async fn try_connect<T>(
+    config: &Config,
+    tls: T,
+    patience: Duration,
+) -> std::result::Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket> + Clone,
+    T::Stream: Send + 'static,
+{
+    let started = Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
         match config.connect(tls.clone()).await {
@@ -63,18 +112,8 @@ where
                 tokio::spawn(connection);
                 return Ok(client);
             }
+            Err(e) if !transient(&e) || started.elapsed() + delay > patience => return Err(e),
             Err(e) => {
-                let transient = match e.code() {
-                    Some(code) => TRANSIENT.contains(code),
-                    // No SQLSTATE: the server could not be reached at all.
-                    None => e.as_db_error().is_none(),
-                };
-                if !transient || started.elapsed() + delay > patience {
-                    return Err(Error::Connect(format!(
-                        "{e} (after {:?})",
-                        started.elapsed()
-                    )));
-                }
                 tracing::info!(
                     "database not reachable yet ({}); retrying in {delay:?}",
                     describe(&e)
@@ -84,6 +123,35 @@ where
             }
         }
     }
+}
+
+/// Whether waiting can fix a failed connection: the server could not be
+/// reached (refused, reset, timed out: it may be starting), or it said it
+/// is starting, stopping or full. A refused password, a missing one, an
+/// unknown database or role and a bad setting cannot be waited out.
+fn transient(error: &tokio_postgres::Error) -> bool {
+    if let Some(code) = error.code() {
+        return TRANSIENT.contains(code);
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    error.to_string().starts_with("timeout")
+}
+
+/// A failed connection as a person needs it: the server's message and
+/// SQLSTATE, or the driver's reason with its cause; a missing password
+/// says where one may come from. Never the password itself.
+pub(crate) fn connect_failure(error: &tokio_postgres::Error) -> String {
+    let text = describe(error);
+    if text.contains("password missing") {
+        return "the server asks for a password and none was given: put it in the URL (DATABASE_URL or --url), in PGPASSWORD, or in a file given with --password-file".to_owned();
+    }
+    text
 }
 
 /// Create the database `config` names if it does not exist, connecting to
@@ -173,7 +241,7 @@ where
 /// server's refusal with its message and SQLSTATE, or the pool's reason.
 pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> Error {
     match error {
-        deadpool_postgres::PoolError::Backend(e) => Error::Connect(describe(&e)),
+        deadpool_postgres::PoolError::Backend(e) => Error::Connect(connect_failure(&e)),
         other => Error::Connect(other.to_string()),
     }
 }

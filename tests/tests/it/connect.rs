@@ -1,0 +1,132 @@
+//! Connecting: only what waiting can fix is retried; a missing or refused
+//! password, an unknown database and a bad setting fail at once with a
+//! message that says what to do; errors read like their text in `Debug`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use dbprep_runtime::testing::{Cluster, TestServer};
+use dbprep_runtime::{connect, Error};
+
+/// A cluster that asks every role but `postgres` for a password, with a
+/// role `app` whose password is `s3cret-pw`; `None` on a `DATABASE_URL`
+/// server.
+fn password_cluster() -> Option<&'static Cluster> {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    if let TestServer::External(_) = TestServer::get().unwrap() {
+        return None;
+    }
+    Some(CLUSTER.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let hba = dir.join("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            "host all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&hba, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let hba = hba.display().to_string();
+        let cluster =
+            Cluster::start_with_settings(&[("hba_file", &hba)]).unwrap_or_else(|e| panic!("{e}"));
+        // On a thread of its own: the caller is inside a test's runtime.
+        let config = cluster.config("postgres");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                client
+                    .batch_execute("CREATE ROLE app LOGIN PASSWORD 's3cret-pw'")
+                    .await
+                    .unwrap();
+            });
+        })
+        .join()
+        .unwrap();
+        cluster
+    }))
+}
+
+/// `app` on `database` of the password cluster, with `password` if any.
+fn app(cluster: &Cluster, database: &str, password: Option<&str>) -> tokio_postgres::Config {
+    let mut config = cluster.config(database);
+    config.user("app");
+    if let Some(password) = password {
+        config.password(password);
+    }
+    config
+}
+
+/// Connect with a long patience: what cannot be waited out must fail at
+/// once, which the message shows (it says so when it waited).
+async fn refused(config: &tokio_postgres::Config) -> String {
+    let error = connect(config, Duration::from_secs(60)).await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, Error::Connect(_)), "{text}");
+    assert!(
+        !text.contains("gave up after waiting"),
+        "it retried: {text}"
+    );
+    assert!(!text.contains("s3cret-pw"), "{text}");
+    text
+}
+
+#[tokio::test]
+async fn a_missing_password_fails_at_once_and_says_where_one_may_come_from() {
+    let Some(cluster) = password_cluster() else {
+        return;
+    };
+    assert_eq!(
+        refused(&app(cluster, "postgres", None)).await,
+        "cannot connect to the database: the server asks for a password and none was given: \
+         put it in the URL (DATABASE_URL or --url), in PGPASSWORD, or in a file given with --password-file"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_an_unknown_role_and_an_unknown_database_fail_at_once() {
+    let Some(cluster) = password_cluster() else {
+        return;
+    };
+    let wrong = refused(&app(cluster, "postgres", Some("nope"))).await;
+    assert!(
+        wrong.contains("password authentication failed for user \"app\" (SQLSTATE 28P01)"),
+        "{wrong}"
+    );
+    let mut nobody = cluster.config("postgres");
+    nobody.user("nobody").password("x");
+    let nobody = refused(&nobody).await;
+    assert!(nobody.contains("(SQLSTATE 28P01)"), "{nobody}");
+    let database = refused(&app(cluster, "no_such_db", Some("s3cret-pw"))).await;
+    assert!(
+        database.contains("database \"no_such_db\" does not exist (SQLSTATE 3D000)"),
+        "{database}"
+    );
+    let client = connect(&app(cluster, "postgres", Some("s3cret-pw")), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(client.simple_query("SELECT 1").await.is_ok());
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_up_is_waited_for_then_named() {
+    // Nothing listens on port 1 of the loopback.
+    let mut config = tokio_postgres::Config::new();
+    config.host("127.0.0.1").port(1).user("app").dbname("db");
+    let error = connect(&config, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.starts_with("cannot connect to the database: error connecting to server: ")
+            && text.contains("gave up after waiting"),
+        "{text}"
+    );
+    // Debug reads like the message, for a main that returns the error.
+    assert!(format!("{error:?}").starts_with(&text), "{error:?}");
+}
