@@ -4,6 +4,7 @@
 mod checks;
 mod connect;
 mod drift;
+mod faults;
 mod fixtures;
 mod kill;
 mod migrator;
