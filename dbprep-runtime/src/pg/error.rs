@@ -64,7 +64,7 @@ pub enum Error {
     Drift(Vec<Drift>),
     /// One of dbprep's tables holds what dbprep never writes: it was
     /// changed by hand.
-    #[error("the history table {table} is damaged: {detail}; nothing was written. Fix the row by hand (or restore the table), then run again")]
+    #[error("the history table {table} is damaged: {detail}; nothing was written")]
     DamagedHistory {
         /// The table, qualified.
         table: String,

@@ -798,8 +798,8 @@ async fn a_history_column_changed_by_hand_is_named_and_nothing_is_written() {
     assert_eq!(
         error.to_string(),
         "the history table \"public\".\"dbprep_schema_history\" is damaged: version \"2\": \
-         execution_ms is not an integer: \"slow\"; nothing was written. Fix the row by hand \
-         (or restore the table), then run again"
+         execution_ms is not an integer: \"slow\". Fix the row by hand (or restore the table), \
+         then run again; nothing was written"
     );
     assert!(!exists(&client, "c").await, "migration 3 ran");
     let status = Migrator::new(&m).status(db.pool()).await.unwrap_err();
@@ -951,6 +951,54 @@ async fn a_dropped_digest_table_is_rebuilt_from_the_history() {
     assert!(exists(&client, "dbprep_schema_history_digest").await);
     assert_eq!(digest_rows(&client).await.as_deref(), Some("5"));
     // And the fast path works again.
+    assert!(up_to_date(&m, &db).await);
+}
+
+#[tokio::test]
+async fn a_digest_row_deleted_by_hand_is_written_again() {
+    let db = database().await;
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("DELETE FROM dbprep_schema_history_digest")
+        .await
+        .unwrap();
+    // The start-up finds no digest, checks under the lock, finds nothing
+    // to apply, and writes the digest back from the history.
+    let report = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert!(report.was_up_to_date());
+    assert_eq!(digest_rows(&client).await.as_deref(), Some("5"));
+    assert!(up_to_date(&m, &db).await);
+}
+
+#[tokio::test]
+async fn a_history_table_dropped_by_hand_is_refused_until_stamped() {
+    let db = database().await;
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("DROP TABLE dbprep_schema_history")
+        .await
+        .unwrap();
+    // Its digest still says "up to date": the start-up must not believe it.
+    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    assert!(matches!(error, Error::DamagedHistory { .. }), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "the history table \"public\".\"dbprep_schema_history\" is damaged: it is missing while \
+         its digest \"public\".\"dbprep_schema_history_digest\" remains, so it was dropped by hand. If the schema is at a known version, record it with \
+         `stamp <version>` (Migrator::stamp); else restore the table from a backup, then run \
+         again; nothing was written"
+    );
+    assert!(
+        !exists(&client, "dbprep_schema_history").await,
+        "it made one"
+    );
+    // The repair path: stamp the version the schema is at.
+    let stamped = Migrator::new(&m).stamp(db.pool(), Some(5)).await.unwrap();
+    assert_eq!(applied(&stamped), [1, 2, 3, 4, 5]);
     assert!(up_to_date(&m, &db).await);
 }
 

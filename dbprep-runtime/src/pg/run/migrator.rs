@@ -304,7 +304,7 @@ impl<'m> Migrator<'m> {
         let guard = CancelOnDrop(Some(client.cancel_token()));
         let step = Instant::now();
         let locked = async {
-            let (session, lock) = match self.take_turn(client, &expected).await? {
+            let (session, lock) = match self.take_turn(client, &expected, false).await? {
                 Turn::Ours(session, lock) => (session, lock),
                 Turn::DoneByPeer(lock) => return Ok(Err(lock)),
             };

@@ -17,6 +17,7 @@ use crate::pg::error::{is_sqlstate, Error, Result};
 use crate::pg::report::LockWait;
 use crate::pg::sql::{column, literal, rows};
 use crate::pg::store::digest::HistoryDigest;
+use crate::pg::store::relation_exists;
 
 /// The session facts a run needs, read once it has work to do.
 const SESSION_FACTS: &str =
@@ -129,7 +130,7 @@ impl Migrator<'_> {
         &'c self,
         client: &'c Client,
     ) -> Result<(Session<'c>, LockWait)> {
-        match self.take_turn(client, &[]).await? {
+        match self.take_turn(client, &[], true).await? {
             Turn::Ours(session, lock) => Ok((*session, lock)),
             Turn::DoneByPeer(_) => {
                 unreachable!("a wait with no digest to look for ends with the lock")
@@ -139,10 +140,13 @@ impl Migrator<'_> {
 
     /// [`locked_session`](Self::locked_session), unless the history
     /// reaches one of the digests `done` while the run waits for the lock.
+    /// A run that is `adopting` the database (stamp, repair) may find the
+    /// history missing beside dbprep's other tables, and makes it.
     pub(super) async fn take_turn<'c>(
         &'c self,
         client: &'c Client,
         done: &[HistoryDigest],
+        adopting: bool,
     ) -> Result<Turn<'c>> {
         let facts = session_facts(client).await?;
         if !facts.outside_transaction {
@@ -182,7 +186,7 @@ impl Migrator<'_> {
             }
             return Ok(Turn::DoneByPeer(wait));
         }
-        if let Err(error) = self.ensure_tables(client).await {
+        if let Err(error) = self.ensure_tables(client, adopting).await {
             let _ = lock.release(client).await;
             return Err(error);
         }
@@ -200,9 +204,22 @@ impl Migrator<'_> {
     /// Under the lock: create the history table and its digest if missing
     /// (in one transaction), or the digest alone for a history that has
     /// none (made before it, or dropped by hand).
-    async fn ensure_tables(&self, client: &Client) -> Result<()> {
+    async fn ensure_tables(&self, client: &Client, adopting: bool) -> Result<()> {
         let history = &self.history;
         let mut sql = if !history.exists(client).await? {
+            // Its digest without the history (the digest is this history's
+            // alone; the snapshot table may serve another history of the
+            // schema): it was dropped by hand, and running every migration
+            // again on the schema would be a guess.
+            if !adopting && relation_exists(client, &history.digest_table()).await? {
+                return Err(Error::DamagedHistory {
+                    table: history.qualified(),
+                    detail: format!(
+                        "it is missing while its digest {} remains, so it was dropped by hand. If the schema is at a known version, record it with `stamp <version>` (Migrator::stamp); else restore the table from a backup, then run again",
+                        history.digest_table()
+                    ),
+                });
+            }
             tracing::info!("creating the history table {}", history.qualified());
             let create_schema = !history.schema_exists(client).await?;
             history.create_sql(create_schema) + &history.create_digest_sql(HistoryDigest::default())

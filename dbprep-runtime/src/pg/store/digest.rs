@@ -125,8 +125,15 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
     }
 
     /// The one statement of a start-up: the history's digest.
+    ///
+    /// No row when the history table itself is gone (dropped by hand: its
+    /// digest would still say "up to date").
     pub(crate) fn digest_sql(&self) -> String {
-        format!("SELECT rows, hash FROM {}", self.digest_table())
+        format!(
+            "SELECT rows, hash FROM {} WHERE pg_catalog.to_regclass({}) IS NOT NULL",
+            self.digest_table(),
+            literal(&self.qualified())
+        )
     }
 
     /// The history's digest, in one statement: `None` when the digest table
@@ -167,7 +174,12 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
             t = literal(&self.qualified()),
             trigger = literal(&format!("{}_digest", self.table)),
         );
-        query_bool(client, &sql, "look for the history digest").await
+        if !query_bool(client, &sql, "look for the history digest").await? {
+            return Ok(false);
+        }
+        // Its one row may have been deleted by hand.
+        let row = format!("SELECT EXISTS (SELECT FROM {})", self.digest_table());
+        query_bool(client, &row, "look for the history digest").await
     }
 
     /// The statement a batch starts with: a digest that no history can

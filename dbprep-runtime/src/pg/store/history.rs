@@ -72,9 +72,13 @@ impl HistoryTable {
 fn row_from(table: &str, row: &tokio_postgres::SimpleQueryRow) -> Result<HistoryRow> {
     let text = |i| column(row, i).unwrap_or_default();
     let version_text = text(0);
-    let damaged = |what: &str, value: &str| Error::DamagedHistory {
+    let damaged = |what: &str, value: &str| {
+        Error::DamagedHistory {
         table: table.to_owned(),
-        detail: format!("version {version_text:?}: {what} {value:?}"),
+        detail: format!(
+            "version {version_text:?}: {what} {value:?}. Fix the row by hand (or restore the table), then run again"
+        ),
+    }
     };
     let number = |i: usize, what: &str| -> Result<i64> {
         text(i).parse().map_err(|_| damaged(what, text(i)))
