@@ -596,3 +596,165 @@ async fn wait_lets_a_command_run_once_the_server_answers() {
     assert_success(&out);
     assert_eq!(json(&out)["version"], 5);
 }
+
+/// A migrations folder's entries: name and bytes.
+type Files<'a> = &'a [(&'a str, &'a [u8])];
+
+/// `dbprep --migrations DIR upgrade` on `db`, DIR made of `files`
+/// (name, bytes; a name ending in `/` is a folder, `@target` a symlink):
+/// the error it printed, after checking that it failed and wrote nothing.
+async fn refused_folder(db: &TestDatabase, files: Files<'_>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("m");
+    std::fs::create_dir(&folder).unwrap();
+    for (name, bytes) in files {
+        if let Some(folder_name) = name.strip_suffix('/') {
+            std::fs::create_dir(folder.join(folder_name)).unwrap();
+        } else if let Some(target) = std::str::from_utf8(bytes).unwrap_or("").strip_prefix('@') {
+            std::os::unix::fs::symlink(target, folder.join(name)).unwrap();
+        } else {
+            std::fs::write(folder.join(name), bytes).unwrap();
+        }
+    }
+    let config = db.config();
+    let out = Command::new(DBPREP)
+        .current_dir(dir.path())
+        .args(["--migrations", "m", "upgrade"])
+        .env_remove("DATABASE_URL")
+        .env("PGDATABASE", db.name())
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", config.get_ports()[0].to_string())
+        .env("PGUSER", config.get_user().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{files:?}");
+    let client = db.connect().await.unwrap();
+    let written = client
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(written, 0, "{files:?}: something was written");
+    String::from_utf8_lossy(&out.stderr).trim().to_owned()
+}
+
+#[tokio::test]
+async fn hostile_migration_folders_are_refused_with_the_file_named_and_nothing_written() {
+    let db = database().await;
+    let cases: &[(Files, &str)] = &[
+        (
+            &[("V99999999999999999999__big.sql", b"SELECT 1;")],
+            "error: m/V99999999999999999999__big.sql: version 99999999999999999999 is too large (at most 9223372036854775807)",
+        ),
+        (
+            &[("V1__a.sql/", b"")],
+            "error: m/V1__a.sql: a folder where a migration file is expected; a migration is a .sql file (diesel's migration folders are named <version>_<name>, without .sql)",
+        ),
+        (
+            &[("V1__a.sql", b"@V1__a.sql")],
+            "error: m/V1__a.sql: cannot read: Too many levels of symbolic links (os error 40)",
+        ),
+        (
+            &[("V1__a.sql", b"SELECT 1;\0")],
+            "error: m/V1__a.sql:1:10: a NUL character, which PostgreSQL refuses in SQL; remove it",
+        ),
+        (
+            &[("V1__a.sql", b"SELECT \xe9;")],
+            "error: m/V1__a.sql:1: not valid UTF-8 (byte 7); save the file as UTF-8",
+        ),
+        (
+            &[("V1__a.sql", b"\xef\xbb\xbf  \r\n")],
+            "error: m/V1__a.sql: the migration is empty (no SQL statement); add its SQL or delete the file",
+        ),
+        (
+            &[("V-1__a.sql", b"SELECT 1;")],
+            "error: m/V-1__a.sql: not a migration name: expected V<version>__<name>.sql, U<version>__<name>.sql, B<version>__<name>.sql, <version>_<name>.sql or <version>_<name>.up.sql/.down.sql",
+        ),
+        (
+            &[("V1__a.sql", b"SELECT 1;"), ("00000000000001_a.sql", b"SELECT 1;")],
+            "error: m/V1__a.sql: version 1 is also used by m/00000000000001_a.sql; versions must be unique: renumber one of them",
+        ),
+        (
+            &[("U1__a.sql", b"DROP TABLE a;")],
+            "error: m/U1__a.sql: down migration without an up migration of version 1; add the up file or delete this one",
+        ),
+        (
+            &[("V1__a.sql", b"CREATE TABLE a (id int);\nCOMMIT;")],
+            "error: m/V1__a.sql:2:1: COMMIT inside a migration commits part of the migration with no history row\n    COMMIT\n  hint: remove it; statements that must run outside a transaction go in a file of their own that starts with `-- dbprep:no-transaction`",
+        ),
+        (
+            &[("V1__a.sql", b"SELECT 'unterminated;")],
+            "error: m/V1__a.sql:1:8: unterminated string\n  hint: close it; the rest of the file is swallowed by it",
+        ),
+        (
+            &[("V1__a.sql", b"\\i other.sql")],
+            "error: m/V1__a.sql:1:1: psql meta-command: the server does not understand it\n    \\i other.sql\n  hint: write the SQL itself: inline what `\\i` includes, replace `\\set` variables with their values; a migration runs on the connection dbprep opened",
+        ),
+    ];
+    for (files, expected) in cases {
+        let stderr = refused_folder(&db, files).await;
+        assert_eq!(&stderr, expected, "{files:?}");
+    }
+    let missing = Command::new(DBPREP)
+        .args(["--migrations", "/nonexistent/migrations", "upgrade"])
+        .env("PGPORT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "error: /nonexistent/migrations: migrations folder not found; create it or fix the path \
+         (embed_migrations! reads it relative to the crate's Cargo.toml, the command line \
+         relative to the current directory)"
+    );
+}
+
+#[tokio::test]
+async fn names_with_quotes_semicolons_and_unicode_are_quoted_everywhere() {
+    let db = database().await;
+    let schema = r#"dbprep"; DROP TABLE users; --ü"#;
+    assert_success(&dbprep(&db, &["--history-schema", schema, "upgrade"]));
+    let client = db.connect().await.unwrap();
+    let history = client
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = 'dbprep_schema_history'",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(history, 1, "the history is not in the schema so named");
+    assert_success(&dbprep(&db, &["--history-schema", schema, "verify"]));
+    // A fixture whose table and file names try to end the statement.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("we'ird\"; DROP TABLE users; --.json");
+    std::fs::write(&file, br#"{"users\"; DROP TABLE users; --": [{"id": 1}]}"#).unwrap();
+    let out = dbprep(
+        &db,
+        &[
+            "--history-schema",
+            schema,
+            "fixture",
+            "populate",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"table users"; DROP TABLE users; --: no such table"#),
+        "{stderr}"
+    );
+    let users = client
+        .query_one("SELECT to_regclass('public.users') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0);
+    assert!(users, "users was dropped");
+}

@@ -53,7 +53,7 @@ pub struct MigrationSource {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
     /// The folder does not exist.
-    #[error("{dir}: migrations folder not found (paths are relative to the crate's Cargo.toml); create it or fix the path")]
+    #[error("{dir}: migrations folder not found; create it or fix the path (embed_migrations! reads it relative to the crate's Cargo.toml, the command line relative to the current directory)")]
     DirMissing {
         /// The folder as given.
         dir: String,
@@ -97,6 +97,12 @@ pub enum SourceError {
         file: String,
         /// Its version.
         version: i64,
+    },
+    /// A folder named like a migration file.
+    #[error("{file}: a folder where a migration file is expected; a migration is a .sql file (diesel's migration folders are named <version>_<name>, without .sql)")]
+    FolderNamedSql {
+        /// The folder.
+        file: String,
     },
     /// A diesel folder without `up.sql`.
     #[error("{folder}: migration folder without up.sql")]
@@ -207,6 +213,7 @@ impl SourceError {
             SourceError::BadName { file, .. }
             | SourceError::DownWithoutUp { file, .. }
             | SourceError::Empty { file }
+            | SourceError::FolderNamedSql { file }
             | SourceError::NotUtf8 { file, .. }
             | SourceError::NulCharacter { file, .. }
             | SourceError::SymlinkOutside { file, .. }
@@ -414,6 +421,10 @@ fn find_candidates(dir: &Path, shown_as: &str, errors: &mut Vec<SourceError>) ->
             real_dir.join(&file_name)
         };
         if is_dir {
+            if file_name.ends_with(".sql") {
+                errors.push(SourceError::FolderNamedSql { file });
+                continue;
+            }
             if let Some(parsed) = parse_folder_name(&file_name) {
                 match parsed {
                     Ok((version, name)) => {
