@@ -62,6 +62,7 @@ pub mod __private {
     pub use crate::model::check::check_sql;
     pub use crate::model::fixture::read_fixtures;
     pub use crate::model::folder::read_migrations;
+    pub use crate::model::fuzz;
     pub use crate::model::lexer::split;
     pub use crate::model::migration::EmbeddedColumns;
     pub use crate::model::source::MigrationSource;

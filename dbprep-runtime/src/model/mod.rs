@@ -7,6 +7,7 @@ pub mod checksum;
 pub mod directive;
 pub mod fixture;
 pub mod folder;
+pub mod fuzz;
 pub mod history;
 pub mod lexer;
 pub mod migration;

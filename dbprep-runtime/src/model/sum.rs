@@ -45,7 +45,12 @@ pub fn render(migrations: &[MigrationSource], shown_as: &str) -> String {
         .iter()
         .map(|m| format!("{} {}\n", relative(m, shown_as), m.checksum))
         .collect();
-    format!("{HEADER}{}\n{lines}", hash_of(&lines))
+    with_header(&lines)
+}
+
+/// A sum file of `lines`, with the header that holds their hash.
+pub(crate) fn with_header(lines: &str) -> String {
+    format!("{HEADER}{}\n{lines}", hash_of(lines))
 }
 
 /// Check `migrations` against the sum file text `sum` (shown in messages as
@@ -57,7 +62,7 @@ pub fn check(
 ) -> Result<(), Vec<SourceError>> {
     let sum_file = format!("{}/{SUM_FILE}", shown_as.trim_end_matches('/'));
     let how = format!(
-        "regenerate it with dbprep_runtime::model::sum::write_sum_file(\"{}\")",
+        "regenerate it with dbprep_runtime::write_sum_file(\"{}\")",
         shown_as.trim_end_matches('/')
     );
     let (header, lines) = sum.split_once('\n').unwrap_or((sum, ""));
