@@ -310,25 +310,69 @@ async fn create_database_and_role_are_idempotent() {
 
 #[tokio::test]
 async fn a_password_never_appears_in_output() {
+    // Every failing command, with the password given each way a user can,
+    // in text, --json and -vv logs.
+    const SECRET: &str = "s3cret-pw";
     let db = database().await;
-    for url in [
-        "postgres://app:s3cret-pw@127.0.0.1:1/db",
-        "postgres://app:s3cret-pw@host:notaport/db",
-    ] {
-        for args in [vec!["upgrade"], vec!["upgrade", "--json"], vec!["check"]] {
-            let mut all = args.clone();
-            all.extend(["--url", url]);
-            let out = dbprep(&db, &all);
-            assert!(!out.status.success());
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(!text.contains("s3cret-pw"), "{args:?} {url}: {text}");
-            assert!(!text.is_empty());
+    let port = db.config().get_ports()[0].to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, SECRET).unwrap();
+    let password_file = password_file.to_str().unwrap().to_owned();
+    let urls = [
+        format!("postgres://app:{SECRET}@127.0.0.1:1/db"),
+        format!("postgres://app:{SECRET}@host:notaport/db"),
+        format!("postgres://app:{SECRET}@127.0.0.1:{port}/no_such_db?sslmode=bogus"),
+        format!("postgres://app:{SECRET}@127.0.0.1:{port}/no_such_db"),
+    ];
+    let commands: &[&[&str]] = &[
+        &["upgrade"],
+        &["upgrade", "--json"],
+        &["-vv", "upgrade"],
+        &["status", "--json"],
+        &["verify"],
+        &["check"],
+        &["check", "--json"],
+        &["oneshot"],
+        &["stamp", "head"],
+        &["repair"],
+        &["fixture", "populate", "example-keypairs"],
+        &["history"],
+    ];
+    let mut checked = 0;
+    for url in &urls {
+        for command in commands {
+            // The password in the URL, in PGPASSWORD, and in a file.
+            for how in 0..3 {
+                let mut args: Vec<&str> = command.to_vec();
+                let mut env = vec![("PGPORT", "1".to_owned())];
+                match how {
+                    0 => args.extend(["--url", url.as_str()]),
+                    1 => {
+                        args.extend(["--url", "postgres://app@127.0.0.1:1/db"]);
+                        env.push(("PGPASSWORD", SECRET.to_owned()));
+                    }
+                    _ => args.extend([
+                        "--url",
+                        "postgres://app@127.0.0.1:1/db",
+                        "--password-file",
+                        &password_file,
+                    ]),
+                }
+                let out = dbprep_with(&db, &args, &env);
+                assert!(!out.status.success(), "{args:?} succeeded");
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(!text.contains(SECRET), "{args:?}: {text}");
+                assert!(!text.is_empty(), "{args:?} said nothing");
+                checked += 1;
+            }
         }
     }
+    assert_eq!(checked, urls.len() * commands.len() * 3);
 }
 
 #[test]
@@ -757,4 +801,27 @@ async fn names_with_quotes_semicolons_and_unicode_are_quoted_everywhere() {
         .unwrap()
         .get::<_, bool>(0);
     assert!(users, "users was dropped");
+}
+
+#[test]
+fn a_bad_url_and_an_unknown_sslmode_are_named_and_nothing_is_tried() {
+    for (url, expected) in [
+        (
+            "postgres://app:s3cret-pw@host:notaport/db",
+            "error: the connection URL (DATABASE_URL or --url) is not a valid PostgreSQL connection string: invalid connection string: invalid value for option `port`",
+        ),
+        (
+            "postgres://app@127.0.0.1:1/db?sslmode=bogus",
+            "error: sslmode \"bogus\" is not one of disable, allow, prefer, require, verify-ca, verify-full",
+        ),
+    ] {
+        let out = Command::new(DBPREP)
+            .arg("--migrations")
+            .arg(workspace().join("migrations"))
+            .args(["--url", url, "status"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), expected);
+    }
 }

@@ -807,6 +807,56 @@ async fn a_history_column_changed_by_hand_is_named_and_nothing_is_written() {
 }
 
 #[tokio::test]
+async fn a_migration_failing_on_its_last_statement_leaves_none_of_its_objects() {
+    let db = database().await;
+    let mut sql: String = (0..20)
+        .map(|i| {
+            format!(
+                "CREATE TABLE t{i} (id int PRIMARY KEY, v text);\nCREATE INDEX ix{i} ON t{i} (v);\n\
+                 INSERT INTO t{i} SELECT g, g::text FROM generate_series(1, 100) g;\n"
+            )
+        })
+        .collect();
+    sql.push_str("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n");
+    sql.push_str("CREATE VIEW v AS SELECT * FROM t0;\n");
+    sql.push_str("INSERT INTO t0 VALUES (1, 'taken');\n");
+    let m = migrations(&[
+        ("V1__many.sql", "CREATE TABLE a (id int);"),
+        ("V2__many.sql", &sql),
+    ]);
+    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    let Error::Migration(failure) = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(
+        (failure.version, failure.position, failure.code.clone()),
+        // A constraint's error has no position in the text: the file is named.
+        (2, None, Some(SqlState::UNIQUE_VIOLATION)),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("nothing of migration 2 was kept"),
+        "{error}"
+    );
+    let client = db.connect().await.unwrap();
+    let left = scalar(
+        &client,
+        "SELECT count(*) FROM pg_class WHERE relname ~ '^(t|ix)[0-9]+$' OR relname = 'v'",
+    )
+    .await;
+    assert_eq!(left.as_deref(), Some("0"), "objects of migration 2 remain");
+    assert!(
+        scalar(&client, "SELECT count(*) FROM pg_proc WHERE proname = 'f'")
+            .await
+            .as_deref()
+            == Some("0")
+    );
+    assert_eq!(recorded(&client).await, [1]);
+}
+
+#[tokio::test]
 async fn target_stops_there_and_an_unknown_target_runs_nothing() {
     let db = database().await;
     let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");

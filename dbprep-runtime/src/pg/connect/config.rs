@@ -36,8 +36,11 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config> {
     let url = var("DATABASE_URL");
     let mut config = match &url {
         Some(url) => Config::from_str(url).map_err(|e| {
+            // The driver's reason is in its source ("invalid value for
+            // option `port`"); the URL itself is never shown (a password).
             Error::Config(format!(
-                "DATABASE_URL is not a valid PostgreSQL connection string: {e}"
+                "the connection URL (DATABASE_URL or --url) is not a valid PostgreSQL connection string: {}",
+                crate::pg::error::describe(&e)
             ))
         })?,
         None => Config::new(),

@@ -185,7 +185,9 @@ where
         .ok_or_else(|| Error::Connect("no database name in the configuration".into()))?;
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let client = connect_with(&admin, tls, Duration::from_secs(30)).await?;
+    // One attempt: waiting for a server is asked for (`connect`'s
+    // patience, the CLI's --wait), never imposed.
+    let client = connect_with(&admin, tls, Duration::ZERO).await?;
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
