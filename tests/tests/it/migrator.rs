@@ -857,6 +857,31 @@ async fn a_migration_failing_on_its_last_statement_leaves_none_of_its_objects() 
 }
 
 #[tokio::test]
+async fn a_history_table_named_with_a_quote_and_a_semicolon_is_quoted_everywhere() {
+    let db = database().await;
+    let table = r#"hist"; DROP TABLE a; --é"#;
+    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
+    let migrator = Migrator::new(&m).history_table(table);
+    let report = migrator.run(db.pool()).await.unwrap();
+    assert_eq!(report.version, Some(5));
+    let client = db.connect().await.unwrap();
+    assert!(exists(&client, "a").await, "a was dropped");
+    let made = client
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = ANY($1)",
+            &[&vec![table.to_owned(), format!("{table}_digest")]],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(made, 2);
+    assert!(migrator.run(db.pool()).await.unwrap().was_up_to_date());
+    assert!(migrator.verify(db.pool()).await.unwrap().is_clean());
+    let stamped = migrator.stamp(db.pool(), None).await.unwrap();
+    assert!(stamped.applied.is_empty());
+}
+
+#[tokio::test]
 async fn target_stops_there_and_an_unknown_target_runs_nothing() {
     let db = database().await;
     let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
