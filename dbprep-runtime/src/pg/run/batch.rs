@@ -64,6 +64,17 @@
 //! Every message but the last commits asynchronously; the last one's WAL
 //! flush makes all before it durable.
 //!
+//! **Through a pooler in transaction mode** ([`LockMode::Transaction`])
+//! nothing may outlive a transaction, and each may run on another server
+//! connection: every setting is `SET LOCAL`, nothing is prepared (the
+//! history insert is written out in each message), each message starts by
+//! renewing the run's lease (whose row it then keeps locked until it
+//! commits), and the guard is in SQL, not in a session setting: `run_id`
+//! is `NULL` unless the predecessor's row exists and the lease is still
+//! the run's. The messages go one at a time: PgBouncer 1.18 keeps running
+//! the pipelined messages of a client that died, and hands their replies
+//! to the next client that connects.
+//!
 //! The history digest is not touched per migration: the first message
 //! marks it "in progress" and the run writes it from the rows at its end
 //! (see [`HistoryTable::finish_run_sql`]).

@@ -18,7 +18,8 @@
 //!   that lost its lease cannot record anything. A peer takes over an
 //!   expired lease only when no statement tagged with the holder's run is
 //!   active on the server: a long `CREATE INDEX CONCURRENTLY` runs outside
-//!   any transaction and cannot renew, but is plainly alive.
+//!   any transaction and cannot renew, but is plainly alive. (The batch in
+//!   this mode is described in `run/batch.rs`.)
 //!
 //! **A waiter never waits inside a statement.** It polls, each try a
 //! statement (or a short transaction) of its own that ends at once, and
@@ -41,9 +42,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio_postgres::Client;
-
 use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
 
 use crate::pg::error::{is_sqlstate, Error, Result};
 use crate::pg::report::LockHolder;
