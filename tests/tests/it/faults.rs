@@ -79,6 +79,17 @@ async fn a_connection_terminated_in_the_middle_of_a_batch() {
     assert_eq!(applied(&report), [3, 4, 5]);
 }
 
+/// A connection to `database` of `cluster`.
+async fn connect_to(cluster: &Cluster, database: &str) -> tokio_postgres::Client {
+    let (client, connection) = cluster
+        .config(database)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
 #[tokio::test]
 async fn the_server_restarted_in_the_middle_of_a_batch() {
     let TestServer::Cluster(_) = TestServer::get().unwrap() else {
@@ -87,10 +98,8 @@ async fn the_server_restarted_in_the_middle_of_a_batch() {
     // A cluster of its own: a restart cuts every session on it.
     let cluster: &'static Cluster =
         Box::leak(Box::new(Cluster::start().unwrap_or_else(|e| panic!("{e}"))));
-    let admin = cluster.config("postgres");
-    let (client, connection) = admin.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
+    connect_to(cluster, "postgres")
+        .await
         .batch_execute("CREATE DATABASE restarted")
         .await
         .unwrap();
@@ -100,24 +109,14 @@ async fn the_server_restarted_in_the_middle_of_a_batch() {
         let pool = migrator_pool.clone();
         tokio::spawn(async move { Migrator::new(slow).run(&pool).await })
     };
-    let (client, connection) = cluster
-        .config("restarted")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = connect_to(cluster, "restarted").await;
     assert!(eventually(&client, SLEEPING, "1", 30).await);
     tokio::task::spawn_blocking(|| cluster.restart())
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("{e}"));
     let error = run.await.unwrap().unwrap_err();
-    let (client, connection) = cluster
-        .config("restarted")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = connect_to(cluster, "restarted").await;
     failed_in_the_third(error, &client).await;
     let report = Migrator::new(&five(false))
         .run(&pool(cluster.config("restarted"), 2))

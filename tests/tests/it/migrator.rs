@@ -999,29 +999,27 @@ async fn digest_rows(client: &tokio_postgres::Client) -> Option<String> {
 
 #[tokio::test]
 async fn a_history_row_deleted_by_hand_is_seen_at_the_next_start() {
-    let db = database().await;
-    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
-    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
-    let client = db.connect().await.unwrap();
-    client
-        .batch_execute("DELETE FROM dbprep_schema_history WHERE version = 5; DROP TABLE e;")
-        .await
-        .unwrap();
+    let (db, m, _client) =
+        migrated_then("DELETE FROM dbprep_schema_history WHERE version = 5; DROP TABLE e;").await;
     let report = Migrator::new(&m).run(db.pool()).await.unwrap();
     assert_eq!(applied(&report), [5]);
     assert!(up_to_date(&m, &db).await);
 }
 
-#[tokio::test]
-async fn a_dropped_digest_table_is_rebuilt_from_the_history() {
+/// Five migrations applied to a new database, then `damage` done to it by
+/// hand: the database, the set, and a connection.
+async fn migrated_then(damage: &str) -> (TestDatabase, Migrations, tokio_postgres::Client) {
     let db = database().await;
     let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
     let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
     let client = db.connect().await.unwrap();
-    client
-        .batch_execute("DROP TABLE dbprep_schema_history_digest CASCADE")
-        .await
-        .unwrap();
+    client.batch_execute(damage).await.unwrap();
+    (db, m, client)
+}
+
+#[tokio::test]
+async fn a_dropped_digest_table_is_rebuilt_from_the_history() {
+    let (db, m, client) = migrated_then("DROP TABLE dbprep_schema_history_digest CASCADE").await;
     assert!(up_to_date(&m, &db).await);
     assert!(exists(&client, "dbprep_schema_history_digest").await);
     assert_eq!(digest_rows(&client).await.as_deref(), Some("5"));
@@ -1031,14 +1029,7 @@ async fn a_dropped_digest_table_is_rebuilt_from_the_history() {
 
 #[tokio::test]
 async fn a_digest_row_deleted_by_hand_is_written_again() {
-    let db = database().await;
-    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
-    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
-    let client = db.connect().await.unwrap();
-    client
-        .batch_execute("DELETE FROM dbprep_schema_history_digest")
-        .await
-        .unwrap();
+    let (db, m, client) = migrated_then("DELETE FROM dbprep_schema_history_digest").await;
     // The start-up finds no digest, checks under the lock, finds nothing
     // to apply, and writes the digest back from the history.
     let report = Migrator::new(&m).run(db.pool()).await.unwrap();
@@ -1049,14 +1040,7 @@ async fn a_digest_row_deleted_by_hand_is_written_again() {
 
 #[tokio::test]
 async fn a_history_table_dropped_by_hand_is_refused_until_stamped() {
-    let db = database().await;
-    let m = five("CREATE TABLE c (id int);", "CREATE TABLE e (id int);");
-    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
-    let client = db.connect().await.unwrap();
-    client
-        .batch_execute("DROP TABLE dbprep_schema_history")
-        .await
-        .unwrap();
+    let (db, m, client) = migrated_then("DROP TABLE dbprep_schema_history").await;
     // Its digest still says "up to date": the start-up must not believe it.
     let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
     assert!(matches!(error, Error::DamagedHistory { .. }), "{error}");
