@@ -24,8 +24,15 @@ pub enum Error {
     #[error("the server's answer was not what dbprep expected: {0}")]
     Unexpected(String),
     /// No connection could be had from the pool or the server.
-    #[error("cannot connect to the database: {0}")]
-    Connect(String),
+    #[error("cannot connect to the database: {reason}")]
+    Connect {
+        /// Why, as a person needs it: the server's message and SQLSTATE, or
+        /// the driver's reason with its cause; never a password.
+        reason: String,
+        /// The driver's error, when there is one.
+        #[source]
+        source: Option<tokio_postgres::Error>,
+    },
     /// One of dbprep's own statements failed.
     #[error("{what}: {}", describe(source))]
     Postgres {
@@ -361,6 +368,11 @@ impl Error {
             Error::LockTimeout { .. } => Some("55P03"),
             _ => None,
         }
+    }
+
+    /// [`Error::Connect`] for `reason`, keeping the driver's error.
+    pub(crate) fn connect(reason: String, source: Option<tokio_postgres::Error>) -> Error {
+        Error::Connect { reason, source }
     }
 
     pub(crate) fn postgres(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {

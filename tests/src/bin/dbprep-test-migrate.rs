@@ -44,10 +44,12 @@ async fn main() -> ExitCode {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(1)
-            .build()
-            .map_err(|e| dbprep_runtime::Error::Connect(e.to_string()))?;
+        let pool = Pool::builder(manager).max_size(1).build().map_err(|e| {
+            dbprep_runtime::Error::Connect {
+                reason: e.to_string(),
+                source: None,
+            }
+        })?;
         let report = Migrator::new(&migrations)
             .lock_mode(mode)
             .run(&pool)

@@ -58,13 +58,16 @@ where
     let started = Instant::now();
     try_connect(config, tls, patience).await.map_err(|e| {
         if transient(&e) {
-            Error::Connect(format!(
-                "{} (gave up after waiting {:.1?} for the server)",
-                connect_failure(&e),
-                started.elapsed()
-            ))
+            Error::connect(
+                format!(
+                    "{} (gave up after waiting {:.1?} for the server)",
+                    connect_failure(&e),
+                    started.elapsed()
+                ),
+                Some(e),
+            )
         } else {
-            Error::Connect(connect_failure(&e))
+            Error::connect(connect_failure(&e), Some(e))
         }
     })
 }
@@ -182,7 +185,7 @@ where
         .get_dbname()
         .map(str::to_owned)
         .or_else(|| config.get_user().map(str::to_owned))
-        .ok_or_else(|| Error::Connect("no database name in the configuration".into()))?;
+        .ok_or_else(|| Error::connect("no database name in the configuration".into(), None))?;
     let mut admin = config.clone();
     admin.dbname("postgres");
     // One attempt: waiting for a server is asked for (`connect`'s
@@ -243,7 +246,7 @@ where
 /// server's refusal with its message and SQLSTATE, or the pool's reason.
 pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> Error {
     match error {
-        deadpool_postgres::PoolError::Backend(e) => Error::Connect(connect_failure(&e)),
-        other => Error::Connect(other.to_string()),
+        deadpool_postgres::PoolError::Backend(e) => Error::connect(connect_failure(&e), Some(e)),
+        other => Error::connect(other.to_string(), None),
     }
 }
