@@ -12,7 +12,7 @@
 
 pub(crate) mod digest;
 pub(crate) mod fixtures;
-pub mod history;
+pub(crate) mod history;
 pub(crate) mod lease;
 pub(crate) mod snapshot;
 
@@ -45,7 +45,7 @@ impl Default for HistoryTable {
 impl HistoryTable {
     /// `"schema"."table"`.
     pub fn qualified(&self) -> String {
-        format!("{}.{}", ident(&self.schema), ident(&self.table))
+        self.beside(&self.table)
     }
 
     /// The one-row table that summarizes the history: its row count and the
@@ -53,33 +53,22 @@ impl HistoryTable {
     /// (by dbprep or by hand). A start-up reads this row instead of the
     /// history: one short answer, however many migrations were applied.
     pub fn digest_table(&self) -> String {
-        format!(
-            "{}.{}",
-            ident(&self.schema),
-            ident(&format!("{}_digest", self.table))
-        )
+        self.beside(&format!("{}_digest", self.table))
     }
 
     /// The one-row table of the migration lock's lease, in
     /// [`LockMode::Transaction`](crate::pg::run::lock::LockMode::Transaction):
     /// which run holds it, and until when.
     pub fn lease_table(&self) -> String {
-        format!(
-            "{}.{}",
-            ident(&self.schema),
-            ident(&format!("{}_lock", self.table))
-        )
+        self.beside(&format!("{}_lock", self.table))
     }
 
+    /// The function of the digest's trigger.
     pub(crate) fn digest_function(&self) -> String {
-        format!(
-            "{}.{}",
-            ident(&self.schema),
-            ident(&format!("{}_digest_update", self.table))
-        )
+        self.beside(&format!("{}_digest_update", self.table))
     }
 
-    /// A table of this schema, qualified.
+    /// An object of this schema, qualified and quoted.
     fn beside(&self, name: &str) -> String {
         format!("{}.{}", ident(&self.schema), ident(name))
     }
