@@ -135,10 +135,8 @@ impl Bouncer {
     ///
     /// As [`start`](Self::start).
     pub fn restart(&self) -> Result<(), ClusterError> {
+        self.stop()?;
         let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: kill has no memory preconditions; the pid is our child's.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        child.wait().map_err(io("wait for PgBouncer to stop"))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         // Its port may stay taken for a moment.
         let new = loop {
@@ -163,6 +161,23 @@ impl Bouncer {
         *child = new;
         drop(child);
         self.wait_ready()
+    }
+
+    /// Stop PgBouncer at once (`SIGTERM`): every connection is cut and
+    /// none is accepted until [`restart`](Self::restart). Stopping a
+    /// stopped PgBouncer does nothing.
+    ///
+    /// # Errors
+    ///
+    /// Waiting for the process failed.
+    pub fn stop(&self) -> Result<(), ClusterError> {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        if child.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill has no memory preconditions; the pid is our child's.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            child.wait().map_err(io("wait for PgBouncer to stop"))?;
+        }
+        Ok(())
     }
 
     fn wait_ready(&self) -> Result<(), ClusterError> {

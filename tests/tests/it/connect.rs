@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use dbprep_runtime::testing::{Cluster, TestServer};
+use dbprep_runtime::testing::{Bouncer, Cluster, PoolMode, TestServer};
 use dbprep_runtime::{connect, Error};
 
 /// A cluster that asks every role but `postgres` for a password, with a
@@ -138,4 +138,26 @@ async fn a_server_that_is_not_up_is_waited_for_then_named() {
     );
     // Debug reads like the message, for a main that returns the error.
     assert!(format!("{error:?}").starts_with(&text), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_comes_up_while_it_is_waited_for_is_connected_to() {
+    let TestServer::Cluster(cluster) = TestServer::get().unwrap() else {
+        return; // The way in that goes down and up is a PgBouncer of the test's own.
+    };
+    let bouncer: &'static Bouncer = Box::leak(Box::new(
+        Bouncer::start(cluster, PoolMode::Session).unwrap_or_else(|e| panic!("{e}")),
+    ));
+    let db = crate::support::database().await;
+    bouncer.stop().unwrap();
+    let config = bouncer.config(db.name());
+    let waiting = tokio::spawn(async move { connect(&config, Duration::from_secs(30)).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "it did not wait");
+    tokio::task::spawn_blocking(|| bouncer.restart())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = waiting.await.unwrap().unwrap();
+    assert!(client.simple_query("SELECT 1").await.is_ok());
 }
