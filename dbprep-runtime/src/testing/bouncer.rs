@@ -13,7 +13,9 @@ use std::process::{Child, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::cluster::{free_port, io, server_dir, Cluster, ClusterError, Reaper, ServerUser};
+use super::cluster::{
+    free_port, io, loopback_config, server_dir, Cluster, ClusterError, Reaper, ServerUser,
+};
 
 /// PgBouncer's pooling mode: when a server connection goes back to the
 /// pool.
@@ -118,14 +120,7 @@ impl Bouncer {
 
     /// A connection configuration for `database` through the pooler.
     pub fn config(&self, database: &str) -> tokio_postgres::Config {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host("127.0.0.1")
-            .port(self.port)
-            .user("postgres")
-            .dbname(database)
-            .application_name("dbprep-test");
-        config
+        loopback_config(self.port, database)
     }
 
     /// Stop PgBouncer at once (`SIGTERM`: every client and server

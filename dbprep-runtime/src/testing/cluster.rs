@@ -269,15 +269,21 @@ impl Cluster {
 
     /// A connection configuration for `database`.
     pub fn config(&self, database: &str) -> tokio_postgres::Config {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host("127.0.0.1")
-            .port(self.port)
-            .user("postgres")
-            .dbname(database)
-            .application_name("dbprep-test");
-        config
+        loopback_config(self.port, database)
     }
+}
+
+/// `postgres` on `database` at `127.0.0.1:port`, as the test support
+/// connects (no password: trust authentication).
+pub(super) fn loopback_config(port: u16, database: &str) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname(database)
+        .application_name("dbprep-test");
+    config
 }
 
 /// The folder holding `initdb` and `postgres`: `initdb` on `PATH` (links

@@ -17,6 +17,19 @@ use crate::support::{
 const SLEEPING: &str = "SELECT count(*) FROM pg_stat_activity \
      WHERE wait_event = 'PgSleep' AND datname = current_database()";
 
+/// A migrations folder whose second migration sleeps a minute after
+/// creating its table.
+fn slow_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a (id int);").unwrap();
+    std::fs::write(
+        dir.path().join("V2__slow.sql"),
+        "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);",
+    )
+    .unwrap();
+    dir
+}
+
 /// The slow set's migrations without the sleep.
 fn fixed() -> dbprep_runtime::Migrations {
     migrations(&[
@@ -46,13 +59,7 @@ async fn kill_during_migration_2(client: &tokio_postgres::Client, child: &mut st
 #[tokio::test]
 async fn sigkill_of_the_migrator_stops_its_migration_on_the_server() {
     let db = database().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a (id int);").unwrap();
-    std::fs::write(
-        dir.path().join("V2__slow.sql"),
-        "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);",
-    )
-    .unwrap();
+    let dir = slow_folder();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dbprep-test-migrate"))
         .arg(dir.path())
         .env_remove("DATABASE_URL")
@@ -93,13 +100,7 @@ async fn a_killed_holder_behind_pgbouncer_is_stopped_and_a_peer_takes_over_its_l
         return;
     };
     let db = database().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a (id int);").unwrap();
-    std::fs::write(
-        dir.path().join("V2__slow.sql"),
-        "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);",
-    )
-    .unwrap();
+    let dir = slow_folder();
     let mut env = libpq_env(&db);
     env.retain(|(name, _)| *name != "PGPORT");
     env.push(("PGPORT", bouncer.port().to_string()));

@@ -511,19 +511,26 @@ async fn no_transaction_migration_runs_concurrently_built_index() {
     assert_eq!(recorded(&client).await, [1, 2, 3]);
 }
 
-#[tokio::test]
-async fn failed_no_transaction_migration_is_dirty_until_repair() {
-    let db = database().await;
-    let broken = migrations(&[
+/// Two rows of one value, then a no-transaction migration that builds a
+/// unique index on them concurrently (`clause` after `CONCURRENTLY`): it
+/// fails, leaving an INVALID index.
+fn duplicate_rows_then_a_unique_index(clause: &str) -> Migrations {
+    migrations(&[
         (
             "V1__a.sql",
             "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1), (1);",
         ),
         (
             "V2__ix.sql",
-            "-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY ix_a ON a (id);",
+            &format!("-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY {clause}ix_a ON a (id);"),
         ),
-    ]);
+    ])
+}
+
+#[tokio::test]
+async fn failed_no_transaction_migration_is_dirty_until_repair() {
+    let db = database().await;
+    let broken = duplicate_rows_then_a_unique_index("");
     let error = Migrator::new(&broken).run(db.pool()).await.unwrap_err();
     let Error::Migration(failure) = &error else {
         panic!("{error}")
@@ -557,16 +564,7 @@ async fn failed_no_transaction_migration_is_dirty_until_repair() {
 #[tokio::test]
 async fn a_dirty_migration_names_its_invalid_index_and_repair_can_drop_it() {
     let db = database().await;
-    let broken = migrations(&[
-        (
-            "V1__a.sql",
-            "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1), (1);",
-        ),
-        (
-            "V2__ix.sql",
-            "-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS ix_a ON a (id);",
-        ),
-    ]);
+    let broken = duplicate_rows_then_a_unique_index("IF NOT EXISTS ");
     let _ = Migrator::new(&broken).run(db.pool()).await.unwrap_err();
     let error = Migrator::new(&broken).run(db.pool()).await.unwrap_err();
     let Error::Dirty {
@@ -753,16 +751,7 @@ async fn a_migrator_of_another_database_is_not_taken_for_this_ones() {
         .await
         .unwrap();
     let db = database().await;
-    let broken = migrations(&[
-        (
-            "V1__a.sql",
-            "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1), (1);",
-        ),
-        (
-            "V2__ix.sql",
-            "-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY ix_a ON a (id);",
-        ),
-    ]);
+    let broken = duplicate_rows_then_a_unique_index("");
     let _ = Migrator::new(&broken)
         .lock_wait(Duration::from_secs(5))
         .run(db.pool())
