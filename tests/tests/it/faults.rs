@@ -4,13 +4,11 @@
 //! the reverse, and the next run completes.
 
 use dbprep_runtime::testing::{pool, Cluster, TestServer};
-use dbprep_runtime::{Error, Migrations, Migrator};
+use dbprep_runtime::{Error, LockMode, Migrations, Migrator};
 
-use crate::support::{applied, database, eventually, exists, migrations, recorded};
-
-/// Whether a migration of the connection's database sleeps.
-const SLEEPING: &str = "SELECT count(*) FROM pg_stat_activity \
-     WHERE wait_event = 'PgSleep' AND datname = current_database()";
+use crate::support::{
+    applied, database, eventually, exists, migrations, recorded, run_in_background, SLEEPING,
+};
 
 /// Five migrations; the third sleeps after creating its table, when
 /// `sleeps`.
@@ -60,10 +58,7 @@ async fn failed_in_the_third(error: Error, client: &tokio_postgres::Client) {
 async fn a_connection_terminated_in_the_middle_of_a_batch() {
     let db = database().await;
     let slow: &'static Migrations = Box::leak(Box::new(five(true)));
-    let run = {
-        let pool = db.pool().clone();
-        tokio::spawn(async move { Migrator::new(slow).run(&pool).await })
-    };
+    let run = run_in_background(slow, db.pool(), LockMode::Session);
     let client = db.connect().await.unwrap();
     assert!(eventually(&client, SLEEPING, "1", 30).await);
     client
@@ -105,10 +100,7 @@ async fn the_server_restarted_in_the_middle_of_a_batch() {
         .unwrap();
     let migrator_pool = pool(cluster.config("restarted"), 2);
     let slow: &'static Migrations = Box::leak(Box::new(five(true)));
-    let run = {
-        let pool = migrator_pool.clone();
-        tokio::spawn(async move { Migrator::new(slow).run(&pool).await })
-    };
+    let run = run_in_background(slow, &migrator_pool, LockMode::Session);
     let client = connect_to(cluster, "restarted").await;
     assert!(eventually(&client, SLEEPING, "1", 30).await);
     tokio::task::spawn_blocking(|| cluster.restart())

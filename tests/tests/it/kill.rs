@@ -8,14 +8,9 @@ use dbprep_runtime::testing::{Bouncer, PoolMode, TestServer};
 use dbprep_runtime::{Error, LockMode, Migrations, Migrator};
 
 use crate::support::{
-    applied, database, eventually, exists, libpq_env, migrations, recorded, scalar,
+    applied, database, eventually, exists, libpq_env, migrations, recorded, run_in_background,
+    scalar, SLEEPING,
 };
-
-/// Whether a migration of this test's database sleeps (other tests sleep
-/// in theirs; and the server shows only the first kilobyte of a message's
-/// text, which dbprep's own statements may fill).
-const SLEEPING: &str = "SELECT count(*) FROM pg_stat_activity \
-     WHERE wait_event = 'PgSleep' AND datname = current_database()";
 
 /// A migrations folder whose second migration sleeps a minute after
 /// creating its table.
@@ -148,15 +143,7 @@ async fn pgbouncer_restarted_in_the_middle_of_a_run() {
         ("V3__c.sql", "CREATE TABLE c (id int);"),
     ])));
     let pool = pool_through(&bouncer, &db);
-    let run = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            Migrator::new(slow)
-                .lock_mode(LockMode::Transaction)
-                .run(&pool)
-                .await
-        })
-    };
+    let run = run_in_background(slow, &pool, LockMode::Transaction);
     let client = db.connect().await.unwrap();
     assert!(
         eventually(&client, SLEEPING, "1", 30).await,

@@ -11,7 +11,8 @@ use dbprep_runtime::{
 use tokio_postgres::error::SqlState;
 
 use crate::support::{
-    applied, database, drop_role, eventually, exists, login_role, migrations, recorded, scalar,
+    applied, database, drop_role, eventually, exists, login_role, migrations, recorded,
+    run_in_background, scalar, SLEEPING,
 };
 
 static DEMO: Migrations = dbprep_macros::embed_migrations!("../migrations");
@@ -639,20 +640,9 @@ async fn a_no_transaction_migration_being_run_is_in_progress_not_dirty() {
             "-- dbprep:no-transaction\nSELECT pg_sleep(3);\nCREATE INDEX CONCURRENTLY ix_a ON a (id);",
         ),
     ])));
-    let running = {
-        let pool = db.pool().clone();
-        tokio::spawn(async move { Migrator::new(slow).run(&pool).await })
-    };
+    let running = run_in_background(slow, db.pool(), LockMode::Session);
     let client = db.connect().await.unwrap();
-    assert!(
-        eventually(
-            &client,
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(3)%' AND pid <> pg_backend_pid()",
-            "1",
-            30
-        )
-        .await
-    );
+    assert!(eventually(&client, SLEEPING, "1", 30).await);
     let status = Migrator::new(slow).status(db.pool()).await.unwrap();
     let State::InProgress { holder } = &status.entries[1].state else {
         panic!("{:?}", status.entries[1].state)
@@ -693,18 +683,9 @@ async fn a_run_that_lost_its_lease_records_nothing_more() {
         ),
         ("V2__b.sql", "CREATE TABLE b (id int);"),
     ])));
-    let run = {
-        let pool = db.pool().clone();
-        tokio::spawn(async move {
-            Migrator::new(m)
-                .lock_mode(LockMode::Transaction)
-                .run(&pool)
-                .await
-        })
-    };
+    let run = run_in_background(m, db.pool(), LockMode::Transaction);
     let client = db.connect().await.unwrap();
-    let sleeping = "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()";
-    assert!(eventually(&client, sleeping, "1", 30).await);
+    assert!(eventually(&client, SLEEPING, "1", 30).await);
     assert_eq!(
         scalar(&client, "SELECT count(*) FROM dbprep_schema_history_lock")
             .await

@@ -123,3 +123,25 @@ pub async fn drop_role(client: &tokio_postgres::Client, role: &str) {
 pub fn applied(report: &dbprep_runtime::Report) -> Vec<i64> {
     report.applied.iter().map(|a| a.version).collect()
 }
+
+/// Whether a statement of the connection's database sleeps in
+/// `pg_sleep` (other tests sleep in theirs; and the server shows only the
+/// first kilobyte of a message's text, which dbprep's own statements may
+/// fill, so the query text is no guide).
+pub const SLEEPING: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE wait_event = 'PgSleep' AND datname = current_database()";
+
+/// A run of `migrations` on `pool` in `mode`, in a task of its own.
+pub fn run_in_background(
+    migrations: &'static dbprep_runtime::Migrations,
+    pool: &deadpool_postgres::Pool,
+    mode: dbprep_runtime::LockMode,
+) -> tokio::task::JoinHandle<Result<dbprep_runtime::Report, dbprep_runtime::Error>> {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        dbprep_runtime::Migrator::new(migrations)
+            .lock_mode(mode)
+            .run(&pool)
+            .await
+    })
+}
