@@ -758,6 +758,45 @@ async fn hostile_migration_folders_are_refused_with_the_file_named_and_nothing_w
     );
 }
 
+#[test]
+fn an_unreadable_migration_file_is_named_before_connecting() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let folder = dir.path().join("m");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("V1__a.sql"), "SELECT 1;").unwrap();
+    std::fs::set_permissions(
+        folder.join("V1__a.sql"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    // Root reads any file: run the command as an unprivileged user then,
+    // from a copy of the binary that user can reach.
+    let mut command = if unsafe_is_root() {
+        let binary = dir.path().join("dbprep");
+        std::fs::copy(DBPREP, &binary).unwrap();
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"]).arg(binary);
+        c
+    } else {
+        Command::new(DBPREP)
+    };
+    let out = command
+        .current_dir(dir.path())
+        .args(["--migrations", "m", "upgrade"])
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: m/V1__a.sql: cannot read: Permission denied (os error 13)"
+    );
+}
+
 #[tokio::test]
 async fn names_with_quotes_semicolons_and_unicode_are_quoted_everywhere() {
     let db = database().await;

@@ -32,10 +32,10 @@ fn connection(url: Option<&str>, password_file: Option<&Path>) -> Result<(Config
     })?;
     if let Some(file) = password_file {
         let text = std::fs::read_to_string(file).map_err(|e| {
-            Error::Config(format!(
-                "cannot read the password file {}: {e}",
-                file.display()
-            ))
+            Error::config_caused(
+                format!("cannot read the password file {}: {e}", file.display()),
+                e,
+            )
         })?;
         config.password(text.lines().next().unwrap_or_default());
     }
@@ -188,7 +188,7 @@ pub(super) async fn execute(
             let version = match target.as_str() {
                 "head" => None,
                 v => Some(v.parse::<i64>().map_err(|_| {
-                    Error::Config(format!("stamp takes a version number or `head`, not {v:?}"))
+                    Error::config(format!("stamp takes a version number or `head`, not {v:?}"))
                 })?),
             };
             let (_, _, pool) = database()?;
@@ -244,7 +244,7 @@ pub(super) async fn execute(
                 None if Path::new(fixture).is_file() => Fixture::from_path(fixture)?,
                 None => {
                     let known: Vec<&str> = fixtures.iter().map(Fixture::name).collect();
-                    return Err(Error::Config(format!(
+                    return Err(Error::config(format!(
                         "no fixture named {fixture:?} and no such file; known fixtures: {}",
                         if known.is_empty() {
                             "none".to_owned()
@@ -310,21 +310,21 @@ pub(super) async fn execute(
             let password = if *password_stdin {
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line).map_err(|e| {
-                    Error::Config(format!("cannot read the password from stdin: {e}"))
+                    Error::config_caused(format!("cannot read the password from stdin: {e}"), e)
                 })?;
                 Some(line.trim_end_matches(['\n', '\r']).to_owned())
             } else if let Some(file) = password_from_file {
                 let text = std::fs::read_to_string(file).map_err(|e| {
-                    Error::Config(format!(
-                        "cannot read the password file {}: {e}",
-                        file.display()
-                    ))
+                    Error::config_caused(
+                        format!("cannot read the password file {}: {e}", file.display()),
+                        e,
+                    )
                 })?;
                 Some(text.lines().next().unwrap_or_default().to_owned())
             } else if let Some(var) = password_from_env {
                 Some(
                     std::env::var(var)
-                        .map_err(|_| Error::Config(format!("the variable {var} is not set")))?,
+                        .map_err(|_| Error::config(format!("the variable {var} is not set")))?,
                 )
             } else {
                 None

@@ -16,9 +16,17 @@ use crate::pg::report::{InvalidIndex, LockHolder};
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The connection settings are invalid.
-    #[error("{0}")]
-    Config(String),
+    /// A setting is invalid or cannot be read: the connection string, a
+    /// TLS file, a password file, an option.
+    #[error("{message}")]
+    Config {
+        /// What is wrong and where, as a person needs it.
+        message: String,
+        /// What caused it, when something did (the driver's parse error,
+        /// an I/O error).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
     /// The server answered what dbprep did not expect of it (no row where
     /// a query always returns one).
     #[error("the server's answer was not what dbprep expected: {0}")]
@@ -91,6 +99,27 @@ pub enum Error {
     /// The migration folder read at run time is invalid.
     #[error("{0}")]
     Source(#[from] SourceErrors),
+}
+
+impl Error {
+    /// A [`Error::Config`] with nothing behind it.
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self::Config {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A [`Error::Config`] caused by `source`.
+    pub(crate) fn config_caused(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Config {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
 }
 
 impl fmt::Debug for Error {

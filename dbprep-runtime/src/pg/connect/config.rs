@@ -38,10 +38,10 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config> {
         Some(url) => Config::from_str(url).map_err(|e| {
             // The driver's reason is in its source ("invalid value for
             // option `port`"); the URL itself is never shown (a password).
-            Error::Config(format!(
+            Error::config_caused(format!(
                 "the connection URL (DATABASE_URL or --url) is not a valid PostgreSQL connection string: {}",
                 crate::pg::error::describe(&e)
-            ))
+            ), e)
         })?,
         None => Config::new(),
     };
@@ -64,7 +64,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config> {
         if let Some(port) = var("PGPORT") {
             let port = port
                 .parse()
-                .map_err(|_| Error::Config(format!("PGPORT is not a port number: {port:?}")))?;
+                .map_err(|_| Error::config(format!("PGPORT is not a port number: {port:?}")))?;
             config.port(port);
         }
     }
@@ -91,7 +91,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config> {
     if config.get_connect_timeout().is_none() {
         if let Some(seconds) = var("PGCONNECT_TIMEOUT") {
             let seconds: u64 = seconds.parse().map_err(|_| {
-                Error::Config(format!(
+                Error::config(format!(
                     "PGCONNECT_TIMEOUT is not a number of seconds: {seconds:?}"
                 ))
             })?;
@@ -207,5 +207,13 @@ pub(crate) mod tests {
         )]))
         .unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");
+        assert!(!format!("{e:?}").contains("secret"), "{e:?}");
+        // The driver's parse error is kept as the source, for callers
+        // that walk the chain.
+        let source = std::error::Error::source(&e).expect("the driver's error");
+        assert!(
+            source.downcast_ref::<tokio_postgres::Error>().is_some(),
+            "{source:?}"
+        );
     }
 }

@@ -61,7 +61,7 @@ impl FromStr for SslMode {
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
             other => {
-                return Err(Error::Config(format!(
+                return Err(Error::config(format!(
                     "sslmode {other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
                 )))
             }
@@ -105,7 +105,10 @@ impl Tls {
                 let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                     .build()
                     .map_err(|e| {
-                        Error::Config(format!("cannot build the certificate verifier: {e}"))
+                        Error::config_caused(
+                            format!("cannot build the certificate verifier: {e}"),
+                            e,
+                        )
                     })?;
                 if self.mode == SslMode::VerifyCa {
                     Arc::new(ChainOnly(webpki))
@@ -116,7 +119,7 @@ impl Tls {
         };
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Config(format!("TLS: {e}")))?
+            .map_err(|e| Error::config_caused(format!("TLS: {e}"), e))?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
@@ -129,16 +132,19 @@ impl Tls {
             Some(path) => {
                 let shown = path.display();
                 let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| Error::Config(format!("cannot read sslrootcert {shown}: {e}")))?
+                    .map_err(|e| {
+                        Error::config_caused(format!("cannot read sslrootcert {shown}: {e}"), e)
+                    })?
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| {
-                        Error::Config(format!(
-                            "sslrootcert {shown} is not a PEM file of certificates: {e}"
-                        ))
+                        Error::config_caused(
+                            format!("sslrootcert {shown} is not a PEM file of certificates: {e}"),
+                            e,
+                        )
                     })?;
                 let (added, _) = roots.add_parsable_certificates(certs);
                 if added == 0 {
-                    return Err(Error::Config(format!(
+                    return Err(Error::config(format!(
                         "sslrootcert {shown} holds no usable certificate"
                     )));
                 }
@@ -147,8 +153,8 @@ impl Tls {
                 let found = rustls_native_certs::load_native_certs();
                 roots.add_parsable_certificates(found.certs);
                 if roots.is_empty() {
-                    return Err(Error::Config(
-                        "no system root certificates found: give sslrootcert (PGSSLROOTCERT) for verify-ca/verify-full".into(),
+                    return Err(Error::config(
+                        "no system root certificates found: give sslrootcert (PGSSLROOTCERT) for verify-ca/verify-full",
                     ));
                 }
             }

@@ -82,7 +82,7 @@ impl std::str::FromStr for LockMode {
         match text {
             "session" => Ok(LockMode::Session),
             "transaction" => Ok(LockMode::Transaction),
-            other => Err(Error::Config(format!(
+            other => Err(Error::config(format!(
                 "unknown lock mode {other:?}: `session` (a direct connection, or a pooler in session mode) or `transaction` (a pooler in transaction mode)"
             ))),
         }

@@ -43,11 +43,10 @@ pub(crate) struct SessionFacts {
 
 /// The refusal of a run on a connection inside a transaction block.
 pub(crate) fn inside_transaction_block() -> Error {
-    Error::Config(
+    Error::config(
         "the connection is inside a transaction block: each migration commits on its own, \
          which would commit that transaction too; run on a connection outside one \
-         (nothing was written)"
-            .into(),
+         (nothing was written)",
     )
 }
 
