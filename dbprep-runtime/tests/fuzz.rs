@@ -8,6 +8,9 @@
 //! DBPREP_FUZZ_SECONDS=600 cargo test --release -p dbprep-runtime --test fuzz -- --ignored --nocapture
 //! ```
 //!
+//! With a nightly compiler, `fuzz/` (cargo-fuzz, coverage-guided) fuzzes
+//! the same entry points and finds deeper inputs; see its README.
+//!
 //! Inputs that once broke a reader are kept in `regressions()` and run by
 //! the ordinary test suite.
 

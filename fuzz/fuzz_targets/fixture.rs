@@ -1,0 +1,6 @@
+//! Fuzz target: a fixture file. Any input must give an answer or an error.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
+    dbprep_runtime::__private::fuzz::fixture(bytes);
+});
