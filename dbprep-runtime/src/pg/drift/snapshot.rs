@@ -34,6 +34,16 @@ pub(crate) fn document_hash_sql(document: &str) -> String {
     format!("pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({document}::text, 'UTF8')), 'hex')")
 }
 
+/// PostgreSQL's `FirstNormalObjectId`: every object made after `initdb` has
+/// an OID at least this (they wrap around to it, never below), and the
+/// built-in objects, thousands of rows in `pg_proc`, `pg_type` and
+/// `pg_attribute`, are below it. Each catalog's primary key is its OID, so
+/// `oid >= 16384` reads the user's few rows through the index instead of
+/// every row; the rows it leaves out are all in `pg_catalog` and
+/// `information_schema`, which [`USER_SCHEMA`] leaves out too, so the
+/// snapshot and the fingerprint are the same with it or without.
+const FIRST_USER_OID: u32 = 16384;
+
 /// The schemas a snapshot describes.
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
@@ -99,7 +109,7 @@ impl HistoryTable {
         let relations = format!(
             "rel AS MATERIALIZED (SELECT c.oid, c.relkind, {} AS name \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE {USER_SCHEMA} AND c.oid <> ALL ({own}) AND {})",
+             WHERE c.oid >= {FIRST_USER_OID} AND {USER_SCHEMA} AND c.oid <> ALL ({own}) AND {})",
             qualified("n.nspname", "c.relname"),
             not_extension("pg_class", "c.oid")
         );
@@ -112,7 +122,7 @@ impl HistoryTable {
         let types = |typtype: &str, value: &str| {
             format!(
                 "SELECT {} FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
-  WHERE ty.typtype = '{typtype}' AND {USER_SCHEMA} AND {ext_type}",
+  WHERE ty.oid >= {FIRST_USER_OID} AND ty.typtype = '{typtype}' AND {USER_SCHEMA} AND {ext_type}",
                 object_agg(&qualified("n.nspname", "ty.typname"), value)
             )
         };
@@ -190,7 +200,7 @@ impl HistoryTable {
                 "functions",
                 format!(
                     "SELECT {} FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-  WHERE p.prokind IN ('f', 'p') AND {USER_SCHEMA} AND {ext_proc}
+  WHERE p.oid >= {FIRST_USER_OID} AND p.prokind IN ('f', 'p') AND {USER_SCHEMA} AND {ext_proc}
     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg WHERE tg.tgfoid = p.oid AND tg.tgrelid = ANY ({own}))",
                     object_agg(&function, "pg_catalog.pg_get_functiondef(p.oid)")
                 ),
@@ -234,12 +244,13 @@ impl HistoryTable {
         let own = self.own_relations();
         let user_relations = format!(
             "SELECT c.oid, c.xmin FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE {USER_SCHEMA} AND c.oid <> ALL ({own})"
+             WHERE c.oid >= {FIRST_USER_OID} AND {USER_SCHEMA} AND c.oid <> ALL ({own})"
         );
         let user_schema_rows = |catalog: &str, alias: &str, namespace: &str| {
             format!(
                 "SELECT pg_catalog.string_agg({alias}.oid::text || ':' || {alias}.xmin::text, ',' ORDER BY {alias}.oid) \
-                 FROM pg_catalog.{catalog} {alias} JOIN pg_catalog.pg_namespace n ON n.oid = {alias}.{namespace} WHERE {USER_SCHEMA}"
+                 FROM pg_catalog.{catalog} {alias} JOIN pg_catalog.pg_namespace n ON n.oid = {alias}.{namespace} \
+                 WHERE {alias}.oid >= {FIRST_USER_OID} AND {USER_SCHEMA}"
             )
         };
         let parts = [
@@ -255,10 +266,11 @@ impl HistoryTable {
             user_schema_rows("pg_constraint", "co", "connamespace"),
             user_schema_rows("pg_proc", "p", "pronamespace"),
             user_schema_rows("pg_type", "ty", "typnamespace"),
-            "SELECT pg_catalog.string_agg(e.oid::text || ':' || e.xmin::text, ',' ORDER BY e.oid) \
-             FROM pg_catalog.pg_enum e JOIN pg_catalog.pg_type ty ON ty.oid = e.enumtypid JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace WHERE "
-                .to_owned()
-                + USER_SCHEMA,
+            format!(
+                "SELECT pg_catalog.string_agg(e.oid::text || ':' || e.xmin::text, ',' ORDER BY e.oid) \
+                 FROM pg_catalog.pg_enum e JOIN pg_catalog.pg_type ty ON ty.oid = e.enumtypid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace WHERE e.oid >= {FIRST_USER_OID} AND {USER_SCHEMA}"
+            ),
         ];
         let parts: Vec<String> = parts
             .iter()
