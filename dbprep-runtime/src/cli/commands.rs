@@ -20,7 +20,7 @@ use crate::pg::error::{describe, is_sqlstate, Error, Result};
 use crate::pg::populate::Conflict;
 use crate::pg::report::RepairOptions;
 use crate::pg::sql::{ident, literal};
-use crate::pg::Migrator;
+use crate::Migrator;
 
 /// The connection settings: `url` (else `DATABASE_URL`), the libpq
 /// variables for the rest, and the password file.

@@ -20,5 +20,3 @@ pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sql;
 pub(crate) mod store;
-
-pub(crate) use run::migrator::Migrator;

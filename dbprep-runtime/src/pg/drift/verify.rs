@@ -17,7 +17,7 @@ use crate::pg::run::plan::{Policies, Policy};
 use crate::pg::sql::{column, literal, rows};
 use crate::pg::store::history::{HistoryRow, HistoryTable};
 
-/// What [`Migrator::verify`](crate::pg::Migrator::verify) found.
+/// What [`Migrator::verify`](crate::Migrator::verify) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a verify report says whether the database drifted; check is_clean()"]
 pub struct VerifyReport {

@@ -1,4 +1,4 @@
-//! One run of the [`Migrator`](crate::pg::Migrator): the options and the
+//! One run of the [`Migrator`](crate::Migrator): the options and the
 //! run itself, the lock that keeps migrators of one database apart, the
 //! plan (what to apply, what drift to refuse), and the pipelined batch.
 

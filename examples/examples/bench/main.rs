@@ -5,6 +5,7 @@
 //! cargo run --release --example bench            # writes BENCHMARKS.md
 //! cargo run --release --example bench -- --runs 3
 //! cargo run --release --example bench -- --only fixture,compile   # prints some rows
+//! cargo run --release --example bench -- --peers   # also sqlx and refinery (builds examples/peers)
 //! ```
 //!
 //! Figures: median of the runs with min and max; the ratio is taken per
@@ -14,6 +15,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod peers;
 
 use dbprep_runtime::testing::{pool, Bouncer, Cluster, PoolMode};
 use dbprep_runtime::{Migrations, Migrator, VerifyReport};
@@ -868,17 +871,23 @@ async fn main() {
             .and_then(|i| args.get(i + 1))
     };
     let runs: usize = value("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
-    let only: Vec<&str> = match value("--only") {
+    let with_peers = args.iter().any(|a| a == "--peers");
+    let mut only: Vec<&str> = match value("--only") {
         Some(list) => list.split(',').collect(),
         None => FIGURES.to_vec(),
     };
-    if let Some(unknown) = only.iter().find(|f| !FIGURES.contains(f)) {
+    if let Some(unknown) = only.iter().find(|f| !FIGURES.contains(f) && **f != "peers") {
         eprintln!(
-            "unknown figure '{unknown}'; the figures are {}",
+            "unknown figure '{unknown}'; the figures are {} and peers",
             FIGURES.join(", ")
         );
         std::process::exit(2);
     }
+    if with_peers && !only.contains(&"peers") {
+        only.push("peers");
+    }
+    let full = FIGURES.iter().all(|f| only.contains(f));
+    let mut peer_rows = String::new();
     let mut table = String::new();
 
     println!("starting a local PostgreSQL with fsync=on …");
@@ -913,12 +922,13 @@ async fn main() {
             "fixture" => bench.fixture(runs, &mut table).await,
             "memory" => bench.memory(&mut table).await,
             "replicas" => bench.replicas(runs, &mut table).await,
+            "peers" => bench.peers(runs, &mut peer_rows).await,
             _ => compile_time(&mut table, runs),
         }
     }
-    if only.len() < FIGURES.len() {
+    if !full {
         // A partial run prints its rows and leaves BENCHMARKS.md alone.
-        return println!("{table}");
+        return println!("{table}{peer_rows}");
     }
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -931,6 +941,16 @@ async fn main() {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
+    // Without `--peers` the peers section measured before is kept.
+    let peers = if with_peers {
+        peers::section(&peer_rows, runs, &peers::versions())
+    } else {
+        std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| old.find(peers::HEADING).map(|at| old[at..].to_owned()))
+            .unwrap_or_default()
+    };
     let document = format!(
         "# Benchmarks\n\n\
          Measured {date} with `cargo run --release --example bench -- --runs {runs}` on {cores} cores and {memory} GiB, \
@@ -938,7 +958,7 @@ async fn main() {
          Each figure is the median of {runs} runs (no-op: {noop} runs) with min and max; the ratio is taken per pair, \
          dbprep and its baseline back to back in alternating order.\n\n\
          | figure | dbprep | baseline | ratio (median, min–max) | target |\n|---|---|---|---|---|\n{table}\n\
-         {compile_note}\n",
+         {compile_note}\n\n{peers}",
         version = version.unwrap_or_default(),
         noop = (runs * 10).max(20),
         compile_note = "Compile time: a crate of 1,000 migration files, `cargo build --release` after editing one file, \
@@ -946,7 +966,6 @@ async fn main() {
              still uses dbprep (an empty `Migrations`), so both link dbprep-runtime and the ratio is the macro's; \
              the row after it compares with a crate that links nothing of dbprep.",
     );
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
     std::fs::write(&path, document).expect("write BENCHMARKS.md");
     println!("wrote {}", path.display());
 }
