@@ -38,6 +38,8 @@ pub use pg::connect::{connect, ensure_database};
 pub use pg::drift::verify::{Finding, VerifyReport};
 #[cfg(feature = "postgres")]
 pub use pg::error::{Drift, Error, FixtureFailure, MigrationError};
+#[cfg(feature = "sqlite")]
+pub use pg::import::{ImportOptions, ImportReport, ImportedTable};
 #[cfg(feature = "postgres")]
 pub use pg::populate::{Conflict, Outcome, PopulateReport};
 #[cfg(feature = "postgres")]

@@ -864,3 +864,75 @@ fn a_bad_url_and_an_unknown_sslmode_are_named_and_nothing_is_tried() {
         assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), expected);
     }
 }
+
+/// The demo application's data as an older release kept it in SQLite:
+/// UUIDs as 32 hex digits, booleans as 0 and 1, naive date-times, and
+/// Alembic's own history table.
+#[cfg(feature = "sqlite")]
+const LEGACY_MANAGER: &str = "
+CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY);
+INSERT INTO alembic_version VALUES ('3f2a1b9c');
+CREATE TABLE domains (name VARCHAR(64) PRIMARY KEY, description TEXT, is_active BOOLEAN,
+    created_at DATETIME, modified_at DATETIME);
+INSERT INTO domains VALUES ('default', 'The default domain', 1, '2023-01-02 03:04:05.123456', '2023-01-02 03:04:05.123456');
+CREATE TABLE groups (id CHAR(32) PRIMARY KEY, name VARCHAR(64), description TEXT, domain_name VARCHAR(64),
+    is_active BOOLEAN, created_at DATETIME, modified_at DATETIME);
+INSERT INTO groups VALUES ('6f1c0b2e8a9d4c3b9e7f5a4d3c2b1a09', 'admins', NULL, 'default', 1, '2023-01-02 03:04:05', '2023-01-02 03:04:05');
+CREATE TABLE users (id CHAR(32) PRIMARY KEY, username VARCHAR(64), email VARCHAR(128), password VARCHAR(128),
+    full_name VARCHAR(128), domain_name VARCHAR(64), role VARCHAR(16), status VARCHAR(32),
+    created_at DATETIME, modified_at DATETIME);
+INSERT INTO users VALUES ('0b9d4e3f2a1c4b5d8e7f6a5b4c3d2e1f', 'admin', 'admin@example.com', NULL, 'Admin', 'default',
+    'superadmin', 'active', '2023-01-02 03:04:05', '2023-01-02 03:04:05');
+CREATE TABLE association_groups_users (group_id CHAR(32), user_id CHAR(32), PRIMARY KEY (group_id, user_id));
+INSERT INTO association_groups_users VALUES ('6f1c0b2e8a9d4c3b9e7f5a4d3c2b1a09', '0b9d4e3f2a1c4b5d8e7f6a5b4c3d2e1f');
+CREATE TABLE keypairs (access_key VARCHAR(20) PRIMARY KEY, secret_key VARCHAR(40), user_id CHAR(32),
+    is_active BOOLEAN, is_admin BOOLEAN, rate_limit INTEGER, num_queries INTEGER, created_at DATETIME, last_used DATETIME);
+INSERT INTO keypairs VALUES ('AKIAIOSFODNN7EXAMPLE', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+    '0b9d4e3f2a1c4b5d8e7f6a5b4c3d2e1f', 1, 1, 5000, 12, '2023-01-02 03:04:05', NULL);
+";
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn import_sqlite_moves_a_legacy_database_in_one_command() {
+    let db = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("manager.db");
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .execute_batch(LEGACY_MANAGER)
+        .unwrap();
+    let path = file.to_str().unwrap();
+    let out = dbprep(&db, &["import-sqlite", path, "--at", "3", "--json"]);
+    assert_success(&out);
+    let report = json(&out);
+    assert_eq!(report["copied_at"], 3, "{report}");
+    assert_eq!(report["version"], 5, "{report}");
+    assert_eq!(report["rows"], 5, "{report}");
+    assert_eq!(report["only_in_sqlite"][0], "alembic_version", "{report}");
+    let client = db.connect().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT u.id::text, u.role::text, k.is_admin, k.created_at AT TIME ZONE 'UTC' \
+             FROM users u JOIN keypairs k ON k.user_id = u.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, String>(0),
+        "0b9d4e3f-2a1c-4b5d-8e7f-6a5b4c3d2e1f"
+    );
+    assert_eq!(row.get::<_, String>(1), "superadmin");
+    assert!(row.get::<_, bool>(2));
+    assert_success(&dbprep(&db, &["verify"]));
+    // Again: the database is past the data's version now.
+    let out = dbprep(&db, &["import-sqlite", path, "--at", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "error: import of {path}: the database is at version 5, past 3 that the data matches; \
+             import into a database at 3 or before; no row was copied"
+        )
+    );
+}

@@ -263,6 +263,29 @@ pub(super) async fn execute(
             let report = migrator().populate(&pool, &fixture, conflict).await?;
             print(json, &report, || report.to_string());
         }
+        #[cfg(feature = "sqlite")]
+        Command::ImportSqlite {
+            file,
+            at,
+            tables,
+            exclude,
+            truncate,
+            timezone,
+        } => {
+            let mut options = crate::ImportOptions::default()
+                .tables(tables.iter().cloned())
+                .exclude(exclude.iter().cloned())
+                .truncate(*truncate);
+            if let Some(at) = at {
+                options = options.at(*at);
+            }
+            if let Some(zone) = timezone {
+                options = options.timezone(zone.clone());
+            }
+            let (_, _, pool) = database()?;
+            let report = migrator().import_sqlite(&pool, file, &options).await?;
+            print(json, &report, || report.to_string());
+        }
         Command::Check => {
             let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
             return Ok(check(&config, &tls, &migrator(), json).await);

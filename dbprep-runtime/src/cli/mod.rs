@@ -137,6 +137,29 @@ enum Command {
     },
     /// Diagnose the connection step by step.
     Check,
+    /// Move a SQLite database in: bring the schema to the version its data
+    /// matches, copy every row of the tables both have in one transaction,
+    /// then apply the rest of the migrations.
+    #[cfg(feature = "sqlite")]
+    ImportSqlite {
+        /// The SQLite file (opened read-only).
+        file: PathBuf,
+        /// The version whose schema the data matches (default: the newest).
+        #[arg(long, value_name = "VERSION")]
+        at: Option<i64>,
+        /// Copy only these SQLite tables.
+        #[arg(long, value_delimiter = ',', value_name = "TABLE,…")]
+        tables: Vec<String>,
+        /// Leave out these tables, or columns written table.column.
+        #[arg(long, value_delimiter = ',', value_name = "NAME,…")]
+        exclude: Vec<String>,
+        /// Empty the target tables first, in the same transaction.
+        #[arg(long)]
+        truncate: bool,
+        /// The time zone of date-times written without one (default UTC).
+        #[arg(long, value_name = "ZONE")]
+        timezone: Option<String>,
+    },
     /// Create a database from an admin connection (idempotent).
     CreateDatabase {
         /// Its name.

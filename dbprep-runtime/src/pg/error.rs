@@ -96,6 +96,14 @@ pub enum Error {
     /// A fixture file is invalid.
     #[error("{0}")]
     FixtureFile(#[from] crate::model::fixture::FixtureError),
+    /// A SQLite import was refused, or failed; no row was copied.
+    #[error("import of {file}: {message}; no row was copied")]
+    Import {
+        /// The SQLite file.
+        file: String,
+        /// What is wrong, naming the table, rowid, column and value.
+        message: String,
+    },
     /// The migration folder read at run time is invalid.
     #[error("{0}")]
     Source(#[from] SourceErrors),

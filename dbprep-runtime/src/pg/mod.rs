@@ -8,6 +8,7 @@
 //!   operations (stamp, repair);
 //! - `drift`: `verify`, the schema snapshot and INVALID indexes;
 //! - `populate`: loading fixtures;
+//! - `import`: moving a SQLite database in (feature `sqlite`);
 //! - `store`: dbprep's own tables, which every part above reads and
 //!   writes through it;
 //! - `error`, `report`: what the calls return; `sql`: quoting.
@@ -15,6 +16,8 @@
 pub mod connect;
 pub(crate) mod drift;
 pub(crate) mod error;
+#[cfg(feature = "sqlite")]
+pub(crate) mod import;
 pub(crate) mod populate;
 pub(crate) mod report;
 pub(crate) mod run;

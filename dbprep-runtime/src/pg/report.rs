@@ -16,7 +16,7 @@ pub(crate) fn millis<S: Serializer>(duration: &Duration, serializer: S) -> Resul
     serializer.serialize_u64(duration.as_millis().min(u64::MAX as u128) as u64)
 }
 
-/// What [`Migrator::run`](super::Migrator::run) did.
+/// What [`Migrator::run`](crate::Migrator::run) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[must_use = "a report says what was applied; log it or check it"]
 pub struct Report {
@@ -156,7 +156,7 @@ impl fmt::Display for State {
     }
 }
 
-/// What [`Migrator::repair`](super::Migrator::repair) changed.
+/// What [`Migrator::repair`](crate::Migrator::repair) changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[must_use]
 pub struct RepairReport {
@@ -198,7 +198,7 @@ impl fmt::Display for RepairReport {
     }
 }
 
-/// What [`Migrator::repair_with`](super::Migrator::repair_with) may do
+/// What [`Migrator::repair_with`](crate::Migrator::repair_with) may do
 /// beyond removing dirty rows and realigning checksums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

@@ -35,18 +35,18 @@ use crate::pg::store::HistoryTable;
 /// ```
 #[derive(Clone)]
 pub struct Migrator<'m> {
-    pub(super) migrations: &'m Migrations,
-    pub(super) history: HistoryTable,
-    pub(super) target: Option<i64>,
-    pub(super) lock_wait: Duration,
-    pub(super) lock_mode: LockMode,
-    pub(super) policies: Policies,
-    pub(super) schema_policy: Policy,
-    pub(super) check_schema: bool,
-    pub(super) schema_snapshot: bool,
-    pub(super) fixtures: Option<&'m Fixtures>,
-    pub(super) fixture_policy: Policy,
-    pub(super) progress: Option<std::sync::Arc<Progress>>,
+    pub(crate) migrations: &'m Migrations,
+    pub(crate) history: HistoryTable,
+    pub(crate) target: Option<i64>,
+    pub(crate) lock_wait: Duration,
+    pub(crate) lock_mode: LockMode,
+    pub(crate) policies: Policies,
+    pub(crate) schema_policy: Policy,
+    pub(crate) check_schema: bool,
+    pub(crate) schema_snapshot: bool,
+    pub(crate) fixtures: Option<&'m Fixtures>,
+    pub(crate) fixture_policy: Policy,
+    pub(crate) progress: Option<std::sync::Arc<Progress>>,
 }
 
 impl std::fmt::Debug for Migrator<'_> {
