@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod peers;
+mod sqlite;
 
 use dbprep_runtime::testing::{pool, Bouncer, Cluster, PoolMode};
 use dbprep_runtime::{Migrations, Migrator, VerifyReport};
@@ -386,8 +387,8 @@ fn parse_kib(line: &str) -> u64 {
 }
 
 /// The figures, in the order they run; `--only a,b` picks some of them.
-const FIGURES: [&str; 8] = [
-    "apply", "startup", "noop", "verify", "fixture", "memory", "replicas", "compile",
+const FIGURES: [&str; 9] = [
+    "apply", "startup", "noop", "verify", "fixture", "memory", "replicas", "sqlite", "compile",
 ];
 
 /// The set of the replicas figure: transactional migrations, a
@@ -862,6 +863,9 @@ async fn main() {
     if args.get(1).map(String::as_str) == Some("--apply-dir") {
         return apply_dir_and_report_memory(&args[2]).await;
     }
+    if args.get(1).map(String::as_str) == Some("--import-sqlite") {
+        return sqlite::import_and_report_memory(&args[2]).await;
+    }
     if args.get(1).map(String::as_str) == Some("--replica") {
         return migrate_after_barrier(&args[2], &args[3]).await;
     }
@@ -923,6 +927,7 @@ async fn main() {
             "memory" => bench.memory(&mut table).await,
             "replicas" => bench.replicas(runs, &mut table).await,
             "peers" => bench.peers(runs, &mut peer_rows).await,
+            "sqlite" => bench.sqlite(runs, &mut table).await,
             _ => compile_time(&mut table, runs),
         }
     }
