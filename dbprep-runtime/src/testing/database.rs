@@ -18,6 +18,16 @@ pub enum TestingError {
     /// hold a password).
     #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
     BadUrl(String),
+    /// The migrations or fixtures of a template failed (it is not kept).
+    #[error("cannot build the test template {template}: {what}: {reason}")]
+    Template {
+        /// The template database.
+        template: String,
+        /// What failed: `migrate`, or `load fixture <name>`.
+        what: String,
+        /// dbprep's error.
+        reason: String,
+    },
     /// The server refused a connection or a statement.
     #[error("{what}: {}", crate::pg::error::describe(source))]
     Postgres {
@@ -79,7 +89,9 @@ impl TestServer {
 /// A database created for one test, with a pool on it.
 ///
 /// On a throwaway cluster the database goes with the cluster; on a
-/// `DATABASE_URL` server it is dropped when this value is.
+/// `DATABASE_URL` server it is dropped when this value is, unless the test
+/// is failing (dropped while panicking): then it is kept, and its name and
+/// a `psql` command to open it are printed.
 ///
 /// # Example
 ///
@@ -129,16 +141,39 @@ impl TestDatabase {
     /// [`TestingError`] when no server can be had or the database cannot be
     /// created.
     pub async fn new() -> Result<TestDatabase, TestingError> {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let server = TestServer::get()?;
+        let admin = connect(&server.admin_config(), "connect to the test server").await?;
+        Self::create(server, &admin, "").await
+    }
+
+    /// A copy of the database `template` (see [`super::migrated`]).
+    pub(crate) async fn from_template(
+        server: TestServer,
+        admin: &tokio_postgres::Client,
+        template: &str,
+    ) -> Result<TestDatabase, TestingError> {
+        // PostgreSQL 15's default strategy (WAL_LOG) copies the template
+        // block by block through the WAL; FILE_COPY copies its files but
+        // forces a checkpoint before and after, which writes every dirty
+        // page of the server: with tests writing in parallel, that made a
+        // clone several times slower (see BENCHMARKS.md).
+        Self::create(server, admin, &format!(" TEMPLATE \"{template}\"")).await
+    }
+
+    /// `CREATE DATABASE` of a new name, with `options`.
+    async fn create(
+        server: TestServer,
+        admin: &tokio_postgres::Client,
+        options: &str,
+    ) -> Result<TestDatabase, TestingError> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "dbprep_test_{}_{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let admin = connect(&server.admin_config(), "connect to the test server").await?;
         admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .batch_execute(&format!("CREATE DATABASE \"{name}\"{options}"))
             .await
             .map_err(|source| TestingError::Postgres {
                 what: format!("create database {name}"),
@@ -178,9 +213,43 @@ impl TestDatabase {
     }
 }
 
+/// A `psql` command that opens the database of `config` (no password).
+fn psql_command(config: &tokio_postgres::Config) -> String {
+    let mut parts = Vec::new();
+    if let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() {
+        parts.push(format!("host={host}"));
+    }
+    if let Some(port) = config.get_ports().first() {
+        parts.push(format!("port={port}"));
+    }
+    if let Some(user) = config.get_user() {
+        parts.push(format!("user={user}"));
+    }
+    if let Some(name) = config.get_dbname() {
+        parts.push(format!("dbname={name}"));
+    }
+    format!("psql \"{}\"", parts.join(" "))
+}
+
 impl Drop for TestDatabase {
+    /// Drop the database, unless the test failed: then keep it and say
+    /// how to open it.
     fn drop(&mut self) {
         self.pool.close();
+        if std::thread::panicking() {
+            let gone = match self.server {
+                TestServer::Cluster(_) => {
+                    " (on the throwaway cluster, removed when the tests end: set DATABASE_URL to keep it)"
+                }
+                TestServer::External(_) => "",
+            };
+            eprintln!(
+                "the test failed: its database {} is kept{gone}; open it with {}",
+                self.name,
+                psql_command(&self.config())
+            );
+            return;
+        }
         let TestServer::External(admin) = &self.server else {
             return;
         };

@@ -5,13 +5,16 @@
 //! per test binary, started from the system's PostgreSQL binaries on first
 //! use (as the `postgres` user when the tests run as root) and removed when
 //! the process ends. With `DATABASE_URL` set, the databases are made on
-//! that server instead. [`Bouncer`] puts a throwaway PgBouncer in front of
-//! the cluster.
+//! that server instead. [`migrated`] gives a database with the migrations
+//! and fixtures applied, cloned from a template built once per distinct
+//! set. [`Bouncer`] puts a throwaway PgBouncer in front of the cluster.
 
 mod bouncer;
 mod cluster;
 mod database;
+mod template;
 
 pub use bouncer::{Bouncer, PoolMode};
 pub use cluster::{Cluster, ClusterError};
 pub use database::{pool, TestDatabase, TestServer, TestingError};
+pub use template::{migrated, template_name};

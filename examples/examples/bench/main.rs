@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod handout;
 mod peers;
 mod sqlite;
 
@@ -387,8 +388,9 @@ fn parse_kib(line: &str) -> u64 {
 }
 
 /// The figures, in the order they run; `--only a,b` picks some of them.
-const FIGURES: [&str; 9] = [
-    "apply", "startup", "noop", "verify", "fixture", "memory", "replicas", "sqlite", "compile",
+const FIGURES: [&str; 10] = [
+    "apply", "startup", "noop", "verify", "fixture", "memory", "replicas", "sqlite", "handout",
+    "compile",
 ];
 
 /// The set of the replicas figure: transactional migrations, a
@@ -928,6 +930,7 @@ async fn main() {
             "replicas" => bench.replicas(runs, &mut table).await,
             "peers" => bench.peers(runs, &mut peer_rows).await,
             "sqlite" => bench.sqlite(runs, &mut table).await,
+            "handout" => bench.handout(runs, &mut table).await,
             _ => compile_time(&mut table, runs),
         }
     }

@@ -1,6 +1,12 @@
 //! The test support itself: a real server, a database per test.
 
-use crate::support::{database, scalar};
+use dbprep_runtime::testing::{migrated, template_name, TestingError};
+use dbprep_runtime::{Fixtures, Migrations};
+
+use crate::support::{database, migrations, scalar};
+
+static DEMO: Migrations = dbprep_macros::embed_migrations!("../migrations");
+static DEMO_FIXTURES: Fixtures = dbprep_macros::embed_fixtures!("../fixtures");
 
 #[tokio::test]
 async fn each_test_gets_its_own_empty_database() {
@@ -42,4 +48,94 @@ async fn the_server_is_postgresql_12_or_newer() {
         .parse()
         .unwrap();
     assert!(version >= 120000, "server_version_num = {version}");
+}
+
+/// Databases (by name) of the server whose name starts with `prefix`.
+async fn databases_named(prefix: &str) -> Vec<String> {
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    client
+        .query(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1",
+            &[&prefix],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn migrated_databases_are_clones_of_one_template_with_the_fixtures() {
+    let keypairs = DEMO_FIXTURES.get("example-keypairs").unwrap();
+    let fixtures = [keypairs];
+    let (a, b) = tokio::join!(migrated(&DEMO, &fixtures), migrated(&DEMO, &fixtures));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.name(), b.name());
+    let template = template_name(&DEMO, &[keypairs]);
+    assert_eq!(databases_named(&template).await, std::slice::from_ref(&template));
+    let (ca, cb) = (a.connect().await.unwrap(), b.connect().await.unwrap());
+    for client in [&ca, &cb] {
+        assert_eq!(
+            scalar(client, "SELECT max(version) FROM dbprep_schema_history").await,
+            Some("5".into())
+        );
+        assert_eq!(
+            scalar(client, "SELECT count(*) > 0 FROM keypairs").await,
+            Some("t".into())
+        );
+    }
+    // Each test's database is its own.
+    ca.batch_execute("DELETE FROM keypairs").await.unwrap();
+    assert_eq!(
+        scalar(&cb, "SELECT count(*) > 0 FROM keypairs").await,
+        Some("t".into())
+    );
+    // And the template is not theirs to change: closed to connections.
+    let refused = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={} dbname={template}",
+            a.config().get_ports()[0],
+            a.config().get_user().unwrap()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await;
+    assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn many_at_once_build_one_template_and_a_failing_set_keeps_none() {
+    // A set no other test uses, so that this one builds it.
+    let unique = format!(
+        "CREATE TABLE built_once (id int);\nCOMMENT ON TABLE built_once IS 'test {}';",
+        std::process::id()
+    );
+    let set = migrations(&[("V1__built_once.sql", &unique)]);
+    let template = template_name(&set, &[]);
+    let handouts = futures_util::future::join_all((0..8).map(|_| migrated(&set, &[]))).await;
+    let mut names: Vec<String> = handouts
+        .into_iter()
+        .map(|db| db.unwrap().name().to_owned())
+        .collect();
+    names.dedup();
+    assert_eq!(names.len(), 8);
+    assert_eq!(databases_named(&template).await, std::slice::from_ref(&template));
+
+    let broken = migrations(&[(
+        "V1__broken.sql",
+        "CREATE TABLE broken (id int REFERENCES nowhere);",
+    )]);
+    let template = template_name(&broken, &[]);
+    match migrated(&broken, &[]).await {
+        Err(e @ TestingError::Template { .. }) => assert!(
+            e.to_string().starts_with(&format!(
+                "cannot build the test template {template}: migrate: migration 1 failed: "
+            )),
+            "{e}"
+        ),
+        other => panic!("not a template error: {other:?}"),
+    }
+    assert!(databases_named(&template).await.is_empty());
 }
