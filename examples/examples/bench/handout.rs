@@ -18,10 +18,13 @@ impl Bench {
     pub(super) async fn handout(&mut self, runs: usize, table: &mut String) {
         let (dir, _file, _) = generate(1000, migration_sql);
         let generated = Migrations::from_dir(dir.path()).expect("generated migrations are valid");
-        for (label, set) in [
+        for (n, (label, set)) in [
             ("the demo set (5 migrations)", &DEMO),
             ("1,000 generated migrations", &generated),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             // The template is built by the first call, not measured.
             drop(migrated(set, &[]).await.expect("build the template"));
             let mut pairs = Pairs::default();
@@ -49,7 +52,7 @@ impl Bench {
             for i in 0..runs * 4 {
                 let clone = |strategy: &str| {
                     let (admin, template) = (&admin, &template);
-                    let sql = format!("CREATE DATABASE bench_clone_{strategy}_{i} TEMPLATE \"{template}\" STRATEGY {strategy}");
+                    let sql = format!("CREATE DATABASE bench_clone_{n}_{strategy}_{i} TEMPLATE \"{template}\" STRATEGY {strategy}");
                     async move {
                         let started = Instant::now();
                         admin.batch_execute(&sql).await.expect("clone");

@@ -74,7 +74,10 @@ async fn migrated_databases_are_clones_of_one_template_with_the_fixtures() {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_ne!(a.name(), b.name());
     let template = template_name(&DEMO, &[keypairs]);
-    assert_eq!(databases_named(&template).await, std::slice::from_ref(&template));
+    assert_eq!(
+        databases_named(&template).await,
+        std::slice::from_ref(&template)
+    );
     let (ca, cb) = (a.connect().await.unwrap(), b.connect().await.unwrap());
     for client in [&ca, &cb] {
         assert_eq!(
@@ -121,7 +124,10 @@ async fn many_at_once_build_one_template_and_a_failing_set_keeps_none() {
         .collect();
     names.dedup();
     assert_eq!(names.len(), 8);
-    assert_eq!(databases_named(&template).await, std::slice::from_ref(&template));
+    assert_eq!(
+        databases_named(&template).await,
+        std::slice::from_ref(&template)
+    );
 
     let broken = migrations(&[(
         "V1__broken.sql",
