@@ -93,7 +93,8 @@ async fn a_missing_password_fails_at_once_and_says_where_one_may_come_from() {
     assert_eq!(
         refused(&app(cluster, "postgres", None)).await,
         "cannot connect to the database: the server asks for a password and none was given: \
-         put it in the URL (DATABASE_URL or --url), in PGPASSWORD, or in a file given with --password-file"
+         put it in the URL (DATABASE_URL or --url), in PGPASSWORD, in a file given with --password-file, \
+         or in the password file (PGPASSFILE, else ~/.pgpass, mode 0600)"
     );
 }
 
@@ -160,4 +161,47 @@ async fn a_server_that_comes_up_while_it_is_waited_for_is_connected_to() {
         .unwrap_or_else(|e| panic!("{e}"));
     let client = waiting.await.unwrap().unwrap();
     assert!(client.simple_query("SELECT 1").await.is_ok());
+}
+
+#[tokio::test]
+async fn the_password_file_gives_the_password_as_libpq_reads_it() {
+    let Some(cluster) = password_cluster() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgpass");
+    let port = cluster.port().to_string();
+    std::fs::write(
+        &file,
+        format!("# host:port:database:user:password\n127.0.0.1:{port}:other:app:wrong\n127.0.0.1:{port}:*:app:s3cret-pw\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let vars = |file: &std::path::Path| {
+        let (file, port) = (file.display().to_string(), port.clone());
+        move |name: &str| match name {
+            "PGHOST" => Some("127.0.0.1".to_owned()),
+            "PGPORT" => Some(port.clone()),
+            "PGUSER" => Some("app".to_owned()),
+            "PGDATABASE" => Some("postgres".to_owned()),
+            "PGPASSFILE" => Some(file.clone()),
+            _ => None,
+        }
+    };
+    let config = dbprep_runtime::pg::connect::config::from_vars(vars(&file)).unwrap();
+    let client = connect(&config, Duration::ZERO).await.unwrap();
+    let user: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(user, "app");
+    // Readable by others: ignored, as libpq does, and the password is missing.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = dbprep_runtime::pg::connect::config::from_vars(vars(&file)).unwrap();
+    let text = refused(&config).await;
+    assert!(
+        text.contains("the server asks for a password and none was given"),
+        "{text}"
+    );
 }

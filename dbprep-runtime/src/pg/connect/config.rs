@@ -3,8 +3,9 @@
 //! tokio-postgres reads no environment variable; applications and the CLI
 //! expect `DATABASE_URL`, then the libpq variables (`PGHOST`, `PGPORT`,
 //! `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`),
-//! which fill in whatever the URL leaves out. A password given in
-//! `PGPASSWORD` needs no URL escaping.
+//! which fill in whatever the URL leaves out, and last the password file
+//! (`PGPASSFILE`, else `~/.pgpass`). A password given in `PGPASSWORD`
+//! needs no URL escaping.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -96,6 +97,13 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config> {
                 ))
             })?;
             config.connect_timeout(Duration::from_secs(seconds));
+        }
+    }
+    // Last, as libpq: the password file, for the host, port, database and
+    // user settled above.
+    if config.get_password().is_none() {
+        if let Some(password) = super::passfile::password_for(&config, &var) {
+            config.password(password);
         }
     }
     Ok(config)
