@@ -18,8 +18,9 @@
 //!
 //! Connection settings, in this order: `--url`, `DATABASE_URL`, then the
 //! libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
-//! `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`); `--password-file`
-//! overrides the password. No output ever shows a password.
+//! `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`), then the password file
+//! (`PGPASSFILE`, else `~/.pgpass`); `--password-file` overrides the
+//! password. No output ever shows a password.
 
 mod commands;
 mod output;
