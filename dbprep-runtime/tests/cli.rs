@@ -936,3 +936,56 @@ async fn import_sqlite_moves_a_legacy_database_in_one_command() {
         )
     );
 }
+
+#[test]
+fn the_folders_are_arguments_with_variables_and_a_missing_default_is_an_error() {
+    let help = Command::new(DBPREP).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--migrations <DIR>") && help.contains("[env: DBPREP_MIGRATIONS=]"),
+        "{help}"
+    );
+    assert!(
+        help.contains("--fixtures <DIR>") && help.contains("[env: DBPREP_FIXTURES=]"),
+        "{help}"
+    );
+    // In a folder with no migrations/: a command that needs migrations
+    // says so before connecting, instead of running on an empty set.
+    let empty = tempfile::tempdir().unwrap();
+    let status = Command::new(DBPREP)
+        .current_dir(empty.path())
+        .arg("status")
+        .env_remove("DBPREP_MIGRATIONS")
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", "1")
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&status.stderr).trim(),
+        "error: migrations: migrations folder not found; create it or fix the path \
+         (embed_migrations! reads it relative to the crate's Cargo.toml, the command line \
+         relative to the current directory)"
+    );
+}
+
+#[tokio::test]
+async fn dbprep_migrations_names_the_folder() {
+    let db = database().await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = db.config();
+    let out = Command::new(DBPREP)
+        .current_dir(elsewhere.path())
+        .args(["upgrade", "--json"])
+        .env("DBPREP_MIGRATIONS", workspace().join("migrations"))
+        .env_remove("DATABASE_URL")
+        .env("PGDATABASE", db.name())
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", config.get_ports()[0].to_string())
+        .env("PGUSER", config.get_user().unwrap())
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(json(&out)["version"], 5);
+}

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! The standalone `dbprep` binary does the same on folders read at run time
-//! (`--migrations DIR --fixtures DIR`).
+//! ([`run_folders`]: `--migrations DIR --fixtures DIR`).
 //!
 //! Connection settings, in this order: `--url`, `DATABASE_URL`, then the
 //! libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
@@ -208,6 +208,28 @@ enum FixtureCommand {
     },
 }
 
+impl Command {
+    /// Whether the command works on the migrations (the standalone binary
+    /// refuses to run it without a migrations folder).
+    fn needs_migrations(&self) -> bool {
+        match self {
+            Command::Upgrade { .. }
+            | Command::Oneshot
+            | Command::Status
+            | Command::Stamp { .. }
+            | Command::Verify
+            | Command::Repair { .. } => true,
+            #[cfg(feature = "sqlite")]
+            Command::ImportSqlite { .. } => true,
+            Command::History
+            | Command::Fixture { .. }
+            | Command::Check
+            | Command::CreateDatabase { .. }
+            | Command::CreateRole { .. } => false,
+        }
+    }
+}
+
 /// `--on-conflict`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OnConflict {
@@ -221,6 +243,91 @@ enum OnConflict {
 /// usage error.
 pub fn run(migrations: &Migrations, fixtures: &Fixtures) -> ExitCode {
     run_from(std::env::args_os(), migrations, fixtures)
+}
+
+/// The standalone `dbprep` binary: [`run`] on the migration and fixture
+/// folders named by `--migrations DIR` (`DBPREP_MIGRATIONS`, default
+/// `migrations`) and `--fixtures DIR` (`DBPREP_FIXTURES`, default
+/// `fixtures`), read at run time with the checks of `embed_migrations!`.
+/// A missing default folder is an error for the commands that need
+/// migrations; provisioning commands run without one.
+pub fn run_folders() -> ExitCode {
+    run_folders_from(std::env::args_os())
+}
+
+/// [`run_folders`] with explicit arguments (the first is the program name).
+pub fn run_folders_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::parser::ValueSource;
+    use clap::{Arg, CommandFactory, FromArgMatches};
+    let folder = |name: &'static str, env: &'static str, help: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .global(true)
+            .env(env)
+            .value_name("DIR")
+            .default_value(name)
+            .help(help)
+    };
+    let command = Cli::command()
+        .arg(folder(
+            "migrations",
+            "DBPREP_MIGRATIONS",
+            "The migrations folder, read at run time with the checks of embed_migrations!",
+        ))
+        .arg(folder("fixtures", "DBPREP_FIXTURES", "The fixtures folder"));
+    let matches = match command.try_get_matches_from(args) {
+        Ok(matches) => matches,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
+    let dir = |name: &str| {
+        let path = matches.get_one::<String>(name).cloned().unwrap_or_default();
+        let defaulted = matches.value_source(name) == Some(ValueSource::DefaultValue);
+        (path, defaulted)
+    };
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    };
+    let (migrations_dir, defaulted) = dir("migrations");
+    let migrations = match Migrations::from_dir(&migrations_dir) {
+        Ok(m) => m,
+        // Provisioning commands (create-database, check, …) need none.
+        Err(_)
+            if defaulted
+                && !cli.command.needs_migrations()
+                && !std::path::Path::new(&migrations_dir).exists() =>
+        {
+            Migrations::empty()
+        }
+        Err(e) => return fail(&e),
+    };
+    let (fixtures_dir, defaulted) = dir("fixtures");
+    let fixtures = match Fixtures::from_dir(&fixtures_dir) {
+        Ok(f) => f,
+        Err(_) if defaulted && !std::path::Path::new(&fixtures_dir).exists() => {
+            Fixtures::__embedded(&[])
+        }
+        Err(e) => return fail(&e),
+    };
+    execute(cli, &migrations, &fixtures)
 }
 
 /// [`run`] with explicit arguments (the first is the program name).
@@ -240,6 +347,11 @@ where
             };
         }
     };
+    execute(cli, migrations, fixtures)
+}
+
+/// Run a parsed command line.
+fn execute(cli: Cli, migrations: &Migrations, fixtures: &Fixtures) -> ExitCode {
     init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
