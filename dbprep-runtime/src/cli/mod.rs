@@ -281,21 +281,11 @@ where
         .arg(folder("fixtures", "DBPREP_FIXTURES", "The fixtures folder"));
     let matches = match command.try_get_matches_from(args) {
         Ok(matches) => matches,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(e) => return parse_failure(&e),
     };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(2);
-        }
+        Err(e) => return parse_failure(&e),
     };
     let dir = |name: &str| {
         let path = matches.get_one::<String>(name).cloned().unwrap_or_default();
@@ -338,16 +328,19 @@ where
 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(e) => return parse_failure(&e),
     };
     execute(cli, migrations, fixtures)
+}
+
+/// Print clap's message: help and version exit 0, a usage error 2.
+fn parse_failure(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Run a parsed command line.
