@@ -28,8 +28,28 @@ pub(crate) fn ident(name: &str) -> String {
 /// A `bytea` literal from raw bytes (an `E''` string, read the same
 /// whatever `standard_conforming_strings` says).
 pub(crate) fn bytea(bytes: &[u8]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("E'\\\\x{hex}'::bytea")
+    format!("E'\\\\x{}'::bytea", hex(bytes))
+}
+
+/// Bytes as lowercase hex digits.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{b:02x}"));
+    }
+    text
+}
+
+/// The statement that moves the sequence of `column` (serial or identity)
+/// of the table `quoted` past the largest value the table holds, and
+/// leaves it alone when the table is empty.
+pub(crate) fn advance_sequence_sql(quoted: &str, column: &str) -> String {
+    format!(
+        "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence({}, {}), m) FROM (SELECT max({}) AS m FROM {quoted}) AS x WHERE m IS NOT NULL",
+        literal(quoted),
+        literal(column),
+        ident(column),
+    )
 }
 
 /// The value of a `simple_query` text column as an `Option<&str>`.

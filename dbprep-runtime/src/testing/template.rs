@@ -70,8 +70,7 @@ pub fn template_name(migrations: &Migrations, fixtures: &[&Fixture]) -> String {
         hash.update(format!("\nfixture {} {}", f.name(), f.checksum()));
     }
     let digest = hash.finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{PREFIX}{hex}")
+    format!("{PREFIX}{}", crate::pg::sql::hex(&digest[..8]))
 }
 
 /// Whether `template` exists complete (it is marked a template only then).

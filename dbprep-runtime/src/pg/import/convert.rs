@@ -9,9 +9,10 @@
 //! label) is passed through as text: its error is traced back to the row.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use rusqlite::types::ValueRef;
+
+use crate::pg::sql::hex;
 
 /// How a target column's values are written, from its type (a domain by
 /// its base type).
@@ -97,12 +98,12 @@ pub(crate) fn convert<'a>(
                 T::Uuid => Cow::Owned(uuid_text(text)?),
                 T::Timestamp => timestamp_text(text, context)?,
                 T::Array => array_text(text)?,
-                T::Bytea => Cow::Owned(hex(text.as_bytes())),
+                T::Bytea => Cow::Owned(bytea_text(text.as_bytes())),
                 _ => Cow::Borrowed(text),
             }
         }
         ValueRef::Blob(bytes) => match target {
-            T::Bytea => Cow::Owned(hex(bytes)),
+            T::Bytea => Cow::Owned(bytea_text(bytes)),
             T::Uuid if bytes.len() == 16 => Cow::Owned(uuid_of_bytes(bytes)),
             T::Text | T::Json | T::Other => match std::str::from_utf8(bytes) {
                 Ok(text) => Cow::Borrowed(text),
@@ -163,14 +164,7 @@ fn real(r: f64, target: Target) -> Result<Cow<'static, str>, String> {
 fn uuid_text(text: &str) -> Result<String, String> {
     let t = text.trim();
     if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(format!(
-            "{}-{}-{}-{}-{}",
-            &t[..8],
-            &t[8..12],
-            &t[12..16],
-            &t[16..20],
-            &t[20..]
-        ))
+        Ok(dashed(t))
     } else if t.len() == 36 || (t.len() == 38 && t.starts_with('{')) {
         Ok(t.to_owned())
     } else {
@@ -180,14 +174,19 @@ fn uuid_text(text: &str) -> Result<String, String> {
 
 /// A 16-byte blob as a UUID.
 fn uuid_of_bytes(bytes: &[u8]) -> String {
-    let h = hex_digits(bytes);
+    dashed(&hex(bytes))
+}
+
+/// 32 hex digits in a UUID's groups: 8-4-4-4-12.
+fn dashed(digits: &str) -> String {
+    let d = digits;
     format!(
         "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
+        &d[..8],
+        &d[8..12],
+        &d[12..16],
+        &d[16..20],
+        &d[20..]
     )
 }
 
@@ -272,16 +271,8 @@ fn array_literal(value: &serde_json::Value, out: &mut String) -> Result<(), Stri
 }
 
 /// `bytea`'s hex input: `\x0a1b…`.
-fn hex(bytes: &[u8]) -> String {
-    format!("\\x{}", hex_digits(bytes))
-}
-
-fn hex_digits(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(text, "{b:02x}");
-    }
-    text
+fn bytea_text(bytes: &[u8]) -> String {
+    format!("\\x{}", hex(bytes))
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS` in UTC (the proleptic Gregorian

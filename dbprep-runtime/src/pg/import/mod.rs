@@ -25,7 +25,7 @@ use tokio_postgres::Client;
 
 use crate::pg::error::{Error, Result};
 use crate::pg::run::lock::MigrationLock;
-use crate::pg::sql::literal;
+use crate::pg::sql::{advance_sequence_sql, literal};
 use crate::Migrator;
 use convert::Context;
 use source::{CopyColumn, Message, SourceTable, TableCopy};
@@ -553,15 +553,8 @@ impl<'m> Migrator<'m> {
                 .iter()
                 .filter(|c| c.sequenced && copy.columns.iter().any(|x| x.name == c.name))
             {
-                let sql = format!(
-                    "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence({}, {}), m) FROM (SELECT max({}) AS m FROM {}) AS x WHERE m IS NOT NULL",
-                    literal(&table.quoted),
-                    literal(&column.name),
-                    crate::pg::sql::ident(&column.name),
-                    table.quoted
-                );
                 client
-                    .batch_execute(&sql)
+                    .batch_execute(&advance_sequence_sql(&table.quoted, &column.name))
                     .await
                     .map_err(Error::postgres(format!(
                         "advance the sequence of {}.{}",

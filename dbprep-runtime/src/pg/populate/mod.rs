@@ -26,7 +26,7 @@ use tokio_postgres::Client;
 
 pub use super::error::FixtureFailure;
 use super::error::{Error, Result};
-use super::sql::{ident, literal};
+use super::sql::{advance_sequence_sql, ident};
 use crate::model::fixture::{Fixture, FixtureTable, Mode, Row};
 use crate::pg::run::lock::{LockMode, MigrationLock};
 use crate::pg::store::history::HistoryTable;
@@ -513,15 +513,8 @@ async fn advance_sequences(
         .iter()
         .filter(|c| groups.iter().any(|(keys, _)| keys.contains(c)))
     {
-        let sql = format!(
-            "SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence({table}, {column}), m) FROM (SELECT max({col}) AS m FROM {quoted}) AS x WHERE m IS NOT NULL",
-            table = literal(&columns.quoted),
-            column = literal(column),
-            col = ident(column),
-            quoted = columns.quoted,
-        );
         client
-            .batch_execute(&sql)
+            .batch_execute(&advance_sequence_sql(&columns.quoted, column))
             .await
             .map_err(Error::postgres(format!(
                 "advance the sequence of {}.{column}",
