@@ -198,17 +198,56 @@ impl Bench {
     /// database in a process of its own.
     async fn peak_rss_kib(&mut self, dir: &Path) -> u64 {
         let name = self.fresh_database().await;
+        let output = self.child("--apply-dir", dir, &name);
+        parse_kib(&String::from_utf8_lossy(&output.stdout))
+    }
+
+    /// This program run as `program FLAG DIR` on `database`, pointed at it
+    /// by the libpq variables; it must succeed.
+    fn child(&self, flag: &str, dir: &Path, database: &str) -> std::process::Output {
         let output = Command::new(std::env::current_exe().expect("own path"))
-            .arg("--apply-dir")
+            .arg(flag)
             .arg(dir)
             .env_remove("DATABASE_URL")
             .env("PGHOST", "127.0.0.1")
             .env("PGPORT", self.cluster.port().to_string())
             .env("PGUSER", "postgres")
-            .env("PGDATABASE", &name)
+            .env("PGDATABASE", database)
+            .stderr(Stdio::inherit())
             .output()
-            .expect("run the memory child");
-        parse_kib(&String::from_utf8_lossy(&output.stdout))
+            .expect("run a child of the bench");
+        assert!(output.status.success(), "the child {flag} failed");
+        output
+    }
+
+    /// `psql`'s options for `database` of the cluster, quiet, without
+    /// `.psqlrc`, stopping at the first error.
+    fn psql_options(&self, database: &str) -> Vec<String> {
+        [
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &self.cluster.port().to_string(),
+            "-d",
+            database,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// `psql` on `database`, its output thrown away.
+    fn psql(&self, database: &str) -> Command {
+        let mut command = Command::new(self.cluster.bin_dir().join("psql"));
+        command
+            .args(self.psql_options(database))
+            .stdout(Stdio::null());
+        command
     }
 
     /// dbprep applying `migrations` to a new copy of `template`,
@@ -243,23 +282,10 @@ impl Bench {
     async fn psql_apply(&mut self, file: &Path, template: &str) -> Duration {
         let name = self.database_from(template).await;
         let started = Instant::now();
-        let status = Command::new(self.cluster.bin_dir().join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-1",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-p",
-            ])
-            .arg(self.cluster.port().to_string())
-            .args(["-d", &name, "-f"])
+        let status = self
+            .psql(&name)
+            .args(["-1", "-f"])
             .arg(file)
-            .stdout(Stdio::null())
             .status()
             .expect("run psql");
         let elapsed = started.elapsed();
@@ -278,6 +304,12 @@ async fn apply_dir_and_report_memory(folder: &str) {
         .await
         .expect("apply");
     assert_eq!(report.applied.len(), migrations.len());
+    print_peak_rss();
+}
+
+/// Print this process's peak resident set size (`VmHWM: … kB`), which the
+/// parent reads with [`parse_kib`].
+fn print_peak_rss() {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let peak = status
         .lines()

@@ -110,11 +110,9 @@ impl Bench {
     /// of a no-op start-up.
     fn psql_select_one(&self, database: &str) -> Duration {
         let started = Instant::now();
-        let status = Command::new(self.cluster.bin_dir().join("psql"))
-            .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-p"])
-            .arg(self.cluster.port().to_string())
-            .args(["-d", database, "-c", "SELECT 1"])
-            .stdout(Stdio::null())
+        let status = self
+            .psql(database)
+            .args(["-c", "SELECT 1"])
             .status()
             .expect("run psql");
         assert!(status.success(), "psql failed");

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use dbprep_runtime::{ImportOptions, Migrator};
 
-use super::{ms, parse_kib, ratio_stats, stats, Bench, Pairs};
+use super::{ms, parse_kib, print_peak_rss, ratio_stats, stats, Bench, Pairs};
 
 /// Rows in the table.
 const ROWS: i64 = 1_000_000;
@@ -85,14 +85,7 @@ pub(super) async fn import_and_report_memory(dir: &str) {
         .await
         .expect("import");
     assert_eq!(report.rows, ROWS as u64);
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    println!(
-        "{}",
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .unwrap_or("VmHWM: 0 kB")
-    );
+    print_peak_rss();
 }
 
 impl Bench {
@@ -144,20 +137,11 @@ impl Bench {
     async fn import_child(&mut self, dir: &Path) -> (Duration, u64) {
         let name = self.fresh_database().await;
         let started = Instant::now();
-        let output = Command::new(std::env::current_exe().expect("own path"))
-            .arg("--import-sqlite")
-            .arg(dir)
-            .env_remove("DATABASE_URL")
-            .env("PGHOST", "127.0.0.1")
-            .env("PGPORT", self.cluster.port().to_string())
-            .env("PGUSER", "postgres")
-            .env("PGDATABASE", &name)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run the import child");
-        let elapsed = started.elapsed();
-        assert!(output.status.success(), "the import failed");
-        (elapsed, parse_kib(&String::from_utf8_lossy(&output.stdout)))
+        let output = self.child("--import-sqlite", dir, &name);
+        (
+            started.elapsed(),
+            parse_kib(&String::from_utf8_lossy(&output.stdout)),
+        )
     }
 
     /// The baseline: the migration by psql, then `\copy` of the CSV, on a
@@ -170,27 +154,14 @@ impl Bench {
             let mut command = if time.exists() {
                 let mut c = Command::new(time);
                 c.args(["-f", "VmHWM: %M kB"])
-                    .arg(self.cluster.bin_dir().join("psql"));
+                    .arg(self.cluster.bin_dir().join("psql"))
+                    .args(self.psql_options(&name))
+                    .stdout(Stdio::null());
                 c
             } else {
-                Command::new(self.cluster.bin_dir().join("psql"))
+                self.psql(&name)
             };
-            command
-                .args([
-                    "-X",
-                    "-q",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-p",
-                ])
-                .arg(self.cluster.port().to_string())
-                .args(["-d", &name])
-                .args(args)
-                .stdout(Stdio::null());
+            command.args(args);
             command
         };
         let status = psql(&["-c", SCHEMA])
