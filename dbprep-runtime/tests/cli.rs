@@ -989,3 +989,63 @@ async fn dbprep_migrations_names_the_folder() {
     assert_success(&out);
     assert_eq!(json(&out)["version"], 5);
 }
+
+#[test]
+fn sql_prints_the_script_without_connecting() {
+    let out = Command::new(DBPREP)
+        .arg("--migrations")
+        .arg(workspace().join("migrations"))
+        .args(["sql", "--from", "2", "--to", "4"])
+        .env_remove("DATABASE_URL")
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", "1")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let demo = dbprep_runtime::Migrations::from_dir(workspace().join("migrations")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        demo.script(Some(2), Some(4)).unwrap()
+    );
+    let unknown = Command::new(DBPREP)
+        .arg("--migrations")
+        .arg(workspace().join("migrations"))
+        .args(["sql", "--from", "9"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&unknown.stderr).trim(),
+        "error: the script would start at version 9, which is not one of the embedded migrations"
+    );
+}
+
+#[tokio::test]
+async fn a_dba_reviews_the_sql_runs_it_with_psql_and_dbprep_finds_nothing_to_do() {
+    let db = database().await;
+    let script = dbprep(&db, &["sql"]);
+    assert_success(&script);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("upgrade.sql");
+    std::fs::write(&file, &script.stdout).unwrap();
+    let config = db.config();
+    let mut psql =
+        Command::new(dbprep_runtime::testing::program("psql").expect("psql is installed"));
+    psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&file)
+        .env("PGDATABASE", db.name())
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", config.get_ports()[0].to_string())
+        .env("PGUSER", config.get_user().unwrap());
+    if let Some(password) = config.get_password() {
+        psql.env("PGPASSWORD", String::from_utf8_lossy(password).into_owned());
+    }
+    let psql = psql.output().unwrap();
+    assert_success(&psql);
+    let verify = dbprep(&db, &["verify"]);
+    assert_success(&verify);
+    let upgrade = dbprep(&db, &["upgrade", "--json"]);
+    assert_success(&upgrade);
+    assert_eq!(json(&upgrade)["applied"], serde_json::json!([]));
+    assert_eq!(json(&upgrade)["version"], 5);
+}

@@ -106,15 +106,7 @@ pub(super) async fn execute(
     };
     // A progress bar on a terminal, for runs of more than a few migrations.
     let interactive = !json && !g.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let needs_migrations = matches!(
-        cli.command,
-        Command::Upgrade { .. }
-            | Command::Oneshot
-            | Command::Stamp { .. }
-            | Command::Status
-            | Command::Verify
-    );
-    if needs_migrations && migrations.is_empty() {
+    if cli.command.needs_migrations() && migrations.is_empty() {
         tracing::warn!(
             "no migrations: give the folder with --migrations DIR (default: ./migrations)"
         );
@@ -125,6 +117,7 @@ pub(super) async fn execute(
             command: FixtureCommand::List
         } | Command::CreateDatabase { .. }
             | Command::CreateRole { .. }
+            | Command::Sql { .. }
     );
     if g.wait > 0 && !offline {
         let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
@@ -159,6 +152,17 @@ pub(super) async fn execute(
             let mut value = serde_json::to_value(&report).unwrap_or_default();
             value["created_database"] = json!(created);
             print(json, value, || report.to_string());
+        }
+        Command::Sql {
+            from,
+            to,
+            no_schema_snapshot,
+        } => {
+            let mut migrator = migrator().schema_snapshot(!no_schema_snapshot);
+            if let Some(to) = to {
+                migrator = migrator.target(*to);
+            }
+            print!("{}", migrator.script(*from)?);
         }
         Command::Status => {
             let (_, _, pool) = database()?;

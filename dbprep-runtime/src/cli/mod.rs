@@ -123,6 +123,21 @@ enum Command {
     },
     /// Compare the database with the migrations; exit 1 on drift.
     Verify,
+    /// Print, without connecting, the SQL that `upgrade` would run, history
+    /// rows included, as a script to review and run with `psql -v
+    /// ON_ERROR_STOP=1 -f FILE`.
+    Sql {
+        /// The version the database is at (default: a fresh database).
+        #[arg(long, value_name = "VERSION")]
+        from: Option<i64>,
+        /// Stop at this version (default: the newest).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<i64>,
+        /// Store the schema's fingerprint alone, not its snapshot (as
+        /// `upgrade --no-schema-snapshot`).
+        #[arg(long)]
+        no_schema_snapshot: bool,
+    },
     /// Forget dirty rows and accept edited checksums.
     Repair {
         /// First drop the database's INVALID indexes (what an interrupted
@@ -218,6 +233,7 @@ impl Command {
             | Command::Status
             | Command::Stamp { .. }
             | Command::Verify
+            | Command::Sql { .. }
             | Command::Repair { .. } => true,
             #[cfg(feature = "sqlite")]
             Command::ImportSqlite { .. } => true,

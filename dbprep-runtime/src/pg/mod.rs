@@ -23,3 +23,4 @@ pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sql;
 pub(crate) mod store;
+pub(crate) mod tools;

@@ -15,6 +15,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::pg::tools;
+
 /// Why a throwaway cluster could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -286,32 +288,12 @@ pub(super) fn loopback_config(port: u16, database: &str) -> tokio_postgres::Conf
     config
 }
 
-/// The folder holding `initdb` and `postgres`: `initdb` on `PATH` (links
-/// resolved, since Debian links it from elsewhere), else the newest
-/// `/usr/lib/postgresql/*/bin`.
+/// The folder holding `initdb` and `postgres`, as [`tools::candidates`]
+/// orders them.
 fn find_bin_dir() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("initdb"))
-            .find(|initdb| initdb.is_file())
-            .and_then(|initdb| initdb.canonicalize().ok())
-            .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
-    });
-    on_path
-        .filter(|dir| dir.join("postgres").is_file())
-        .or_else(|| {
-            let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-                .ok()?
-                .filter_map(Result::ok)
-                .filter_map(|e| {
-                    let version = e.file_name().to_str()?.parse().ok()?;
-                    let bin = e.path().join("bin");
-                    bin.join("initdb").is_file().then_some((version, bin))
-                })
-                .collect();
-            versions.sort();
-            versions.pop().map(|(_, bin)| bin)
-        })
+    tools::candidates("initdb")
+        .filter_map(|initdb| initdb.parent().map(Path::to_path_buf))
+        .find(|dir| dir.join("postgres").is_file())
 }
 
 /// Who runs the server: this process's user, or `postgres` when this

@@ -18,3 +18,10 @@ pub use bouncer::{Bouncer, PoolMode};
 pub use cluster::{Cluster, ClusterError};
 pub use database::{pool, TestDatabase, TestServer, TestingError};
 pub use template::{migrated, template_name};
+
+/// PostgreSQL's program `name` (`psql`, `pg_dump`, …): on `PATH`, else in
+/// the newest `/usr/lib/postgresql/<major>/bin`; `None` when it is not
+/// installed.
+pub fn program(name: &str) -> Option<std::path::PathBuf> {
+    crate::pg::tools::find(name)
+}

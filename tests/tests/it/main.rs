@@ -9,6 +9,7 @@ mod fixtures;
 mod kill;
 mod migrator;
 mod replicas;
+mod script;
 mod sqlite;
 mod sum;
 mod support;

@@ -393,7 +393,7 @@ impl<'m> Migrator<'m> {
         }
     }
 
-    fn find(&self, version: i64) -> Option<&'m Migration> {
+    pub(super) fn find(&self, version: i64) -> Option<&'m Migration> {
         self.migrations.get(version).or_else(|| {
             self.migrations
                 .baselines()

@@ -7,4 +7,5 @@ pub(crate) mod batch;
 pub mod lock;
 pub(crate) mod migrator;
 pub(crate) mod plan;
+pub(crate) mod script;
 pub(crate) mod session;
