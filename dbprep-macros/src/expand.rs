@@ -3,7 +3,9 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use dbprep_runtime::__private::{read_fixtures, read_migrations, MigrationSource, SUM_FILE};
+use dbprep_runtime::__private::{
+    read_fixtures, read_migrations, FixtureSource, MigrationSource, SUM_FILE,
+};
 
 use crate::args::Folder;
 
@@ -118,6 +120,12 @@ fn text(m: &MigrationSource, file: usize, text: &str) -> TokenStream {
 pub fn fixtures(folder: &Folder) -> syn::Result<TokenStream> {
     let sources = read_fixtures(&folder.path(), &folder.shown_as())
         .map_err(|e| syn::Error::new(folder.literal.span(), e))?;
+    Ok(embedded_fixtures(&sources.iter().collect::<Vec<_>>()))
+}
+
+/// A `dbprep_runtime::Fixtures` of `sources`, in their order; editing one
+/// rebuilds the crate.
+pub fn embedded_fixtures(sources: &[&FixtureSource]) -> TokenStream {
     let includes = sources.iter().map(|f| {
         let path = f.path.to_string_lossy();
         quote! { const _: &[u8] = include_bytes!(#path); }
@@ -128,11 +136,11 @@ pub fn fixtures(folder: &Folder) -> syn::Result<TokenStream> {
         let checksum = proc_macro2::Literal::byte_string(f.checksum.as_bytes());
         quote! { ::dbprep_runtime::Fixture::__embedded(#name, #file, #text, *#checksum) }
     });
-    Ok(quote! {
+    quote! {
         {
             #(#includes)*
             static FIXTURES: [::dbprep_runtime::Fixture; #len] = [#(#items),*];
             ::dbprep_runtime::Fixtures::__embedded(&FIXTURES)
         }
-    })
+    }
 }

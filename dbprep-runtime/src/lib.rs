@@ -62,7 +62,7 @@ pub use pg::store::HistoryTable;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::model::check::check_sql;
-    pub use crate::model::fixture::read_fixtures;
+    pub use crate::model::fixture::{read_fixtures, FixtureSource};
     pub use crate::model::folder::read_migrations;
     pub use crate::model::fuzz;
     pub use crate::model::lexer::split;

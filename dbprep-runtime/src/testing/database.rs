@@ -106,6 +106,8 @@ pub struct TestDatabase {
     name: String,
     server: TestServer,
     pool: Pool,
+    /// Kept by [`keep`](Self::keep): not dropped.
+    kept: bool,
 }
 
 impl std::fmt::Debug for TestDatabase {
@@ -180,7 +182,12 @@ impl TestDatabase {
                 source,
             })?;
         let pool = pool(server.config(&name), 4);
-        Ok(TestDatabase { name, server, pool })
+        Ok(TestDatabase {
+            name,
+            server,
+            pool,
+            kept: false,
+        })
     }
 
     /// The database's name.
@@ -231,23 +238,39 @@ fn psql_command(config: &tokio_postgres::Config) -> String {
     format!("psql \"{}\"", parts.join(" "))
 }
 
+impl TestDatabase {
+    /// Keep the database (a failed test's) instead of dropping it, and say
+    /// how to open it.
+    pub fn keep(mut self) {
+        self.kept = true;
+        self.say_kept();
+    }
+
+    fn say_kept(&self) {
+        let gone = match self.server {
+            TestServer::Cluster(_) => {
+                " (on the throwaway cluster, removed when the tests end: set DATABASE_URL to keep it)"
+            }
+            TestServer::External(_) => "",
+        };
+        eprintln!(
+            "the test failed: its database {} is kept{gone}; open it with {}",
+            self.name,
+            psql_command(&self.config())
+        );
+    }
+}
+
 impl Drop for TestDatabase {
     /// Drop the database, unless the test failed: then keep it and say
     /// how to open it.
     fn drop(&mut self) {
         self.pool.close();
+        if self.kept {
+            return;
+        }
         if std::thread::panicking() {
-            let gone = match self.server {
-                TestServer::Cluster(_) => {
-                    " (on the throwaway cluster, removed when the tests end: set DATABASE_URL to keep it)"
-                }
-                TestServer::External(_) => "",
-            };
-            eprintln!(
-                "the test failed: its database {} is kept{gone}; open it with {}",
-                self.name,
-                psql_command(&self.config())
-            );
+            self.say_kept();
             return;
         }
         let TestServer::External(admin) = &self.server else {

@@ -1,6 +1,6 @@
 //! The test support itself: a real server, a database per test.
 
-use dbprep_runtime::testing::{migrated, template_name, TestingError};
+use dbprep_runtime::testing::{migrated, run_migrated, template_name, TestServer, TestingError};
 use dbprep_runtime::{Fixtures, Migrations};
 
 use crate::support::{database, migrations, scalar};
@@ -144,4 +144,99 @@ async fn many_at_once_build_one_template_and_a_failing_set_keeps_none() {
         other => panic!("not a template error: {other:?}"),
     }
     assert!(databases_named(&template).await.is_empty());
+}
+
+#[dbprep_macros::test(
+    migrations = DEMO,
+    fixtures("example-keypairs"),
+    fixtures_dir = "../fixtures"
+)]
+async fn the_test_attribute_hands_out_a_migrated_database_with_its_fixtures(
+    pool: deadpool_postgres::Pool,
+) {
+    let client = pool.get().await.unwrap();
+    assert_eq!(
+        scalar(&client, "SELECT max(version) FROM dbprep_schema_history").await,
+        Some("5".into())
+    );
+    assert_eq!(
+        scalar(&client, "SELECT count(*) > 0 FROM keypairs").await,
+        Some("t".into())
+    );
+    let name = scalar(&client, "SELECT current_database()").await.unwrap();
+    assert!(name.starts_with("dbprep_test_"), "{name}");
+}
+
+#[dbprep_macros::test(migrations = DEMO)]
+async fn the_test_attribute_takes_a_test_that_returns_a_result(
+    pool: deadpool_postgres::Pool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let client = pool.get().await?;
+    // Without fixtures: the schema, and no rows.
+    let rows = client.query("SELECT count(*) FROM keypairs", &[]).await?;
+    assert_eq!(rows[0].get::<_, i64>(0), 0);
+    Ok(())
+}
+
+/// The names of a database whose test failed (returned an `Err`) and of
+/// one whose test passed, on the `DATABASE_URL` server; run by
+/// [`a_failing_test_keeps_its_database_and_a_passing_one_drops_it`] in a
+/// process of its own, with `DATABASE_URL` set.
+#[test]
+#[ignore = "run by a_failing_test_keeps_its_database_and_a_passing_one_drops_it"]
+fn keep_or_drop() {
+    let current = |pool: deadpool_postgres::Pool| async move {
+        let client = pool.get().await.unwrap();
+        scalar(&client, "SELECT current_database()").await.unwrap()
+    };
+    let failed: Result<(), String> = run_migrated(&DEMO, &DEMO_FIXTURES, |pool| async move {
+        Err(current(pool).await)
+    });
+    let passed: Result<String, String> = run_migrated(&DEMO, &DEMO_FIXTURES, |pool| async move {
+        Ok(current(pool).await)
+    });
+    println!("failed={} passed={}", failed.unwrap_err(), passed.unwrap());
+}
+
+#[tokio::test]
+async fn a_failing_test_keeps_its_database_and_a_passing_one_drops_it() {
+    // A server the test databases are dropped on: `DATABASE_URL`'s, or
+    // the throwaway cluster given as one.
+    let url = match TestServer::get().unwrap() {
+        TestServer::Cluster(cluster) => cluster.url("postgres"),
+        TestServer::External(_) => std::env::var("DATABASE_URL").unwrap(),
+    };
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "test_databases::keep_or_drop",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("DATABASE_URL", url)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr),
+    );
+    assert!(child.status.success(), "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("failed="))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let (failed, passed) = line["failed=".len()..].split_once(" passed=").unwrap();
+    assert!(
+        stderr.contains(&format!("the test failed: its database {failed} is kept; open it with psql \"host=127.0.0.1 port=")),
+        "{stderr}"
+    );
+    assert_eq!(databases_named(failed).await, [failed.to_owned()]);
+    assert!(databases_named(passed).await.is_empty());
+    let db = database().await;
+    db.connect()
+        .await
+        .unwrap()
+        .batch_execute(&format!("DROP DATABASE \"{failed}\""))
+        .await
+        .unwrap();
 }
