@@ -168,12 +168,7 @@ impl TestDatabase {
         admin: &tokio_postgres::Client,
         options: &str,
     ) -> Result<TestDatabase, TestingError> {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "dbprep_test_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = Self::new_name();
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\"{options}"))
             .await
@@ -181,13 +176,29 @@ impl TestDatabase {
                 what: format!("create database {name}"),
                 source,
             })?;
+        Ok(Self::existing(server, name))
+    }
+
+    /// A name no other test database of this process has:
+    /// `dbprep_test_<pid>_<n>`.
+    pub(crate) fn new_name() -> String {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "dbprep_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// The test database `name`, made already (a claimed spare).
+    pub(crate) fn existing(server: TestServer, name: String) -> TestDatabase {
         let pool = pool(server.config(&name), 4);
-        Ok(TestDatabase {
+        TestDatabase {
             name,
             server,
             pool,
             kept: false,
-        })
+        }
     }
 
     /// The database's name.

@@ -13,12 +13,14 @@ mod bouncer;
 mod cluster;
 mod database;
 mod harness;
+mod spares;
 mod template;
 
 pub use bouncer::{Bouncer, PoolMode};
 pub use cluster::{Cluster, ClusterError};
 pub use database::{pool, TestDatabase, TestServer, TestingError};
 pub use harness::{run_migrated, TestOutcome};
+pub use spares::{set_spares, SPARES_VARIABLE};
 pub use template::{migrated, template_name};
 
 /// PostgreSQL's program `name` (`psql`, `pg_dump`, …): on `PATH`, else in

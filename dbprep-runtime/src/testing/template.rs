@@ -14,8 +14,10 @@
 use sha2::{Digest, Sha256};
 
 use super::database::{connect, TestDatabase, TestServer, TestingError};
+use super::spares;
 use crate::model::fixture::Fixture;
 use crate::model::migration::Migrations;
+use crate::pg::sql::{ident, literal};
 use crate::Migrator;
 
 /// The prefix of every template's name.
@@ -49,11 +51,20 @@ pub async fn migrated(
 ) -> Result<TestDatabase, TestingError> {
     let server = TestServer::get()?;
     let template = template_name(migrations, fixtures);
-    let admin = connect(&server.admin_config(), "connect to the test server").await?;
+    let hash = &template[PREFIX.len()..];
+    let admin_config = server.admin_config();
+    let name = TestDatabase::new_name();
+    if spares::claim(&admin_config, hash, &name).await? {
+        spares::refill(&admin_config, &template, hash);
+        return Ok(TestDatabase::existing(server, name));
+    }
+    let admin = connect(&admin_config, "connect to the test server").await?;
     if !is_ready(&admin, &template).await? {
         build(&server, &admin, &template, migrations, fixtures).await?;
     }
-    TestDatabase::from_template(server, &admin, &template).await
+    let db = TestDatabase::from_template(server, &admin, &template).await?;
+    spares::refill(&admin_config, &template, hash);
+    Ok(db)
 }
 
 /// The name of the template [`migrated`] clones for this set:
@@ -161,11 +172,15 @@ async fn build(
             format!(
                 "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE datname = '{building}'; \
                  ALTER DATABASE \"{building}\" RENAME TO \"{template}\"; \
-                 ALTER DATABASE \"{template}\" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+                 ALTER DATABASE \"{template}\" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false; \
+                 COMMENT ON DATABASE \"{template}\" IS {}",
+                literal(&project_comment(migrations))
             ),
             format!("make {template} a template"),
         )
-        .await
+        .await?;
+        drop_older_templates(admin, template, migrations).await;
+        Ok(())
     }
     .await;
     let _ = run(
@@ -174,6 +189,93 @@ async fn build(
     )
     .await;
     built
+}
+
+/// The comment on every template of the project `migrations` belong to:
+/// a hash of its first migration (version and checksum), which a project
+/// rarely edits, so that a new template of the project replaces its older
+/// ones.
+fn project_comment(migrations: &Migrations) -> String {
+    let first = migrations.iter().next().or(migrations.baselines().first());
+    let mut hash = Sha256::new();
+    if let Some(m) = first {
+        hash.update(format!("{} {}", m.version(), m.checksum()));
+    }
+    let digest = hash.finalize();
+    format!(
+        "dbprep test template of project {}",
+        crate::pg::sql::hex(&digest[..8])
+    )
+}
+
+/// Drop the other templates of the project of `migrations` (an edited
+/// migration made them stale), then every spare whose template is gone. A
+/// template another test process is cloning at this moment waits for it;
+/// one that cannot be dropped is left, with a warning.
+async fn drop_older_templates(
+    admin: &tokio_postgres::Client,
+    template: &str,
+    migrations: &Migrations,
+) {
+    let older = names(
+        admin,
+        "SELECT d.datname::text FROM pg_catalog.pg_database d \
+         JOIN pg_catalog.pg_shdescription s ON s.objoid = d.oid AND s.classoid = 'pg_catalog.pg_database'::pg_catalog.regclass \
+         WHERE s.description = $1 AND d.datname <> $2 AND pg_catalog.starts_with(d.datname, $3)",
+        &[&project_comment(migrations), &template, &PREFIX],
+    )
+    .await;
+    for old in older {
+        // One statement at a time: `DROP DATABASE` refuses to run in a
+        // string of several.
+        let old_ident = ident(&old);
+        let dropped = async {
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {old_ident} WITH IS_TEMPLATE false"
+                ))
+                .await?;
+            admin
+                .batch_execute(&format!("DROP DATABASE {old_ident}"))
+                .await
+        };
+        match dropped.await {
+            Ok(()) => tracing::info!("dropped the older test template {old}"),
+            Err(e) => tracing::warn!("cannot drop the older test template {old}: {e}"),
+        }
+    }
+    let orphans = names(
+        admin,
+        "SELECT s.datname::text FROM pg_catalog.pg_database s \
+         WHERE pg_catalog.starts_with(s.datname, $1) AND NOT EXISTS (\
+         SELECT FROM pg_catalog.pg_database t WHERE t.datname = $2 || pg_catalog.substr(s.datname, pg_catalog.length($1) + 1, 16))",
+        &[&spares::PREFIX, &PREFIX],
+    )
+    .await;
+    for spare in orphans {
+        if let Err(e) = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(&spare)))
+            .await
+        {
+            tracing::warn!("cannot drop the spare {spare} of a dropped template: {e}");
+        }
+    }
+}
+
+/// The names a query of the catalog returns; none, with a warning, when
+/// it fails.
+async fn names(
+    admin: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<String> {
+    match admin.query(sql, params).await {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(e) => {
+            tracing::warn!("cannot look for older test templates: {e}");
+            Vec::new()
+        }
+    }
 }
 
 #[cfg(test)]

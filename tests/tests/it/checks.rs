@@ -33,6 +33,9 @@ fn run_time_reading_refuses_what_the_macro_refuses_with_the_same_message() {
             continue;
         }
         let case = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        if case.starts_with("test_") {
+            continue; // a misuse of the test attribute, on a valid folder
+        }
         let source = std::fs::read_to_string(path.with_extension("rs")).unwrap();
         let Some(folder) = source
             .split("embed_migrations!(\"")

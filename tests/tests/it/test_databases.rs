@@ -240,3 +240,89 @@ async fn a_failing_test_keeps_its_database_and_a_passing_one_drops_it() {
         .await
         .unwrap();
 }
+
+/// How many spares the template of `set` has.
+async fn spares_of(set: &Migrations) -> usize {
+    let template = template_name(set, &[]);
+    let hash = &template["dbprep_template_".len()..];
+    databases_named(&format!("dbprep_spare_{hash}_"))
+        .await
+        .len()
+}
+
+/// Wait until the template of `set` has `want` spares.
+async fn wait_for_spares(set: &Migrations, want: usize) {
+    for _ in 0..300 {
+        if spares_of(set).await == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the template has {} spares, not {want}",
+        spares_of(set).await
+    );
+}
+
+#[tokio::test]
+async fn spares_made_ahead_are_handed_out_by_renaming_and_made_again() {
+    // A set of this test's own, so that nobody else claims its spares.
+    let sql = format!(
+        "CREATE TABLE spare_check (id int);\nINSERT INTO spare_check VALUES ({});",
+        std::process::id()
+    );
+    let set = migrations(&[("V1__spares.sql", &sql)]);
+    let first = migrated(&set, &[]).await.unwrap();
+    wait_for_spares(&set, 4).await;
+    // Two handouts at once take two different spares, each a complete
+    // copy of the template.
+    let (a, b) = tokio::join!(migrated(&set, &[]), migrated(&set, &[]));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let names = [first.name(), a.name(), b.name()];
+    assert!(names[0] != names[1] && names[1] != names[2] && names[0] != names[2]);
+    for db in [&a, &b] {
+        let client = db.connect().await.unwrap();
+        assert_eq!(
+            scalar(&client, "SELECT id FROM spare_check").await,
+            Some(std::process::id().to_string())
+        );
+        assert_eq!(
+            scalar(&client, "SELECT max(version) FROM dbprep_schema_history").await,
+            Some("1".into())
+        );
+    }
+    // Topped up again in the background.
+    wait_for_spares(&set, 4).await;
+}
+
+#[tokio::test]
+async fn a_new_template_of_a_project_drops_the_older_one_and_its_spares() {
+    let first = format!("CREATE TABLE project_{} (id int);", std::process::id());
+    let old = migrations(&[
+        ("V1__first.sql", &first),
+        ("V2__second.sql", "CREATE TABLE second (id int);"),
+    ]);
+    let old_db = migrated(&old, &[]).await.unwrap();
+    wait_for_spares(&old, 4).await;
+    drop(old_db);
+    let edited = migrations(&[
+        ("V1__first.sql", &first),
+        ("V2__second.sql", "CREATE TABLE second (id bigint);"),
+    ]);
+    let db = migrated(&edited, &[]).await.unwrap();
+    let client = db.connect().await.unwrap();
+    assert_eq!(
+        scalar(
+            &client,
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'second'::regclass AND attname = 'id'"
+        )
+        .await,
+        Some("bigint".into())
+    );
+    assert!(databases_named(&template_name(&old, &[])).await.is_empty());
+    assert_eq!(spares_of(&old).await, 0);
+    assert_eq!(
+        databases_named(&template_name(&edited, &[])).await,
+        [template_name(&edited, &[])]
+    );
+}
