@@ -20,11 +20,16 @@ fn dbprep(db: &TestDatabase, args: &[&str]) -> Output {
 
 /// [`dbprep`] with more environment variables (set last, so they win).
 fn dbprep_with(db: &TestDatabase, args: &[&str], env: &[(&str, String)]) -> Output {
+    dbprep_on(db, &workspace().join("migrations"), args, env)
+}
+
+/// [`dbprep_with`] on the migrations of `folder`.
+fn dbprep_on(db: &TestDatabase, folder: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     let config = db.config();
     let mut command = Command::new(DBPREP);
     command
         .arg("--migrations")
-        .arg(workspace().join("migrations"))
+        .arg(folder)
         .arg("--fixtures")
         .arg(workspace().join("fixtures"))
         .args(args)
@@ -1048,4 +1053,43 @@ async fn a_dba_reviews_the_sql_runs_it_with_psql_and_dbprep_finds_nothing_to_do(
     assert_success(&upgrade);
     assert_eq!(json(&upgrade)["applied"], serde_json::json!([]));
     assert_eq!(json(&upgrade)["version"], 5);
+}
+
+#[tokio::test]
+async fn squash_writes_a_baseline_that_a_fresh_database_starts_from() {
+    let db = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(workspace().join("migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "sql") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let folder = dir.path();
+    let squash = dbprep_on(
+        &db,
+        folder,
+        &["squash", "--to", "4", "--out", folder.to_str().unwrap()],
+        &[],
+    );
+    assert_success(&squash);
+    let written = dir.path().join("B4__baseline.sql");
+    assert_eq!(
+        String::from_utf8_lossy(&squash.stdout).trim(),
+        format!("wrote {} (the baseline of version 4)", written.display())
+    );
+    assert!(std::fs::read_to_string(&written)
+        .unwrap()
+        .contains("CREATE TABLE public.keypairs"));
+    // A fresh database starts from it, then applies version 5.
+    let upgrade = dbprep_on(&db, folder, &["upgrade", "--json"], &[]);
+    assert_success(&upgrade);
+    let applied: Vec<i64> = json(&upgrade)["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(applied, [4, 5]);
+    assert_success(&dbprep_on(&db, folder, &["verify"], &[]));
 }

@@ -290,6 +290,38 @@ pub(super) async fn execute(
             let report = migrator().import_sqlite(&pool, file, &options).await?;
             print(json, &report, || report.to_string());
         }
+        Command::Squash { to, out } => {
+            let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
+            let mut migrator = migrator();
+            if let Some(to) = to {
+                migrator = migrator.target(*to);
+            }
+            let baseline = migrator.squash_with(&config, tls.connector()?).await?;
+            match out {
+                None => print!("{}", baseline.sql),
+                Some(path) => {
+                    let file = if path.is_dir() {
+                        path.join(&baseline.file_name)
+                    } else {
+                        path.clone()
+                    };
+                    std::fs::write(&file, &baseline.sql).map_err(|e| {
+                        Error::config_caused(format!("cannot write {}: {e}", file.display()), e)
+                    })?;
+                    print(
+                        json,
+                        json!({ "version": baseline.version, "file": file }),
+                        || {
+                            format!(
+                                "wrote {} (the baseline of version {})",
+                                file.display(),
+                                baseline.version
+                            )
+                        },
+                    );
+                }
+            }
+        }
         Command::Check => {
             let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
             return Ok(check(&config, &tls, &migrator(), json).await);

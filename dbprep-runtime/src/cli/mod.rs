@@ -123,6 +123,18 @@ enum Command {
     },
     /// Compare the database with the migrations; exit 1 on drift.
     Verify,
+    /// Write the baseline of the migrations up to a version: they run on a
+    /// scratch database of the server (the role needs CREATEDB), whose
+    /// schema pg_dump --schema-only writes as B<V>__baseline.sql.
+    Squash {
+        /// The version (default: the newest).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<i64>,
+        /// Write it in this folder (as B<V>__baseline.sql) or to this file;
+        /// else print it.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
     /// Print, without connecting, the SQL that `upgrade` would run, history
     /// rows included, as a script to review and run with `psql -v
     /// ON_ERROR_STOP=1 -f FILE`.
@@ -234,6 +246,7 @@ impl Command {
             | Command::Stamp { .. }
             | Command::Verify
             | Command::Sql { .. }
+            | Command::Squash { .. }
             | Command::Repair { .. } => true,
             #[cfg(feature = "sqlite")]
             Command::ImportSqlite { .. } => true,

@@ -252,6 +252,18 @@ impl Migrations {
         })
     }
 
+    /// The versioned migrations alone, without the baselines: what a
+    /// database that replays every migration runs.
+    pub fn without_baselines(&self) -> Migrations {
+        Migrations {
+            embedded: None,
+            sets: OnceLock::from(Sets {
+                versioned: self.iter().cloned().collect(),
+                baselines: Vec::new(),
+            }),
+        }
+    }
+
     /// The versioned migrations in version order (baselines excluded).
     pub fn iter(&self) -> std::slice::Iter<'_, Migration> {
         self.sets().versioned.iter()

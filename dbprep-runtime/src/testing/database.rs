@@ -28,6 +28,18 @@ pub enum TestingError {
         /// dbprep's error.
         reason: String,
     },
+    /// A baseline could not be compared with its migrations.
+    #[error(
+        "cannot compare the baseline of version {version} with its migrations: {what}: {reason}"
+    )]
+    Baseline {
+        /// The baseline's version.
+        version: i64,
+        /// What failed: finding it, replaying the migrations, applying it.
+        what: String,
+        /// dbprep's error.
+        reason: String,
+    },
     /// The server refused a connection or a statement.
     #[error("{what}: {}", crate::pg::error::describe(source))]
     Postgres {

@@ -9,6 +9,7 @@
 //! and fixtures applied, cloned from a template built once per distinct
 //! set. [`Bouncer`] puts a throwaway PgBouncer in front of the cluster.
 
+mod baselines;
 mod bouncer;
 mod cluster;
 mod database;
@@ -16,6 +17,7 @@ mod harness;
 mod spares;
 mod template;
 
+pub use baselines::{assert_baseline_equivalent, baseline_differences};
 pub use bouncer::{Bouncer, PoolMode};
 pub use cluster::{Cluster, ClusterError};
 pub use database::{pool, TestDatabase, TestServer, TestingError};

@@ -57,7 +57,10 @@ impl Bench {
             }
             set_spares(SPARES);
             let (r, _, _) = super::ratio_stats(from_spares.ratios.clone());
-            println!("handout of {label}: {:.1}× faster than a re-migration", 1.0 / r);
+            println!(
+                "handout of {label}: {:.1}× faster than a re-migration",
+                1.0 / r
+            );
             from_spares.report(
                 table,
                 &format!("a migrated test database, {label}: `testing::migrated` taking a spare made ahead"),
@@ -66,7 +69,9 @@ impl Bench {
             );
             cloned.report(
                 table,
-                &format!("a migrated test database, {label}: `CREATE DATABASE … TEMPLATE` (no spares)"),
+                &format!(
+                    "a migrated test database, {label}: `CREATE DATABASE … TEMPLATE` (no spares)"
+                ),
                 "a new database, migrated",
                 "—",
             );

@@ -114,18 +114,28 @@ impl Pairs {
     fn report(self, table: &mut String, figure: &str, baseline: &str, target: &str) {
         let (ours, theirs) = (stats(self.ours), stats(self.theirs));
         let (r, rmin, rmax) = ratio_stats(self.ratios);
+        let (r, rmin, rmax) = (ratio(r), ratio(rmin), ratio(rmax));
         println!(
-            "{figure}: dbprep {} vs {baseline} {} → {r:.2}×",
+            "{figure}: dbprep {} vs {baseline} {} → {r}×",
             ms(ours.median),
             ms(theirs.median)
         );
         writeln!(
             table,
-            "| {figure} | {} | {baseline}: {} | **{r:.2}×** ({rmin:.2}–{rmax:.2}) | {target} |",
+            "| {figure} | {} | {baseline}: {} | **{r}×** ({rmin}–{rmax}) | {target} |",
             ours.cell(),
             theirs.cell()
         )
         .ok();
+    }
+}
+
+/// A ratio with two significant digits at least: `0.0024` stays readable.
+fn ratio(r: f64) -> String {
+    if r >= 0.1 {
+        format!("{r:.2}")
+    } else {
+        format!("{r:.2e}")
     }
 }
 

@@ -9,3 +9,4 @@ pub(crate) mod migrator;
 pub(crate) mod plan;
 pub(crate) mod script;
 pub(crate) mod session;
+pub(crate) mod squash;
