@@ -716,10 +716,6 @@ async fn hostile_migration_folders_are_refused_with_the_file_named_and_nothing_w
             "error: m/V1__a.sql:1: not valid UTF-8 (byte 7); save the file as UTF-8",
         ),
         (
-            &[("V1__a.sql", b"\xef\xbb\xbf  \r\n")],
-            "error: m/V1__a.sql: the migration is empty (no SQL statement); add its SQL or delete the file",
-        ),
-        (
             &[("V-1__a.sql", b"SELECT 1;")],
             "error: m/V-1__a.sql: not a migration name: expected V<version>__<name>.sql, U<version>__<name>.sql, B<version>__<name>.sql, <version>_<name>.sql or <version>_<name>.up.sql/.down.sql",
         ),

@@ -110,12 +110,6 @@ pub enum SourceError {
         /// The folder.
         folder: String,
     },
-    /// A file with no statement.
-    #[error("{file}: the migration is empty (no SQL statement); add its SQL or delete the file")]
-    Empty {
-        /// The file.
-        file: String,
-    },
     /// A file that is not UTF-8.
     #[error("{file}:{line}: not valid UTF-8 (byte {offset}); save the file as UTF-8")]
     NotUtf8 {
@@ -212,7 +206,6 @@ impl SourceError {
             SourceError::FolderWithoutUp { folder } => folder,
             SourceError::BadName { file, .. }
             | SourceError::DownWithoutUp { file, .. }
-            | SourceError::Empty { file }
             | SourceError::FolderNamedSql { file }
             | SourceError::NotUtf8 { file, .. }
             | SourceError::NulCharacter { file, .. }
@@ -544,15 +537,10 @@ fn read_one(
         });
         Default::default()
     });
+    // A file with no statement (comments alone, as `sqlx migrate add` and
+    // `diesel migration generate` start one) is a migration that changes
+    // nothing, recorded like any other, as sqlx, refinery and Flyway do.
     let script = split(&sql);
-    if script.statements.is_empty()
-        && script.unterminated.is_none()
-        && script.meta_commands.is_empty()
-    {
-        errors.push(SourceError::Empty {
-            file: up.file.clone(),
-        });
-    }
     for problem in check_script(&sql, &script, directives.no_transaction) {
         errors.push(SourceError::Sql {
             file: up.file.clone(),
@@ -659,14 +647,13 @@ mod tests {
     #[test]
     fn every_problem_is_reported() {
         let found = errors(&[
-            ("V1__empty.sql", "-- nothing here\n"),
+            ("V1__comments_only.sql", "-- nothing here\n"),
             ("U2__orphan.sql", "SELECT 1;"),
             ("init.sql", "SELECT 1;"),
         ]);
-        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].starts_with("m/U2__orphan.sql: down migration without an up migration"));
-        assert!(found[1].starts_with("m/V1__empty.sql: the migration is empty"));
-        assert!(found[2].starts_with("m/init.sql: not a migration name"));
+        assert!(found[1].starts_with("m/init.sql: not a migration name"));
     }
 
     #[test]

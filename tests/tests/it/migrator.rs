@@ -1428,3 +1428,29 @@ async fn a_run_on_a_connection_inside_a_transaction_is_refused_before_writing() 
     assert!(exists(&client, "public.callers_work").await);
     assert!(!exists(&client, "public.f").await);
 }
+
+#[tokio::test]
+async fn a_file_of_comments_alone_is_a_migration_that_changes_nothing() {
+    // As `sqlx migrate add` and `diesel migration generate` start them.
+    let m = migrations(&[
+        ("V1__accounts.sql", "CREATE TABLE accounts (id int);"),
+        ("V2__later.sql", "-- Add migration script here\n"),
+        (
+            "V3__nothing.sql",
+            "-- dbprep:no-transaction\n-- Your SQL goes here\n",
+        ),
+        (
+            "V4__notes.sql",
+            "ALTER TABLE accounts ADD COLUMN notes text;",
+        ),
+    ]);
+    let db = database().await;
+    let report = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert_eq!(applied(&report), [1, 2, 3, 4]);
+    let client = db.connect().await.unwrap();
+    assert_eq!(recorded(&client).await, [1, 2, 3, 4]);
+    let verify = Migrator::new(&m).verify(db.pool()).await.unwrap();
+    assert!(verify.is_clean(), "{verify}");
+    let again = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert!(applied(&again).is_empty());
+}
