@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod baseline;
 mod handout;
 mod peers;
 mod sqlite;
@@ -430,9 +431,9 @@ fn parse_kib(line: &str) -> u64 {
 }
 
 /// The figures, in the order they run; `--only a,b` picks some of them.
-const FIGURES: [&str; 10] = [
+const FIGURES: [&str; 11] = [
     "apply", "startup", "noop", "verify", "fixture", "memory", "replicas", "sqlite", "handout",
-    "compile",
+    "baseline", "compile",
 ];
 
 /// The set of the replicas figure: transactional migrations, a
@@ -973,6 +974,7 @@ async fn main() {
             "peers" => bench.peers(runs, &mut peer_rows).await,
             "sqlite" => bench.sqlite(runs, &mut table).await,
             "handout" => bench.handout(runs, &mut table).await,
+            "baseline" => bench.baseline(runs, &mut table).await,
             _ => compile_time(&mut table, runs),
         }
     }
