@@ -1089,3 +1089,55 @@ async fn squash_writes_a_baseline_that_a_fresh_database_starts_from() {
     assert_eq!(applied, [4, 5]);
     assert_success(&dbprep_on(&db, folder, &["verify"], &[]));
 }
+
+#[tokio::test]
+async fn downgrade_lists_with_dry_run_then_goes_back_and_refuses_what_it_cannot_undo() {
+    let db = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a (id int);").unwrap();
+    std::fs::write(dir.path().join("U1__a.sql"), "DROP TABLE a;").unwrap();
+    std::fs::write(dir.path().join("V2__b.sql"), "CREATE TABLE b (id int);").unwrap();
+    std::fs::write(dir.path().join("U2__b.sql"), "DROP TABLE b;").unwrap();
+    std::fs::write(dir.path().join("V3__c.sql"), "CREATE TABLE c (id int);").unwrap();
+    let folder = dir.path();
+    assert_success(&dbprep_on(&db, folder, &["upgrade"], &[]));
+    let refused = dbprep_on(&db, folder, &["downgrade", "--to", "0"], &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(&format!(
+            "cannot go back to version 0: version 3 ({}/V3__c.sql) has no down migration; nothing was reverted",
+            folder.display()
+        )),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    std::fs::remove_file(dir.path().join("V3__c.sql")).unwrap();
+    std::fs::write(dir.path().join("V3__c.sql"), "CREATE TABLE c (id int);").unwrap();
+    std::fs::write(dir.path().join("U3__c.sql"), "DROP TABLE c;").unwrap();
+    let dry = dbprep_on(
+        &db,
+        folder,
+        &["downgrade", "--to", "1", "--dry-run", "--json"],
+        &[],
+    );
+    assert_success(&dry);
+    let dry = json(&dry);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["version"], 1);
+    let versions: Vec<i64> = dry["reverted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [3, 2]);
+    let back = dbprep_on(&db, folder, &["downgrade", "--to", "1"], &[]);
+    assert_success(&back);
+    assert!(
+        String::from_utf8_lossy(&back.stdout)
+            .starts_with("reverted 2 migration(s), database at version 1"),
+        "{}",
+        String::from_utf8_lossy(&back.stdout)
+    );
+    assert_success(&dbprep_on(&db, folder, &["verify"], &[]));
+}

@@ -153,6 +153,11 @@ pub(super) async fn execute(
             value["created_database"] = json!(created);
             print(json, value, || report.to_string());
         }
+        Command::Downgrade { to, dry_run } => {
+            let (_, _, pool) = database()?;
+            let report = migrator().revert(&pool, *to, *dry_run).await?;
+            print(json, &report, || report.to_string());
+        }
         Command::Sql {
             from,
             to,

@@ -108,6 +108,17 @@ enum Command {
         #[arg(long)]
         no_schema_snapshot: bool,
     },
+    /// Run the down files of the applied migrations above a version, newest
+    /// first, each with the removal of its history row; refuse, before
+    /// anything runs, when one cannot be undone.
+    Downgrade {
+        /// The version to go back to (0: before the first migration).
+        #[arg(long, value_name = "VERSION")]
+        to: i64,
+        /// Check and list what would run, and run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Create the database if missing, install the schema and stamp it, in
     /// one step.
     Oneshot,
@@ -247,6 +258,7 @@ impl Command {
             | Command::Verify
             | Command::Sql { .. }
             | Command::Squash { .. }
+            | Command::Downgrade { .. }
             | Command::Repair { .. } => true,
             #[cfg(feature = "sqlite")]
             Command::ImportSqlite { .. } => true,

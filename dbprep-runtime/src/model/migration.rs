@@ -93,6 +93,30 @@ impl Migration {
         self.down.as_deref()
     }
 
+    /// The file of the down SQL, as the folder's scheme names it beside
+    /// [`file`](Self::file): `U3__x.sql` for `V3__x.sql`, `….down.sql`
+    /// for `….up.sql`, `down.sql` for a diesel folder's `up.sql`; `None`
+    /// without a down.
+    pub fn down_file(&self) -> Option<String> {
+        self.down.as_ref()?;
+        let file: &str = &self.file;
+        let (dir, base) = file.rsplit_once('/').map_or(("", file), |(d, b)| (d, b));
+        let down = if base == "up.sql" {
+            "down.sql".to_owned()
+        } else if let Some(stem) = base.strip_suffix(".up.sql") {
+            format!("{stem}.down.sql")
+        } else if let Some(rest) = base.strip_prefix('V') {
+            format!("U{rest}")
+        } else {
+            format!("{}.down.sql", base.strip_suffix(".sql").unwrap_or(base))
+        };
+        Some(if dir.is_empty() {
+            down
+        } else {
+            format!("{dir}/{down}")
+        })
+    }
+
     /// The statements of the up SQL, split as psql would, without their
     /// terminating `;`.
     pub fn statements(&self) -> Vec<&str> {
@@ -452,6 +476,44 @@ impl<'a> IntoIterator for &'a Migrations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_down_file_is_named_as_the_folder_scheme_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "SELECT 1;").unwrap();
+        };
+        for name in [
+            "V1__a.sql",
+            "U1__a.sql",
+            "2_b.up.sql",
+            "2_b.down.sql",
+            "2024-01-01-000003_c/up.sql",
+            "2024-01-01-000003_c/down.sql",
+            "V4__no_down.sql",
+        ] {
+            write(name);
+        }
+        let m = Migrations::from_dir(dir.path()).unwrap();
+        let downs: Vec<Option<String>> = m
+            .iter()
+            .map(|m| {
+                let file = m.down_file()?;
+                Some(file[dir.path().display().to_string().len()..].to_owned())
+            })
+            .collect();
+        assert_eq!(
+            downs,
+            [
+                Some("/U1__a.sql".to_owned()),
+                Some("/2_b.down.sql".to_owned()),
+                None,
+                Some("/2024-01-01-000003_c/down.sql".to_owned()),
+            ]
+        );
+    }
 
     // What `embed_migrations!` expands to.
     static CHECKSUMS: [u8; 96] = {

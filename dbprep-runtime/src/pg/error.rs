@@ -61,6 +61,14 @@ pub enum Error {
         /// Who held the lock when dbprep started waiting.
         holder: Option<LockHolder>,
     },
+    /// A revert that cannot be done, for each reason named; nothing ran.
+    #[error("cannot go back to version {to}: {}; nothing was reverted", problems.join("; "))]
+    Revert {
+        /// The version asked for.
+        to: i64,
+        /// Every reason, one per version.
+        problems: Vec<String>,
+    },
     /// A no-transaction migration failed or was interrupted earlier, and
     /// no migrator is running it now.
     #[error("migration {version} ({file}) is dirty: a no-transaction migration failed or was interrupted, and may be half-applied; {}", dirty_advice(invalid_indexes))]

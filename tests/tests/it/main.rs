@@ -10,6 +10,7 @@ mod fixtures;
 mod kill;
 mod migrator;
 mod replicas;
+mod revert;
 mod script;
 mod sqlite;
 mod sum;

@@ -99,7 +99,8 @@ async fn a_script_applied_with_psql_leaves_the_database_as_upgrade_does() {
     assert_eq!(
         scalar(
             &client,
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND d.datname = current_database()"
         )
         .await
         .as_deref(),

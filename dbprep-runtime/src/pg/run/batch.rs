@@ -159,6 +159,11 @@ impl<'a> Session<'a> {
         self.total.store(total, Ordering::Relaxed);
     }
 
+    /// The history table of the run.
+    pub(super) fn history(&self) -> &HistoryTable {
+        self.history
+    }
+
     /// The run's id.
     pub(crate) fn run_id(&self) -> &str {
         self.lock.run_id()
@@ -166,7 +171,7 @@ impl<'a> Session<'a> {
 
     /// Whether the connection may go through a pooler in transaction mode:
     /// no session state may be relied on from one transaction to the next.
-    fn pooled(&self) -> bool {
+    pub(super) fn pooled(&self) -> bool {
         self.lock.mode() == LockMode::Transaction
     }
 
@@ -214,7 +219,7 @@ impl Session<'_> {
     /// `SELECT`, and every message has them.
     ///
     /// With `local`, for the transaction alone.
-    fn restore_statements(&self, search_path: bool, local: bool) -> String {
+    pub(super) fn restore_statements(&self, search_path: bool, local: bool) -> String {
         let mut sql = format!(
             // The session authorization before the role: setting it resets
             // the role.
@@ -281,7 +286,7 @@ impl Session<'_> {
 
     /// PostgreSQL 14+: the server checks every second that the client is
     /// still there, and aborts a migration when it is gone.
-    fn connection_check(&self, local: bool) -> String {
+    pub(super) fn connection_check(&self, local: bool) -> String {
         if self.facts.server_version_num < 140000 {
             return String::new();
         }
@@ -293,7 +298,7 @@ impl Session<'_> {
 
     /// dbprep's own settings for its statements after a migration: its
     /// `SET` must not redirect or block them.
-    fn own_settings(&self, local: bool) -> String {
+    pub(super) fn own_settings(&self, local: bool) -> String {
         format!(
             "SET {scope}search_path = pg_catalog;\nSET {scope}SESSION AUTHORIZATION {user};\n\
              SET {scope}ROLE {role};\nSET {scope}statement_timeout = 0;\nSET {scope}lock_timeout = 0;\n",
@@ -610,7 +615,7 @@ impl Session<'_> {
     /// Send one message and read its answer to the end, keeping none of
     /// it: rows a migration returns (a `SELECT` in a data migration) are
     /// dropped as they arrive instead of piling up in memory.
-    async fn run_message(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+    pub(super) async fn run_message(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
         let answer = self.client.simple_query_raw(sql).await?;
         futures_util::pin_mut!(answer);
         while answer.try_next().await?.is_some() {}
@@ -632,53 +637,17 @@ impl Session<'_> {
             format!("record the start of migration {}", m.version()),
         )
         .await?;
-        // Through a pooler in transaction mode each statement may run on
-        // another server connection: no session setting would reach it.
-        // Its tag tells a peer that the run is alive while it runs.
-        let tag = self.lock.tag();
-        if !self.pooled() {
-            let session = self.restore_session() + &self.connection_check(false);
-            self.client
-                .simple_query(&session)
-                .await
-                .map_err(Error::postgres("prepare the session"))?;
-        }
         let sql = m.sql();
-        for (i, statement) in split(sql).statements.iter().enumerate() {
-            if i > 0 && self.pooled() {
-                self.client
-                    .simple_query(&self.lock.renew_sql())
-                    .await
-                    .map_err(Error::postgres("renew the migration lock"))?;
-            }
-            let text = format!("{tag}{}", statement.text(sql));
-            if let Err(error) = self.run_message(&text).await {
-                let position = error_position(&error)
-                    .and_then(|p| p.checked_sub(1 + tag.chars().count()))
-                    .map(|p| sql[..statement.start].chars().count() + p)
-                    .or_else(|| Some(sql[..statement.start].chars().count()))
-                    .and_then(|p| position_in_sql(sql, p));
-                return Err(self.explain_guard(migration_error(
-                    m,
-                    error,
-                    position,
-                    Vec::new(),
-                    Vec::new(),
-                )));
-            }
+        if let Err((error, position)) = self.run_outside_transaction(sql, m.version()).await? {
+            return Err(self.explain_guard(migration_error(
+                m,
+                error,
+                position,
+                Vec::new(),
+                Vec::new(),
+            )));
         }
         let elapsed = started.elapsed();
-        // In a message of its own: the server reads a whole message, and
-        // starts its implicit transaction, with the session as the
-        // migration left it (`standard_conforming_strings`,
-        // `default_transaction_read_only`, …).
-        self.client
-            .simple_query("RESET ALL")
-            .await
-            .map_err(Error::postgres(format!(
-                "reset the session after migration {}",
-                m.version()
-            )))?;
         let finish = self.history.finished_sql(m.version(), millis(elapsed));
         self.run_own(
             &finish,
@@ -690,6 +659,56 @@ impl Session<'_> {
             version: m.version(),
             elapsed,
         })
+    }
+
+    /// Run `sql` (a migration's, or a down's, of `version`) statement by
+    /// statement outside a transaction, as the run's session, then reset
+    /// the session. `Err` for dbprep's own statements; `Ok(Err)` with the
+    /// server's error and its line and column in `sql` when a statement of
+    /// `sql` fails.
+    pub(super) async fn run_outside_transaction(
+        &self,
+        sql: &str,
+        version: i64,
+    ) -> Result<Result<(), (tokio_postgres::Error, Option<(usize, usize)>)>> {
+        // Through a pooler in transaction mode each statement may run on
+        // another server connection: no session setting would reach it.
+        // Its tag tells a peer that the run is alive while it runs.
+        let tag = self.lock.tag();
+        if !self.pooled() {
+            let session = self.restore_session() + &self.connection_check(false);
+            self.client
+                .simple_query(&session)
+                .await
+                .map_err(Error::postgres("prepare the session"))?;
+        }
+        for (i, statement) in split(sql).statements.iter().enumerate() {
+            if i > 0 && self.pooled() {
+                self.client
+                    .simple_query(&self.lock.renew_sql())
+                    .await
+                    .map_err(Error::postgres("renew the migration lock"))?;
+            }
+            let text = format!("{tag}{}", statement.text(sql));
+            if let Err(error) = self.run_message(&text).await {
+                let start = sql[..statement.start].chars().count();
+                let position = error_position(&error)
+                    .and_then(|p| p.checked_sub(1 + tag.chars().count()))
+                    .map_or(start, |p| start + p);
+                return Ok(Err((error, position_in_sql(sql, position))));
+            }
+        }
+        // In a message of its own: the server reads a whole message, and
+        // starts its implicit transaction, with the session as the
+        // migration left it (`standard_conforming_strings`,
+        // `default_transaction_read_only`, …).
+        self.client
+            .simple_query("RESET ALL")
+            .await
+            .map_err(Error::postgres(format!(
+                "reset the session after migration {version}"
+            )))?;
+        Ok(Ok(()))
     }
 
     /// A failure of the history insert's guard (its `run_id` left `NULL`),
@@ -720,7 +739,7 @@ impl Session<'_> {
     /// that the run can still release its lock.
     ///
     /// [`own_statements`]: Self::own_statements
-    async fn run_own(&self, body: &str, doing: String) -> Result<()> {
+    pub(super) async fn run_own(&self, body: &str, doing: String) -> Result<()> {
         match self.client.simple_query(&self.own_statements(body)).await {
             Ok(_) => Ok(()),
             Err(error) => {
@@ -744,11 +763,11 @@ fn scope(local: bool) -> &'static str {
 
 /// A duration as `execution_ms` holds it: milliseconds, rounded (most
 /// migrations take one or two).
-fn millis(duration: Duration) -> u128 {
+pub(super) fn millis(duration: Duration) -> u128 {
     ((duration.as_micros() + 500) / 1000).min(i32::MAX as u128)
 }
 
-fn error_position(error: &tokio_postgres::Error) -> Option<usize> {
+pub(super) fn error_position(error: &tokio_postgres::Error) -> Option<usize> {
     match error.as_db_error()?.position()? {
         ErrorPosition::Original(p) => Some(*p as usize),
         ErrorPosition::Internal { .. } => None,
@@ -757,12 +776,12 @@ fn error_position(error: &tokio_postgres::Error) -> Option<usize> {
 
 /// Line and column of the `chars`-th character (0-based) of `sql`, or
 /// `None` when it lies beyond the migration's text (in dbprep's own part).
-fn position_in_sql(sql: &str, chars: usize) -> Option<(usize, usize)> {
+pub(super) fn position_in_sql(sql: &str, chars: usize) -> Option<(usize, usize)> {
     let offset = sql.char_indices().nth(chars).map(|(i, _)| i)?;
     Some(line_column(sql, offset))
 }
 
-fn migration_error(
+pub(super) fn migration_error(
     m: &Migration,
     error: tokio_postgres::Error,
     position: Option<(usize, usize)>,

@@ -7,6 +7,7 @@ pub(crate) mod batch;
 pub mod lock;
 pub(crate) mod migrator;
 pub(crate) mod plan;
+pub(crate) mod revert;
 pub(crate) mod script;
 pub(crate) mod session;
 pub(crate) mod squash;
