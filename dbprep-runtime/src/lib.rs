@@ -54,6 +54,8 @@ pub use pg::run::migrator::Migrator;
 #[cfg(feature = "postgres")]
 pub use pg::run::plan::Policy;
 #[cfg(feature = "postgres")]
+pub use pg::run::reversible::{NotReversible, ReversibleReport};
+#[cfg(feature = "postgres")]
 pub use pg::run::revert::{RevertReport, Reverted};
 #[cfg(feature = "postgres")]
 pub use pg::run::squash::Baseline;

@@ -1141,3 +1141,30 @@ async fn downgrade_lists_with_dry_run_then_goes_back_and_refuses_what_it_cannot_
     );
     assert_success(&dbprep_on(&db, folder, &["verify"], &[]));
 }
+
+#[tokio::test]
+async fn check_reversible_walks_the_set_on_a_scratch_database() {
+    let db = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a (id int);").unwrap();
+    std::fs::write(dir.path().join("U1__a.sql"), "DROP TABLE a;").unwrap();
+    std::fs::write(dir.path().join("V2__b.sql"), "CREATE TABLE b (id int);").unwrap();
+    std::fs::write(dir.path().join("U2__b.sql"), "SELECT 1;").unwrap();
+    let out = dbprep_on(&db, dir.path(), &["check-reversible"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("1 reversible, 0 without a down, 1 not reversible\n  2 (")
+            && text.contains("after the down: table public.b added"),
+        "{text}"
+    );
+    // Its own database is untouched.
+    assert_success(&dbprep_on(&db, dir.path(), &["status"], &[]));
+    let history = dbprep_on(&db, dir.path(), &["history", "--json"], &[]);
+    assert_eq!(json(&history), serde_json::json!({ "history": [] }));
+}

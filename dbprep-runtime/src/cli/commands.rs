@@ -153,6 +153,20 @@ pub(super) async fn execute(
             value["created_database"] = json!(created);
             print(json, value, || report.to_string());
         }
+        Command::CheckReversible { to } => {
+            let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
+            let mut migrator = migrator();
+            if let Some(to) = to {
+                migrator = migrator.target(*to);
+            }
+            let report = migrator
+                .check_reversible_with(&config, tls.connector()?)
+                .await?;
+            print(json, &report, || report.to_string());
+            if !report.is_clean() {
+                return Ok(ExitCode::from(1));
+            }
+        }
         Command::Downgrade { to, dry_run } => {
             let (_, _, pool) = database()?;
             let report = migrator().revert(&pool, *to, *dry_run).await?;

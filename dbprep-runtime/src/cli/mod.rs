@@ -119,6 +119,15 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// On a scratch database of the server (the role needs CREATEDB), apply,
+    /// revert and apply again each migration with a down file, and report
+    /// every down that does not give back the schema from before its
+    /// migration; exit 1 when one does not.
+    CheckReversible {
+        /// Check up to this version (default: the newest).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<i64>,
+    },
     /// Create the database if missing, install the schema and stamp it, in
     /// one step.
     Oneshot,
@@ -259,6 +268,7 @@ impl Command {
             | Command::Sql { .. }
             | Command::Squash { .. }
             | Command::Downgrade { .. }
+            | Command::CheckReversible { .. }
             | Command::Repair { .. } => true,
             #[cfg(feature = "sqlite")]
             Command::ImportSqlite { .. } => true,

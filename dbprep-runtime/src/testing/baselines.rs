@@ -5,6 +5,7 @@
 use super::database::{TestDatabase, TestingError};
 use crate::model::migration::Migrations;
 use crate::pg::drift::snapshot::diff;
+use crate::pg::drift::verify::live_snapshot;
 use crate::pg::store::HistoryTable;
 use crate::Migrator;
 
@@ -57,8 +58,8 @@ pub async fn baseline_differences(
             format!("a fresh database ran {report}, not the baseline alone"),
         ));
     }
-    let replayed = snapshot(&replayed).await?;
-    let from_baseline = snapshot(&from_baseline).await?;
+    let replayed = snapshot(&replayed, version).await?;
+    let from_baseline = snapshot(&from_baseline, version).await?;
     Ok(diff(&replayed, &from_baseline))
 }
 
@@ -85,20 +86,13 @@ pub async fn assert_baseline_equivalent(migrations: &Migrations, version: i64) {
 }
 
 /// The schema snapshot of a database, as `verify` takes it.
-async fn snapshot(db: &TestDatabase) -> Result<serde_json::Value, TestingError> {
+async fn snapshot(db: &TestDatabase, version: i64) -> Result<serde_json::Value, TestingError> {
     let client = db.connect().await?;
-    let sql = format!(
-        "SET search_path = pg_catalog; SELECT s::text FROM {}",
-        HistoryTable::default().live_snapshot_sql()
-    );
-    let postgres = |source| TestingError::Postgres {
-        what: format!("take the schema snapshot of {}", db.name()),
-        source,
-    };
-    let answer = client.simple_query(&sql).await.map_err(postgres)?;
-    let text = crate::pg::sql::rows(answer)
-        .first()
-        .and_then(|row| crate::pg::sql::column(row, 0).map(str::to_owned))
-        .unwrap_or_default();
-    Ok(serde_json::from_str(&text).unwrap_or_default())
+    live_snapshot(&client, &HistoryTable::default())
+        .await
+        .map_err(|e| TestingError::Baseline {
+            version,
+            what: format!("take the schema snapshot of {}", db.name()),
+            reason: e.to_string(),
+        })
 }

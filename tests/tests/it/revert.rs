@@ -209,3 +209,66 @@ async fn a_failing_down_is_named_with_its_file_and_line_and_the_ones_before_stay
         Some("t")
     );
 }
+
+#[tokio::test]
+async fn check_reversible_names_the_down_that_does_not_restore_the_schema() {
+    let m = crate::support::migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("U1__a.sql", "DROP TABLE a;"),
+        (
+            "V2__b.sql",
+            "ALTER TABLE a ADD COLUMN note text;\nCREATE INDEX a_note ON a (note);",
+        ),
+        // Forgets the column.
+        ("U2__b.sql", "DROP INDEX a_note;"),
+        ("V3__c.sql", "CREATE VIEW c AS SELECT id FROM a;"),
+    ]);
+    let server = dbprep_runtime::testing::TestServer::get()
+        .unwrap()
+        .admin_config();
+    let report = Migrator::new(&m).check_reversible(&server).await.unwrap();
+    assert_eq!(report.reversible, [1]);
+    // The up after the faulty down fails: the check stops there.
+    assert!(report.without_down.is_empty(), "{report}");
+    assert_eq!(report.not_reversible.len(), 1, "{report}");
+    let found = &report.not_reversible[0];
+    assert_eq!(found.version, 2);
+    assert!(found.file.ends_with("U2__b.sql"));
+    assert!(
+        found
+            .differences
+            .iter()
+            .any(|d| d.starts_with("after the down: ") && d.contains("public.a.note")),
+        "{report}"
+    );
+    assert!(
+        found
+            .differences
+            .iter()
+            .any(|d| d.starts_with("up again failed: ") && d.contains("already exists")),
+        "{report}"
+    );
+    assert!(!report.is_clean());
+
+    // With a down that undoes it all, the walk goes on to the end.
+    let fixed = crate::support::migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("U1__a.sql", "DROP TABLE a;"),
+        (
+            "V2__b.sql",
+            "ALTER TABLE a ADD COLUMN note text;\nCREATE INDEX a_note ON a (note);",
+        ),
+        (
+            "U2__b.sql",
+            "DROP INDEX a_note;\nALTER TABLE a DROP COLUMN note;",
+        ),
+        ("V3__c.sql", "CREATE VIEW c AS SELECT id FROM a;"),
+    ]);
+    let report = Migrator::new(&fixed)
+        .check_reversible(&server)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.reversible, [1, 2]);
+    assert_eq!(report.without_down, [3]);
+}

@@ -196,6 +196,16 @@ async fn catalog_row(client: &Client, select: &str) -> Result<tokio_postgres::Si
         .ok_or_else(|| Error::Unexpected("the snapshot query returned no row".into()))
 }
 
+/// The live schema's snapshot document, as a run stores it (dbprep's own
+/// tables beside `history` left out).
+pub(crate) async fn live_snapshot(client: &Client, history: &HistoryTable) -> Result<Value> {
+    let select = format!("SELECT live.s::text FROM {}", history.live_snapshot_sql());
+    let row = catalog_row(client, &select).await?;
+    column(&row, 0)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .ok_or_else(|| Error::Unexpected("the snapshot query returned no document".into()))
+}
+
 async fn schema(client: &Client, history: &HistoryTable) -> Result<SchemaCheck> {
     // First the cheap fingerprint; the full snapshot only when it differs.
     let fingerprints = format!(

@@ -10,16 +10,15 @@
 //! that embeds.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Config, NoTls, Socket};
 
+use super::scratch::Scratch;
 use crate::model::check::check_sql;
-use crate::pg::connect::{connect_with, pool_with};
+use crate::pg::connect::pool_with;
 use crate::pg::error::{Error, Result};
 use crate::pg::run::migrator::Migrator;
-use crate::pg::sql::ident;
 use crate::pg::tools;
 
 /// The schema of dbprep's tables in the scratch database: left out of the
@@ -76,42 +75,20 @@ impl Migrator<'_> {
                 "pg_dump not found (on PATH or in /usr/lib/postgresql/*/bin): install PostgreSQL's client programs (Debian: apt-get install postgresql-client)",
             )
         })?;
-        let mut admin_config = server.clone();
-        admin_config.dbname("postgres");
-        let admin = connect_with(&admin_config, tls.clone(), Duration::ZERO).await?;
-        let scratch = format!(
-            "dbprep_squash_{}",
-            super::session::run_id().replace('-', "_")
-        );
-        admin
-            .batch_execute(&format!("CREATE DATABASE {}", ident(&scratch)))
-            .await
-            .map_err(Error::postgres(format!(
-                "create the scratch database {scratch}"
-            )))?;
-        let mut scratch_config = server.clone();
-        scratch_config.dbname(&scratch);
+        let scratch = Scratch::create(server, tls.clone(), "squash").await?;
         let dumped = async {
-            let pool = pool_with(scratch_config.clone(), tls, 1);
+            let pool = pool_with(scratch.config.clone(), tls, 1);
             let mut migrator = self.clone();
             migrator.history.schema = SCRATCH_HISTORY_SCHEMA.to_owned();
             migrator.target = Some(version);
             migrator.check_schema = false;
             let run = migrator.run(&pool).await;
             pool.close();
-            tracing::info!("migrated the scratch database {scratch}: {}", run?);
-            dump(&pg_dump, &scratch_config)
+            tracing::info!("migrated the scratch database {}: {}", scratch.name, run?);
+            dump(&pg_dump, &scratch.config)
         }
         .await;
-        if let Err(e) = admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                ident(&scratch)
-            ))
-            .await
-        {
-            tracing::warn!("could not drop the scratch database {scratch}: {e}");
-        }
+        scratch.drop().await;
         let sql = as_migration(&dumped?, version);
         let file_name = format!("B{version}__baseline.sql");
         if let Some(problem) = check_sql(&sql, false).first() {
