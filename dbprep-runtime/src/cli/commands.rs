@@ -99,6 +99,11 @@ pub(super) async fn execute(
             .lock_mode(g.lock_mode)
             .fixtures(fixtures)
     };
+    // Up to `--to` when given, else the newest.
+    let migrator_to = |to: Option<i64>| match to {
+        Some(version) => migrator().target(version),
+        None => migrator(),
+    };
     let database = || -> Result<(Config, Tls, Pool)> {
         let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
         let pool = crate::pg::connect::pool_with(config.clone(), tls.connector()?, 2);
@@ -130,11 +135,7 @@ pub(super) async fn execute(
             no_schema_snapshot,
         } => {
             let (_, _, pool) = database()?;
-            let migrator = migrator().schema_snapshot(!no_schema_snapshot);
-            let migrator = match to {
-                Some(version) => migrator.target(*version),
-                None => migrator,
-            };
+            let migrator = migrator_to(*to).schema_snapshot(!no_schema_snapshot);
             let report = with_progress(migrator, interactive).run(&pool).await?;
             print(json, &report, || report.to_string());
         }
@@ -155,11 +156,7 @@ pub(super) async fn execute(
         }
         Command::CheckReversible { to } => {
             let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
-            let mut migrator = migrator();
-            if let Some(to) = to {
-                migrator = migrator.target(*to);
-            }
-            let report = migrator
+            let report = migrator_to(*to)
                 .check_reversible_with(&config, tls.connector()?)
                 .await?;
             print(json, &report, || report.to_string());
@@ -177,10 +174,7 @@ pub(super) async fn execute(
             to,
             no_schema_snapshot,
         } => {
-            let mut migrator = migrator().schema_snapshot(!no_schema_snapshot);
-            if let Some(to) = to {
-                migrator = migrator.target(*to);
-            }
+            let migrator = migrator_to(*to).schema_snapshot(!no_schema_snapshot);
             print!("{}", migrator.script(*from)?);
         }
         Command::Status => {
@@ -311,11 +305,9 @@ pub(super) async fn execute(
         }
         Command::Squash { to, out } => {
             let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
-            let mut migrator = migrator();
-            if let Some(to) = to {
-                migrator = migrator.target(*to);
-            }
-            let baseline = migrator.squash_with(&config, tls.connector()?).await?;
+            let baseline = migrator_to(*to)
+                .squash_with(&config, tls.connector()?)
+                .await?;
             match out {
                 None => print!("{}", baseline.sql),
                 Some(path) => {

@@ -16,7 +16,7 @@
 //! connection costs more than the rename); refills and slow clones use
 //! connections of their own so that they never queue in front of a claim.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -160,17 +160,14 @@ SELECT pg_catalog.current_setting('dbprep.claimed')",
 /// Top the spares of `template` (whose hash is `hash`) up to [`wanted`], in
 /// the background; nothing when a refill of it is already under way.
 pub(crate) fn refill(admin_config: &Config, template: &str, hash: &str) {
-    static REFILLING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    static REFILLING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     let wanted = wanted();
     if wanted == 0 {
         return;
     }
     {
         let mut refilling = REFILLING.lock().unwrap_or_else(|e| e.into_inner());
-        if !refilling
-            .get_or_insert_with(HashSet::new)
-            .insert(template.to_owned())
-        {
+        if !refilling.insert(template.to_owned()) {
             return;
         }
     }
@@ -179,10 +176,10 @@ pub(crate) fn refill(admin_config: &Config, template: &str, hash: &str) {
         if let Err(e) = make_spares(&config, &template, &hash, wanted).await {
             tracing::warn!("cannot make spare test databases of {template}: {e}");
         }
-        let mut refilling = REFILLING.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(set) = refilling.as_mut() {
-            set.remove(&template);
-        }
+        REFILLING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&template);
     });
 }
 

@@ -222,14 +222,32 @@ pub fn pool(config: Config, max_size: usize) -> Pool {
     pool_with(config, NoTls, max_size)
 }
 
-/// [`pool`] through a TLS connector.
-pub fn pool_with<T>(config: Config, tls: T, max_size: usize) -> Pool
+/// A TLS connector a pool can use (what deadpool-postgres asks of one):
+/// `NoTls`, or the `tls` feature's rustls connector. Every connector that
+/// meets the bounds is one.
+pub trait PoolTls:
+    MakeTlsConnect<
+        Socket,
+        Stream: Sync + Send,
+        TlsConnect: Sync + Send + tokio_postgres::tls::TlsConnect<Socket, Future: Send>,
+    > + Clone
+    + Sync
+    + Send
+    + 'static
+{
+}
+
+impl<T> PoolTls for T
 where
     T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
     T::Stream: Sync + Send,
     T::TlsConnect: Sync + Send,
     <T::TlsConnect as tokio_postgres::tls::TlsConnect<Socket>>::Future: Send,
 {
+}
+
+/// [`pool`] through a TLS connector.
+pub fn pool_with<T: PoolTls>(config: Config, tls: T, max_size: usize) -> Pool {
     let manager = Manager::from_config(
         config,
         tls,

@@ -286,7 +286,7 @@ impl Session<'_> {
 
     /// PostgreSQL 14+: the server checks every second that the client is
     /// still there, and aborts a migration when it is gone.
-    pub(super) fn connection_check(&self, local: bool) -> String {
+    fn connection_check(&self, local: bool) -> String {
         if self.facts.server_version_num < 140000 {
             return String::new();
         }
@@ -763,7 +763,7 @@ fn scope(local: bool) -> &'static str {
 
 /// A duration as `execution_ms` holds it: milliseconds, rounded (most
 /// migrations take one or two).
-pub(super) fn millis(duration: Duration) -> u128 {
+fn millis(duration: Duration) -> u128 {
     ((duration.as_micros() + 500) / 1000).min(i32::MAX as u128)
 }
 

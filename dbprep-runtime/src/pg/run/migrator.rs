@@ -565,6 +565,7 @@ pub(super) async fn take(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper
     Ok(Object::take(object))
 }
 
-fn show(version: Option<i64>) -> String {
+/// A version as messages show it: `none` for no version.
+pub(super) fn show(version: Option<i64>) -> String {
     version.map_or("none".into(), |v| v.to_string())
 }

@@ -3,13 +3,12 @@
 //! snapshots are compared: the down must give back the schema from before
 //! the migration, and the second up the schema the first one made.
 
-use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Config, NoTls, Socket};
+use tokio_postgres::{Config, NoTls};
 
-use super::migrator::{take, Migrator};
+use super::migrator::Migrator;
 use super::scratch::Scratch;
 use crate::model::migration::Migrations;
-use crate::pg::connect::pool_with;
+use crate::pg::connect::{pool_error, pool_with, PoolTls};
 use crate::pg::drift::snapshot::diff;
 use crate::pg::drift::verify::live_snapshot;
 use crate::pg::error::Result;
@@ -85,17 +84,11 @@ impl Migrator<'_> {
     /// # Errors
     ///
     /// As [`check_reversible`](Self::check_reversible).
-    pub async fn check_reversible_with<T>(
+    pub async fn check_reversible_with<T: PoolTls>(
         &self,
         server: &Config,
         tls: T,
-    ) -> Result<ReversibleReport>
-    where
-        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
-        T::Stream: Sync + Send,
-        T::TlsConnect: Sync + Send,
-        <T::TlsConnect as tokio_postgres::tls::TlsConnect<Socket>>::Future: Send,
-    {
+    ) -> Result<ReversibleReport> {
         self.check_target()?;
         let scratch = Scratch::create(server, tls.clone(), "reversible").await?;
         let pool = pool_with(scratch.config.clone(), tls, 1);
@@ -119,8 +112,10 @@ impl Migrator<'_> {
             progress: None,
             ..self.clone()
         };
+        // On a pooled connection: a snapshot takes no lock to keep out of
+        // the pool (unlike a run, which takes its connection out).
         let snapshot = || async {
-            let client = take(pool).await?;
+            let client = pool.get().await.map_err(pool_error)?;
             live_snapshot(&client, &self.history).await
         };
         let mut report = ReversibleReport::default();

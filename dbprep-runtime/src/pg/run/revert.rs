@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 
-use super::batch::{error_position, migration_error, millis, position_in_sql, Session};
-use super::migrator::{take, Migrator};
+use super::batch::{error_position, migration_error, position_in_sql, Session};
+use super::migrator::{show, take, Migrator};
 use crate::model::directive;
 use crate::model::history::{HistoryRow, RowKind};
 use crate::model::migration::Migration;
@@ -60,7 +60,7 @@ impl std::fmt::Display for RevertReport {
         } else {
             "reverted"
         };
-        let at = self.version.map_or("none".to_owned(), |v| v.to_string());
+        let at = show(self.version);
         if self.reverted.is_empty() {
             return write!(f, "nothing to revert; database at version {at}");
         }
@@ -277,7 +277,6 @@ impl Session<'_> {
             format!("record the end of the down of migration {version}"),
         )
         .await?;
-        tracing::debug!("down of {version}: {} ms", millis(elapsed));
         Ok(elapsed)
     }
 

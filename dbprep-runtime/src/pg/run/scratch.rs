@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Client, Config, Socket};
+use tokio_postgres::{Client, Config};
 
-use crate::pg::connect::connect_with;
+use crate::pg::connect::{connect_with, PoolTls};
 use crate::pg::error::{Error, Result};
 use crate::pg::sql::ident;
 
@@ -22,13 +21,11 @@ pub(crate) struct Scratch {
 impl Scratch {
     /// A new database on the server of `server` (whose role needs
     /// `CREATEDB`), named for `purpose`.
-    pub(crate) async fn create<T>(server: &Config, tls: T, purpose: &str) -> Result<Scratch>
-    where
-        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
-        T::Stream: Sync + Send,
-        T::TlsConnect: Sync + Send,
-        <T::TlsConnect as tokio_postgres::tls::TlsConnect<Socket>>::Future: Send,
-    {
+    pub(crate) async fn create<T: PoolTls>(
+        server: &Config,
+        tls: T,
+        purpose: &str,
+    ) -> Result<Scratch> {
         let mut admin_config = server.clone();
         admin_config.dbname("postgres");
         let admin = connect_with(&admin_config, tls, Duration::ZERO).await?;

@@ -24,7 +24,7 @@
 
 use crate::model::migration::{Migration, Migrations};
 use crate::pg::error::{Error, Result};
-use crate::pg::run::migrator::Migrator;
+use crate::pg::run::migrator::{show, Migrator};
 use crate::pg::run::plan::{Plan, Policies};
 use crate::pg::sql::literal;
 use crate::pg::store::digest::{up_to_date_digests, HistoryDigest};
@@ -255,9 +255,4 @@ impl Script<'_> {
             self.lock_key,
         )
     }
-}
-
-/// A version as the script's comments show it.
-fn show(version: Option<i64>) -> String {
-    version.map_or("none".to_owned(), |v| v.to_string())
 }

@@ -11,12 +11,11 @@
 
 use std::process::{Command, Stdio};
 
-use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Config, NoTls, Socket};
+use tokio_postgres::{Config, NoTls};
 
 use super::scratch::Scratch;
 use crate::model::check::check_sql;
-use crate::pg::connect::pool_with;
+use crate::pg::connect::{pool_with, PoolTls};
 use crate::pg::error::{Error, Result};
 use crate::pg::run::migrator::Migrator;
 use crate::pg::tools;
@@ -58,13 +57,7 @@ impl Migrator<'_> {
     /// # Errors
     ///
     /// As [`squash`](Self::squash).
-    pub async fn squash_with<T>(&self, server: &Config, tls: T) -> Result<Baseline>
-    where
-        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
-        T::Stream: Sync + Send,
-        T::TlsConnect: Sync + Send,
-        <T::TlsConnect as tokio_postgres::tls::TlsConnect<Socket>>::Future: Send,
-    {
+    pub async fn squash_with<T: PoolTls>(&self, server: &Config, tls: T) -> Result<Baseline> {
         self.check_target()?;
         let version = self
             .target
