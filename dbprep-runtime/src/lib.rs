@@ -48,6 +48,8 @@ pub use pg::report::{
     Status, StatusEntry,
 };
 #[cfg(feature = "postgres")]
+pub use pg::run::adopt::{Adopt, AdoptCheck, AdoptReport, AdoptedVersion, Tool, UnknownTool};
+#[cfg(feature = "postgres")]
 pub use pg::run::lock::LockMode;
 #[cfg(feature = "postgres")]
 pub use pg::run::migrator::Migrator;

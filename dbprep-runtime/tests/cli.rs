@@ -1168,3 +1168,59 @@ async fn check_reversible_walks_the_set_on_a_scratch_database() {
     let history = dbprep_on(&db, dir.path(), &["history", "--json"], &[]);
     assert_eq!(json(&history), serde_json::json!({ "history": [] }));
 }
+
+#[tokio::test]
+async fn adopt_takes_over_a_diesel_database_then_upgrade_applies_what_is_new() {
+    let db = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (folder, up) in [
+        ("2024-01-01-000001_users", "CREATE TABLE users (id int);"),
+        ("2024-01-02-000001_posts", "CREATE TABLE posts (id int);"),
+    ] {
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+        std::fs::write(dir.path().join(folder).join("up.sql"), up).unwrap();
+    }
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE __diesel_schema_migrations (
+                 version VARCHAR(50) PRIMARY KEY NOT NULL,
+                 run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP);
+             CREATE TABLE users (id int);
+             INSERT INTO __diesel_schema_migrations (version) VALUES ('20240101000001');",
+        )
+        .await
+        .unwrap();
+    let folder = dir.path();
+    let unknown = dbprep_on(&db, folder, &["adopt", "--from", "liquibase"], &[]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr)
+        .contains("unknown tool \"liquibase\": expected sqlx, refinery, diesel or flyway"));
+
+    let dry = dbprep_on(
+        &db,
+        folder,
+        &["adopt", "--from", "diesel", "--dry-run", "--json"],
+        &[],
+    );
+    assert_success(&dry);
+    let dry = json(&dry);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["adopted"][0]["version"], 20240101000001_i64);
+    assert_eq!(dry["adopted"][0]["check"], "version_only");
+    assert_eq!(dry["pending"], serde_json::json!([20240102000001_i64]));
+
+    let adopted = dbprep_on(&db, folder, &["adopt", "--from", "diesel"], &[]);
+    assert_success(&adopted);
+    let text = String::from_utf8_lossy(&adopted.stdout);
+    assert!(
+        text.starts_with(
+            "adopted 1 version(s) from diesel's history \"public\".\"__diesel_schema_migrations\" (1 row(s) read)"
+        ) && text.contains("the next upgrade applies 20240102000001"),
+        "{text}"
+    );
+    let upgrade = dbprep_on(&db, folder, &["upgrade", "--json"], &[]);
+    assert_success(&upgrade);
+    assert_eq!(json(&upgrade)["applied"][0]["version"], 20240102000001_i64);
+    assert_success(&dbprep_on(&db, folder, &["verify"], &[]));
+}

@@ -169,6 +169,20 @@ pub(super) async fn execute(
             let report = migrator().revert(&pool, *to, *dry_run).await?;
             print(json, &report, || report.to_string());
         }
+        Command::Adopt {
+            from,
+            schema,
+            table,
+            dry_run,
+        } => {
+            let (_, _, pool) = database()?;
+            let mut adopt = crate::Adopt::new(*from).schema(schema).dry_run(*dry_run);
+            if let Some(table) = table {
+                adopt = adopt.table(table);
+            }
+            let report = migrator().adopt(&pool, &adopt).await?;
+            print(json, &report, || report.to_string());
+        }
         Command::Sql {
             from,
             to,

@@ -119,6 +119,24 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Take over a database another tool migrated: check every version its
+    /// history lists against the embedded files (and the checksums it
+    /// recorded), then record them in dbprep's history in one transaction;
+    /// the other tool's table is left as it is.
+    Adopt {
+        /// The tool: sqlx, refinery, diesel or flyway.
+        #[arg(long, value_name = "TOOL")]
+        from: crate::pg::run::adopt::Tool,
+        /// The schema of its history table.
+        #[arg(long, default_value = "public")]
+        schema: String,
+        /// Its history table, when it is not the tool's default name.
+        #[arg(long)]
+        table: Option<String>,
+        /// Check and report, and stamp nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// On a scratch database of the server (the role needs CREATEDB), apply,
     /// revert and apply again each migration with a down file, and report
     /// every down that does not give back the schema from before its
@@ -268,6 +286,7 @@ impl Command {
             | Command::Sql { .. }
             | Command::Squash { .. }
             | Command::Downgrade { .. }
+            | Command::Adopt { .. }
             | Command::CheckReversible { .. }
             | Command::Repair { .. } => true,
             #[cfg(feature = "sqlite")]

@@ -69,6 +69,17 @@ pub enum Error {
         /// Every reason, one per version.
         problems: Vec<String>,
     },
+    /// An adoption that cannot be done, for each reason named; nothing was
+    /// stamped.
+    #[error("cannot adopt the database from {tool}'s history {table}: {}; nothing was stamped", problems.join("; "))]
+    Adopt {
+        /// The tool (`sqlx`, `refinery`, `diesel`, `flyway`).
+        tool: String,
+        /// Its history table, qualified.
+        table: String,
+        /// Every reason, one per row.
+        problems: Vec<String>,
+    },
     /// A no-transaction migration failed or was interrupted earlier, and
     /// no migrator is running it now.
     #[error("migration {version} ({file}) is dirty: a no-transaction migration failed or was interrupted, and may be half-applied; {}", dirty_advice(invalid_indexes))]

@@ -1,6 +1,7 @@
 //! Integration tests against a real PostgreSQL: one binary, one throwaway
 //! cluster (or the server of `DATABASE_URL`), one database per test.
 
+mod adopt;
 mod baselines;
 mod checks;
 mod connect;

@@ -3,6 +3,7 @@
 //! plan (what to apply, what drift to refuse), and the pipelined batch.
 
 pub(crate) mod admin;
+pub(crate) mod adopt;
 pub(crate) mod batch;
 pub mod lock;
 pub(crate) mod migrator;
