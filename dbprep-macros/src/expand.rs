@@ -42,9 +42,15 @@ pub fn migrations(folder: &Folder) -> syn::Result<TokenStream> {
             quote! { const _: &[u8] = include_bytes!(#path); }
         });
     // One array per field (see `EmbeddedColumns`): versioned migrations
-    // first, then baselines, each in version order.
-    let (baselines, versioned): (Vec<_>, Vec<_>) = sources.iter().partition(|m| m.baseline);
-    let all: Vec<&MigrationSource> = versioned.into_iter().chain(baselines).collect();
+    // first, then baselines, each in version order, then repeatable
+    // migrations in name order (as the folder reading leaves each kind).
+    let (repeatables, others): (Vec<_>, Vec<_>) = sources.iter().partition(|m| m.repeatable);
+    let (baselines, versioned): (Vec<_>, Vec<_>) = others.into_iter().partition(|m| m.baseline);
+    let all: Vec<&MigrationSource> = versioned
+        .into_iter()
+        .chain(baselines)
+        .chain(repeatables)
+        .collect();
     let len = all.len();
     let versions = all.iter().map(|m| m.version);
     let names_and_files: String = all.iter().flat_map(|m| [&*m.name, &*m.file]).collect();
@@ -97,6 +103,9 @@ fn flags(m: &MigrationSource) -> u8 {
     }
     if m.baseline {
         flags |= C::BASELINE;
+    }
+    if m.repeatable {
+        flags |= C::REPEATABLE;
     }
     if m.down.is_some() && m.paths.len() > 1 {
         flags |= C::HAS_DOWN;

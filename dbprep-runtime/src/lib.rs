@@ -44,8 +44,8 @@ pub use pg::import::{ImportOptions, ImportReport, ImportedTable};
 pub use pg::populate::{Conflict, Outcome, PopulateReport};
 #[cfg(feature = "postgres")]
 pub use pg::report::{
-    Applied, InvalidIndex, LockHolder, LockWait, RepairOptions, RepairReport, Report, State,
-    Status, StatusEntry,
+    Applied, AppliedRepeatable, InvalidIndex, LockHolder, LockWait, RepairOptions, RepairReport,
+    RepeatableState, RepeatableStatus, Report, State, Status, StatusEntry,
 };
 #[cfg(feature = "postgres")]
 pub use pg::run::adopt::{Adopt, AdoptCheck, AdoptReport, AdoptedVersion, Tool, UnknownTool};
@@ -61,6 +61,8 @@ pub use pg::run::reversible::{NotReversible, ReversibleReport};
 pub use pg::run::revert::{RevertReport, Reverted};
 #[cfg(feature = "postgres")]
 pub use pg::run::squash::Baseline;
+#[cfg(feature = "postgres")]
+pub use pg::store::repeatables::RepeatableRow;
 #[cfg(feature = "postgres")]
 pub use pg::store::HistoryTable;
 

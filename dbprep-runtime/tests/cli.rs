@@ -717,7 +717,7 @@ async fn hostile_migration_folders_are_refused_with_the_file_named_and_nothing_w
         ),
         (
             &[("V-1__a.sql", b"SELECT 1;")],
-            "error: m/V-1__a.sql: not a migration name: expected V<version>__<name>.sql, U<version>__<name>.sql, B<version>__<name>.sql, <version>_<name>.sql or <version>_<name>.up.sql/.down.sql",
+            "error: m/V-1__a.sql: not a migration name: expected V<version>__<name>.sql, U<version>__<name>.sql, B<version>__<name>.sql, R__<name>.sql, <version>_<name>.sql or <version>_<name>.up.sql/.down.sql",
         ),
         (
             &[("V1__a.sql", b"SELECT 1;"), ("00000000000001_a.sql", b"SELECT 1;")],

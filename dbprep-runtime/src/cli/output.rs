@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::pg::report::{State, Status};
+use crate::pg::report::{RepeatableState, State, Status};
 use crate::pg::store::history::HistoryRow;
 
 /// A table with left-aligned, width-fitted columns.
@@ -62,14 +62,36 @@ pub(super) fn status_table(status: &Status, colour: bool) -> Table {
             State::Unknown | State::Edited { .. } | State::Dirty => "31",
             State::Applied { .. } | State::InBaseline { .. } => "",
         };
-        let state = if colour && !code.is_empty() {
-            format!("\x1b[{code}m{}\x1b[0m", e.state)
-        } else {
-            e.state.to_string()
+        table.row([
+            e.version.to_string(),
+            e.name.clone(),
+            paint(colour, code, &e.state),
+        ]);
+    }
+    // Repeatable migrations have no version: `R` stands in its column.
+    for r in &status.repeatables {
+        let code = match r.state {
+            RepeatableState::Pending | RepeatableState::Changed { .. } => "33",
+            RepeatableState::Unknown => "31",
+            RepeatableState::Applied { .. } => "",
         };
-        table.row([e.version.to_string(), e.name.clone(), state]);
+        table.row([
+            "R".to_owned(),
+            r.name.clone(),
+            paint(colour, code, &r.state),
+        ]);
     }
     table
+}
+
+/// `text` in the terminal colour `code` (none when empty, or without
+/// `colour`).
+fn paint(colour: bool, code: &str, text: &dyn fmt::Display) -> String {
+    if colour && !code.is_empty() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
 }
 
 pub(super) fn history_table(rows: &[HistoryRow]) -> Table {

@@ -42,6 +42,7 @@ pub fn sum_file(bytes: &[u8]) {
         version: 1,
         name: "a".into(),
         baseline: false,
+        repeatable: false,
         file: "m/V1__a.sql".into(),
         sql: "SELECT 1;".into(),
         checksum: Checksum::of(b"SELECT 1;"),

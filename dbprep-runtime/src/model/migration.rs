@@ -25,6 +25,7 @@ pub struct Migration {
     history_hash: i64,
     no_transaction: bool,
     baseline: bool,
+    repeatable: bool,
     down: Option<Cow<'static, str>>,
 }
 
@@ -39,6 +40,7 @@ impl Migration {
             history_hash: source.history_hash,
             no_transaction: source.no_transaction,
             baseline: source.baseline,
+            repeatable: source.repeatable,
             down: source.down.map(Cow::Owned),
         }
     }
@@ -86,6 +88,13 @@ impl Migration {
     /// version, applied only to a fresh database.
     pub fn is_baseline(&self) -> bool {
         self.baseline
+    }
+
+    /// Whether this is a repeatable migration (`R__views.sql`): it has no
+    /// version (0), and runs again, after the versioned migrations,
+    /// whenever its checksum differs from the one it last ran with.
+    pub fn is_repeatable(&self) -> bool {
+        self.repeatable
     }
 
     /// The normalized down SQL, when a down or undo file exists.
@@ -150,10 +159,13 @@ pub struct Migrations {
 struct Sets {
     versioned: Vec<Migration>,
     baselines: Vec<Migration>,
+    /// By name.
+    repeatables: Vec<Migration>,
 }
 
 /// What `embed_migrations!` expands to: one array per field, in file order
-/// (versioned migrations by version, then baselines by version). rustc
+/// (versioned migrations by version, then baselines by version, then
+/// repeatable migrations by name). rustc
 /// checks a few arrays of literals in a fraction of the time it takes for
 /// a thousand struct expressions. Not a stable API.
 #[doc(hidden)]
@@ -170,7 +182,8 @@ pub struct EmbeddedColumns {
     pub checksums: &'static [u8],
     pub history_hashes: &'static [i64],
     /// Per migration: [`EmbeddedColumns::NO_TRANSACTION`],
-    /// [`EmbeddedColumns::BASELINE`], [`EmbeddedColumns::HAS_DOWN`].
+    /// [`EmbeddedColumns::BASELINE`], [`EmbeddedColumns::HAS_DOWN`],
+    /// [`EmbeddedColumns::REPEATABLE`].
     pub flags: &'static [u8],
     /// The down SQL of each migration flagged `HAS_DOWN`, in order.
     pub downs: &'static [&'static str],
@@ -180,6 +193,7 @@ impl EmbeddedColumns {
     pub const NO_TRANSACTION: u8 = 1;
     pub const BASELINE: u8 = 2;
     pub const HAS_DOWN: u8 = 4;
+    pub const REPEATABLE: u8 = 8;
 
     fn decode(&self) -> Sets {
         let mut sets = Sets::default();
@@ -203,11 +217,14 @@ impl EmbeddedColumns {
                 history_hash: self.history_hashes[i],
                 no_transaction: flags & Self::NO_TRANSACTION != 0,
                 baseline: flags & Self::BASELINE != 0,
+                repeatable: flags & Self::REPEATABLE != 0,
                 down: (flags & Self::HAS_DOWN != 0)
                     .then(|| downs.next().map(|d| Cow::Borrowed(*d)))
                     .flatten(),
             };
-            if migration.baseline {
+            if migration.repeatable {
+                sets.repeatables.push(migration);
+            } else if migration.baseline {
                 sets.baselines.push(migration);
             } else {
                 sets.versioned.push(migration);
@@ -263,15 +280,17 @@ impl Migrations {
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, SourceErrors> {
         let dir = dir.as_ref();
         let sources = read_migrations(dir, &dir.display().to_string())?;
-        let (baselines, versioned): (Vec<_>, Vec<_>) = sources
+        let (repeatables, others): (Vec<_>, Vec<_>) = sources
             .into_iter()
             .map(Migration::from_source)
-            .partition(Migration::is_baseline);
+            .partition(Migration::is_repeatable);
+        let (baselines, versioned) = others.into_iter().partition(Migration::is_baseline);
         Ok(Migrations {
             embedded: None,
             sets: OnceLock::from(Sets {
                 versioned,
                 baselines,
+                repeatables,
             }),
         })
     }
@@ -284,6 +303,7 @@ impl Migrations {
             sets: OnceLock::from(Sets {
                 versioned: self.iter().cloned().collect(),
                 baselines: Vec::new(),
+                repeatables: self.repeatables().to_vec(),
             }),
         }
     }
@@ -296,6 +316,17 @@ impl Migrations {
     /// The baselines in version order.
     pub fn baselines(&self) -> &[Migration] {
         &self.sets().baselines
+    }
+
+    /// The repeatable migrations (`R__x.sql`), in name order: the order
+    /// they run in, after the versioned ones.
+    pub fn repeatables(&self) -> &[Migration] {
+        &self.sets().repeatables
+    }
+
+    /// The repeatable migration named `name` (`views` for `R__views.sql`).
+    pub fn repeatable(&self, name: &str) -> Option<&Migration> {
+        self.repeatables().iter().find(|m| m.name() == name)
     }
 
     /// The versioned migration of `version`.
@@ -327,7 +358,7 @@ impl Migrations {
     /// Whether there is no migration at all.
     pub fn is_empty(&self) -> bool {
         let sets = self.sets();
-        sets.versioned.is_empty() && sets.baselines.is_empty()
+        sets.versioned.is_empty() && sets.baselines.is_empty() && sets.repeatables.is_empty()
     }
 }
 
@@ -345,6 +376,7 @@ impl fmt::Debug for Migrations {
         f.debug_struct("Migrations")
             .field("versioned", &sets.versioned)
             .field("baselines", &sets.baselines)
+            .field("repeatables", &sets.repeatables)
             .finish()
     }
 }
@@ -422,11 +454,20 @@ impl Migrations {
                 return Err(mismatch);
             }
         };
-        let all =
-            |m: &Migrations| -> Vec<Migration> { m.iter().chain(m.baselines()).cloned().collect() };
+        let all = |m: &Migrations| -> Vec<Migration> {
+            m.iter()
+                .chain(m.baselines())
+                .chain(m.repeatables())
+                .cloned()
+                .collect()
+        };
         let (embedded, disk) = (all(self), all(&on_disk));
-        let same_slot =
-            |a: &Migration, b: &Migration| a.version == b.version && a.baseline == b.baseline;
+        let same_slot = |a: &Migration, b: &Migration| {
+            a.version == b.version
+                && a.baseline == b.baseline
+                && a.repeatable == b.repeatable
+                && (!a.repeatable || a.name == b.name)
+        };
         for d in &disk {
             match embedded.iter().find(|e| same_slot(e, d)) {
                 None => mismatch.not_embedded.push(d.file().to_owned()),

@@ -9,6 +9,7 @@
 //! | sqlx | `20240101120000_add_users.sql`, `…_add_users.up.sql` + `….down.sql` |
 //! | diesel | folder `2019-02-26-002946_add_users/` with `up.sql`, `down.sql` |
 //! | baseline | `B100__baseline.sql`: the whole schema at version 100 |
+//! | repeatable | `R__views.sql`: applied again whenever it changes |
 
 /// Whether a file holds a forward or a reverting migration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,12 +20,16 @@ pub enum Direction {
     Down,
     /// The whole schema at a version, for fresh databases (`B100__x.sql`).
     Baseline,
+    /// Flyway's repeatable migration (`R__views.sql`): no version, applied
+    /// again whenever its text changes, after the versioned ones.
+    Repeatable,
 }
 
 /// What a migration file's name says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedName {
-    /// The version: the leading number (diesel's dashes dropped).
+    /// The version: the leading number (diesel's dashes dropped); 0 for a
+    /// repeatable migration, which has none.
     pub version: i64,
     /// The description after the version, e.g. `add_users`.
     pub name: String,
@@ -35,11 +40,6 @@ pub struct ParsedName {
 /// Why a `.sql` name is not a migration name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    /// Flyway's repeatable migrations (`R__x.sql`).
-    #[error(
-        "repeatable migrations (R__) are not supported: give the file a version, e.g. V7__{0}"
-    )]
-    Repeatable(String),
     /// Flyway's dotted versions (`V1.1__x.sql`).
     #[error("dotted versions like {0} are not supported: versions are whole numbers; renumber, e.g. V11__…")]
     DottedVersion(String),
@@ -47,7 +47,7 @@ pub enum NameError {
     #[error("version {0} is too large (at most 9223372036854775807)")]
     VersionTooLarge(String),
     /// Anything else.
-    #[error("not a migration name: expected V<version>__<name>.sql, U<version>__<name>.sql, B<version>__<name>.sql, <version>_<name>.sql or <version>_<name>.up.sql/.down.sql")]
+    #[error("not a migration name: expected V<version>__<name>.sql, U<version>__<name>.sql, B<version>__<name>.sql, R__<name>.sql, <version>_<name>.sql or <version>_<name>.up.sql/.down.sql")]
     Unrecognized,
 }
 
@@ -70,7 +70,14 @@ pub fn parse_file_name(file_name: &str) -> Result<Option<ParsedName>, NameError>
         return Ok(None);
     };
     if let Some(name) = stem.strip_prefix("R__") {
-        return Err(NameError::Repeatable(name.to_owned()));
+        if name.is_empty() {
+            return Err(NameError::Unrecognized);
+        }
+        return Ok(Some(ParsedName {
+            version: 0,
+            name: name.to_owned(),
+            direction: Direction::Repeatable,
+        }));
     }
     // Flyway / refinery / baseline: a letter, digits, two underscores.
     let mut chars = stem.chars();
@@ -191,10 +198,9 @@ mod tests {
 
     #[test]
     fn unsupported_flyway_forms() {
-        assert!(matches!(
-            parse_file_name("R__views.sql"),
-            Err(NameError::Repeatable(_))
-        ));
+        assert_eq!(parsed("R__views.sql").direction, Direction::Repeatable);
+        assert_eq!(parsed("R__views.sql").name, "views");
+        assert_eq!(parse_file_name("R__.sql"), Err(NameError::Unrecognized));
         assert_eq!(
             parse_file_name("V1.1__x.sql"),
             Err(NameError::DottedVersion("V1.1".into()))

@@ -27,6 +27,8 @@ pub struct MigrationSource {
     pub name: String,
     /// Whether it is a baseline (`B100__x.sql`).
     pub baseline: bool,
+    /// Whether it is a repeatable migration (`R__x.sql`, version 0).
+    pub repeatable: bool,
     /// The up file as shown in messages, e.g. `migrations/V1__init.sql`.
     pub file: String,
     /// The normalized up SQL.
@@ -89,6 +91,12 @@ pub enum SourceError {
         first: String,
         /// The other file.
         second: String,
+    },
+    /// A repeatable migration that asks to run outside a transaction.
+    #[error("{file}: a repeatable migration runs in a transaction, with its history row: remove -- dbprep:no-transaction, or make it a versioned migration")]
+    RepeatableWithoutTransaction {
+        /// The file.
+        file: String,
     },
     /// A down (undo) file with no up file of its version.
     #[error("{file}: down migration without an up migration of version {version}; add the up file or delete this one")]
@@ -207,6 +215,7 @@ impl SourceError {
             SourceError::BadName { file, .. }
             | SourceError::DownWithoutUp { file, .. }
             | SourceError::FolderNamedSql { file }
+            | SourceError::RepeatableWithoutTransaction { file }
             | SourceError::NotUtf8 { file, .. }
             | SourceError::NulCharacter { file, .. }
             | SourceError::SymlinkOutside { file, .. }
@@ -283,11 +292,17 @@ pub fn read_migrations_unchecked(
     let mut ups: BTreeMap<i64, Candidate> = BTreeMap::new();
     let mut baselines: BTreeMap<i64, Candidate> = BTreeMap::new();
     let mut downs: BTreeMap<i64, Candidate> = BTreeMap::new();
+    // By name: the order they run in (file names are unique).
+    let mut repeatables: BTreeMap<String, Candidate> = BTreeMap::new();
     for candidate in candidates {
         let slot = match candidate.direction {
             Direction::Up => &mut ups,
             Direction::Down => &mut downs,
             Direction::Baseline => &mut baselines,
+            Direction::Repeatable => {
+                repeatables.insert(candidate.name.clone(), candidate);
+                continue;
+            }
         };
         if let Some(first) = slot.get(&candidate.version) {
             errors.push(SourceError::DuplicateVersion {
@@ -310,15 +325,19 @@ pub fn read_migrations_unchecked(
 
     let work: Vec<_> = ups
         .into_values()
-        .map(|c| (c, false))
-        .chain(baselines.into_values().map(|c| (c, true)))
-        .map(|(up, baseline)| {
-            let down = downs.remove(&up.version).filter(|_| !baseline);
-            (up, down, baseline)
+        .map(|c| (c, UpKind::Versioned))
+        .chain(baselines.into_values().map(|c| (c, UpKind::Baseline)))
+        .chain(repeatables.into_values().map(|c| (c, UpKind::Repeatable)))
+        .map(|(up, kind)| {
+            let down = match kind {
+                UpKind::Versioned => downs.remove(&up.version),
+                UpKind::Baseline | UpKind::Repeatable => None,
+            };
+            (up, down, kind)
         })
         .collect();
     let mut migrations = Vec::with_capacity(work.len());
-    for result in map_in_parallel(work, |(up, down, baseline)| read_one(up, down, baseline)) {
+    for result in map_in_parallel(work, |(up, down, kind)| read_one(up, down, kind)) {
         match result {
             Ok(migration) => migrations.push(migration),
             Err(mut e) => errors.append(&mut e),
@@ -522,10 +541,18 @@ fn read_text(candidate: &Candidate) -> Result<(String, bool), SourceError> {
     Ok((text, verbatim))
 }
 
+/// What an up file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpKind {
+    Versioned,
+    Baseline,
+    Repeatable,
+}
+
 fn read_one(
     up: Candidate,
     down: Option<Candidate>,
-    baseline: bool,
+    kind: UpKind,
 ) -> Result<MigrationSource, Vec<SourceError>> {
     let mut errors = Vec::new();
     let (sql, up_verbatim) = read_text(&up).map_err(|e| vec![e])?;
@@ -541,6 +568,11 @@ fn read_one(
     // `diesel migration generate` start one) is a migration that changes
     // nothing, recorded like any other, as sqlx, refinery and Flyway do.
     let script = split(&sql);
+    if kind == UpKind::Repeatable && directives.no_transaction {
+        errors.push(SourceError::RepeatableWithoutTransaction {
+            file: up.file.clone(),
+        });
+    }
     for problem in check_script(&sql, &script, directives.no_transaction) {
         errors.push(SourceError::Sql {
             file: up.file.clone(),
@@ -573,7 +605,8 @@ fn read_one(
         history_hash: history_row_hash(up.version, &checksum.to_string(), true),
         version: up.version,
         name: up.name,
-        baseline,
+        baseline: kind == UpKind::Baseline,
+        repeatable: kind == UpKind::Repeatable,
         checksum,
         file: up.file,
         sql,

@@ -344,8 +344,11 @@ impl fmt::Display for Drift {
 /// A migration that failed, with where and why.
 #[derive(Debug)]
 pub struct MigrationError {
-    /// Its version.
+    /// Its version (0 for a repeatable migration).
     pub version: i64,
+    /// Whether it is a repeatable migration (`R__x.sql`), which has no
+    /// version.
+    pub repeatable: bool,
     /// Its file.
     pub file: String,
     /// 1-based line and column in the file, when the server gave a position
@@ -370,7 +373,11 @@ pub struct MigrationError {
 
 impl fmt::Display for MigrationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "migration {} failed: {}", self.version, self.file)?;
+        if self.repeatable {
+            write!(f, "repeatable migration failed: {}", self.file)?;
+        } else {
+            write!(f, "migration {} failed: {}", self.version, self.file)?;
+        }
         if let Some((line, column)) = self.position {
             write!(f, ":{line}:{column}")?;
         }
@@ -482,6 +489,7 @@ mod tests {
     fn failure(code: &str, message: &str) -> MigrationError {
         MigrationError {
             version: 2,
+            repeatable: false,
             file: "migrations/V2__b.sql".into(),
             position: None,
             message: message.into(),

@@ -31,13 +31,28 @@ pub struct Report {
     /// How the run waited for the migration lock: `None` when it found
     /// nothing to do at once, without it.
     pub lock: Option<LockWait>,
+    /// The repeatable migrations this run applied (new, or changed since
+    /// they last ran), in name order, after the versioned ones.
+    pub repeatables: Vec<AppliedRepeatable>,
 }
 
 impl Report {
     /// Whether the run found nothing to do.
     pub fn was_up_to_date(&self) -> bool {
-        self.applied.is_empty()
+        self.applied.is_empty() && self.repeatables.is_empty()
     }
+}
+
+/// A repeatable migration applied by a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedRepeatable {
+    /// Its name (`views` for `R__views.sql`).
+    pub name: String,
+    /// Its file.
+    pub file: String,
+    /// How long it took on the server.
+    #[serde(rename = "duration_ms", serialize_with = "millis")]
+    pub duration: Duration,
 }
 
 /// One migration applied (or stamped) by a run.
@@ -57,17 +72,29 @@ pub struct Applied {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let version = self.version.map_or("none".to_owned(), |v| v.to_string());
-        if self.applied.is_empty() {
+        if self.was_up_to_date() {
             return write!(f, "database up to date at version {version}");
         }
-        writeln!(
-            f,
-            "applied {} migration(s) in {:?}:",
-            self.applied.len(),
-            self.elapsed
-        )?;
+        if !self.applied.is_empty() {
+            writeln!(
+                f,
+                "applied {} migration(s) in {:?}:",
+                self.applied.len(),
+                self.elapsed
+            )?;
+        }
         for a in &self.applied {
             writeln!(f, "  {:>6}  {:<32} {:>8.1?}", a.version, a.name, a.duration)?;
+        }
+        if !self.repeatables.is_empty() {
+            writeln!(
+                f,
+                "applied {} repeatable migration(s):",
+                self.repeatables.len()
+            )?;
+        }
+        for r in &self.repeatables {
+            writeln!(f, "  {:>6}  {:<32} {:>8.1?}", "R", r.name, r.duration)?;
         }
         write!(f, "database at version {version}")
     }
@@ -84,6 +111,61 @@ pub struct Status {
     /// CONCURRENTLY` leaves, or one being built now while a migration is
     /// in progress).
     pub invalid_indexes: Vec<InvalidIndex>,
+    /// Every repeatable migration, embedded or recorded, in name order.
+    pub repeatables: Vec<RepeatableStatus>,
+}
+
+/// The state of one repeatable migration (`R__name.sql`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepeatableStatus {
+    /// Its name.
+    pub name: String,
+    /// Its file: the embedded one, else the one it last ran from.
+    pub file: String,
+    /// Its state.
+    pub state: RepeatableState,
+}
+
+/// Where a repeatable migration stands: the checksum it last ran with
+/// against the file's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum RepeatableState {
+    /// It ran with the embedded file's checksum.
+    Applied {
+        /// When it last ran.
+        at: String,
+        /// How long it took.
+        #[serde(rename = "duration_ms", serialize_with = "millis")]
+        duration: Duration,
+    },
+    /// It never ran: the next upgrade runs it.
+    Pending,
+    /// The file changed since it last ran: the next upgrade runs it again.
+    Changed {
+        /// The checksum it last ran with, as hex.
+        applied: String,
+        /// The embedded file's checksum, as hex.
+        embedded: String,
+    },
+    /// It ran, but the binary does not embed it (any more).
+    Unknown,
+}
+
+impl fmt::Display for RepeatableState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RepeatableState::Applied { at, duration } => write!(f, "applied {at} ({duration:?})"),
+            RepeatableState::Pending => write!(f, "pending"),
+            RepeatableState::Changed { applied, embedded } => write!(
+                f,
+                "changed since it ran (ran with {}, file is {}): runs again at the next upgrade",
+                &applied[..applied.len().min(12)],
+                &embedded[..embedded.len().min(12)]
+            ),
+            RepeatableState::Unknown => write!(f, "unknown (not in this binary)"),
+        }
+    }
 }
 
 /// The state of one version.

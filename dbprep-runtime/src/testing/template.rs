@@ -77,6 +77,9 @@ pub fn template_name(migrations: &Migrations, fixtures: &[&Fixture]) -> String {
     for m in migrations.iter().chain(migrations.baselines()) {
         hash.update(format!("\n{} {}", m.version(), m.checksum()));
     }
+    for m in migrations.repeatables() {
+        hash.update(format!("\nrepeatable {} {}", m.name(), m.checksum()));
+    }
     for f in fixtures {
         hash.update(format!("\nfixture {} {}", f.name(), f.checksum()));
     }

@@ -332,6 +332,10 @@ async fn a_flyway_database_with_a_baseline_in_its_own_schema_is_adopted() {
             "V4__names.sql",
             "ALTER TABLE app.accounts ADD COLUMN name text;\n",
         ),
+        (
+            "R__account_emails.sql",
+            "CREATE OR REPLACE VIEW app.account_emails AS SELECT id, email FROM app.accounts;\n",
+        ),
     ];
     let (_dir, m) = folder(&files);
     let db = database().await;
@@ -343,7 +347,7 @@ async fn a_flyway_database_with_a_baseline_in_its_own_schema_is_adopted() {
         .batch_execute(&format!(
             "CREATE SCHEMA app;
              SET search_path = app;
-             {}{}{}
+             {}{}{}{}
              CREATE TABLE app.flyway_schema_history (
                  installed_rank INT NOT NULL,
                  version VARCHAR(50),
@@ -362,15 +366,16 @@ async fn a_flyway_database_with_a_baseline_in_its_own_schema_is_adopted() {
                  (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'deploy', now(), 0, true),
                  (2, '2', 'emails', 'SQL', 'V2__emails.sql', -1403907662, 'deploy', now(), 12, true),
                  (3, '3', 'email index', 'SQL', 'V3__email_index.sql', 624062696, 'deploy', now(), 7, true),
-                 (4, NULL, 'account emails', 'SQL', 'R__account_emails.sql', -438046565, 'deploy', now(), 3, true);
+                 (4, NULL, 'account emails', 'SQL', 'R__account_emails.sql', 416635988, 'deploy', now(), 3, true);
              RESET search_path;",
-            files[0].1, files[1].1, files[2].1
+            files[0].1, files[1].1, files[2].1, files[4].1
         ))
         .await
         .unwrap();
     let migrator = Migrator::new(&m);
     let (report, adopted) = adopt(&migrator, &db, Adopt::new(Tool::Flyway).schema("app")).await;
-    // The repeatable is read, not adopted.
+    // Flyway ran the repeatable with this very file: it is not run again.
+    assert_eq!(report.repeatables, ["account_emails"]);
     assert_eq!((report.rows_read, report.pending.as_slice()), (4, &[4][..]));
     assert_eq!(
         adopted,
@@ -388,4 +393,5 @@ async fn a_flyway_database_with_a_baseline_in_its_own_schema_is_adopted() {
     );
     let run = migrator.run(db.pool()).await.unwrap();
     assert_eq!(crate::support::applied(&run), [4]);
+    assert!(run.repeatables.is_empty(), "{run}");
 }

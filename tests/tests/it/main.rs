@@ -10,6 +10,7 @@ mod faults;
 mod fixtures;
 mod kill;
 mod migrator;
+mod repeatables;
 mod replicas;
 mod revert;
 mod script;

@@ -147,10 +147,9 @@ fn release_together(db: &TestDatabase, folders: &[&Path], route: Route) -> Vec<O
         .collect()
 }
 
-/// Every process succeeded, each of `expected` was applied by exactly one
-/// of them, and the database holds the whole set, recorded once, with no
-/// INVALID index.
-async fn assert_all_applied_once(db: &TestDatabase, outcomes: &[Outcome], expected: &[i64]) {
+/// Every process succeeded, and each of `expected` was applied by exactly
+/// one of them.
+fn assert_each_applied_once(outcomes: &[Outcome], expected: &[i64]) {
     let failures: Vec<&str> = outcomes
         .iter()
         .filter(|o| !o.success)
@@ -166,6 +165,12 @@ async fn assert_all_applied_once(db: &TestDatabase, outcomes: &[Outcome], expect
     let mut applied: Vec<i64> = outcomes.iter().flat_map(|o| o.applied.clone()).collect();
     applied.sort();
     assert_eq!(applied, expected, "each pending migration applied once");
+}
+
+/// [`assert_each_applied_once`], and the database holds the whole set, recorded once, with no
+/// INVALID index.
+async fn assert_all_applied_once(db: &TestDatabase, outcomes: &[Outcome], expected: &[i64]) {
+    assert_each_applied_once(outcomes, expected);
     let client = db.connect().await.unwrap();
     let history = scalar(
         &client,
@@ -293,5 +298,41 @@ async fn old_and_new_binaries_started_together_during_a_rolling_deploy() {
         )
         .await;
         assert_eq!(kind.as_deref(), Some("1"));
+    }
+}
+
+/// 16 processes released together on a fresh database with a repeatable
+/// migration in the set: every one succeeds, each versioned migration
+/// runs once, and so does the repeatable (it logs each of its runs).
+async fn sixteen_with_a_repeatable(route: Route) {
+    let repeatable = (
+        "R__account_owners.sql",
+        "CREATE TABLE IF NOT EXISTS repeatable_runs (at timestamptz DEFAULT now());\n\
+         INSERT INTO repeatable_runs DEFAULT VALUES;\n\
+         CREATE OR REPLACE VIEW account_owners AS SELECT DISTINCT owner FROM accounts;",
+    );
+    let set = folder(SET.len(), &[repeatable]);
+    let db = database().await;
+    let outcomes = release_together(&db, &[set.path(); 16], route);
+    assert_each_applied_once(&outcomes, &[1, 2, 3, 4, 5]);
+    let client = db.connect().await.unwrap();
+    assert_eq!(
+        scalar(&client, "SELECT count(*) FROM repeatable_runs")
+            .await
+            .as_deref(),
+        Some("1"),
+        "the repeatable migration ran more than once"
+    );
+}
+
+#[tokio::test]
+async fn sixteen_processes_with_a_repeatable_migration() {
+    sixteen_with_a_repeatable(Route::Direct).await;
+}
+
+#[tokio::test]
+async fn sixteen_processes_with_a_repeatable_migration_through_pgbouncer() {
+    if bouncer(PoolMode::Transaction).is_some() {
+        sixteen_with_a_repeatable(Route::Bouncer(PoolMode::Transaction)).await;
     }
 }

@@ -265,3 +265,61 @@ fn a_script_names_versions_that_do_not_exist() {
         "the script would start at version 3 and end at 2: nothing to apply"
     );
 }
+
+#[tokio::test]
+async fn a_script_runs_a_repeatable_migration_only_when_its_file_changed() {
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    let versioned = (
+        "V1__accounts.sql",
+        "CREATE TABLE accounts (id bigint, name text);",
+    );
+    let first = migrations(&[
+        versioned,
+        (
+            "R__views.sql",
+            "SET ROLE NONE;\nCREATE OR REPLACE VIEW named AS SELECT id, name FROM accounts;",
+        ),
+    ]);
+    let output = psql(&db, &first.script(None, None).unwrap());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(crate::support::exists(&client, "named").await);
+    as_upgrade_leaves_it(&first, &db).await;
+
+    // From version 1 with an edited view: the view runs again, and its new
+    // checksum is recorded (a run then finds nothing to do).
+    let edited = migrations(&[
+        versioned,
+        (
+            "R__views.sql",
+            "CREATE OR REPLACE VIEW named AS SELECT id, name, name IS NULL AS anonymous FROM accounts;",
+        ),
+        ("V2__emails.sql", "ALTER TABLE accounts ADD COLUMN email text;"),
+    ]);
+    let script = edited.script(Some(1), None).unwrap();
+    let output = psql(&db, &script);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        scalar(
+            &client,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'named'"
+        )
+        .await
+        .as_deref(),
+        Some("3")
+    );
+    let report = Migrator::new(&edited).run(db.pool()).await.unwrap();
+    assert!(
+        report.was_up_to_date() && report.lock.is_none(),
+        "{report:?}"
+    );
+    let status = Migrator::new(&edited).status(db.pool()).await.unwrap();
+    assert!(
+        matches!(
+            status.repeatables[0].state,
+            dbprep_runtime::RepeatableState::Applied { .. }
+        ),
+        "{:?}",
+        status.repeatables
+    );
+}

@@ -30,6 +30,9 @@ pub struct VerifyReport {
     /// Remarks that are not drift (no snapshot yet, a snapshot from another
     /// PostgreSQL major version).
     pub notes: Vec<String>,
+    /// Every repeatable migration: the checksum it last ran with against
+    /// the file's (not drift: a changed one runs again at the next run).
+    pub repeatables: Vec<crate::pg::report::RepeatableStatus>,
 }
 
 impl serde::Serialize for VerifyReport {
@@ -37,12 +40,13 @@ impl serde::Serialize for VerifyReport {
     /// the pending versions and the notes.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut report = serializer.serialize_struct("VerifyReport", 5)?;
+        let mut report = serializer.serialize_struct("VerifyReport", 6)?;
         report.serialize_field("clean", &self.is_clean())?;
         report.serialize_field("version", &self.version)?;
         report.serialize_field("findings", &self.findings)?;
         report.serialize_field("pending", &self.pending)?;
         report.serialize_field("notes", &self.notes)?;
+        report.serialize_field("repeatables", &self.repeatables)?;
         report.end()
     }
 }
@@ -107,6 +111,11 @@ impl fmt::Display for VerifyReport {
         if !self.pending.is_empty() {
             let pending: Vec<String> = self.pending.iter().map(i64::to_string).collect();
             write!(f, "\n  pending: {}", pending.join(", "))?;
+        }
+        for r in &self.repeatables {
+            if !matches!(r.state, crate::pg::report::RepeatableState::Applied { .. }) {
+                write!(f, "\n  repeatable {}: {}", r.name, r.state)?;
+            }
         }
         for note in &self.notes {
             write!(f, "\n  note: {note}")?;
@@ -378,5 +387,6 @@ pub(crate) fn report(
         pending,
         version: rows.iter().filter(|r| r.success).map(|r| r.version).max(),
         notes,
+        repeatables: Vec::new(),
     }
 }

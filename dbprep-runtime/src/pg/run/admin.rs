@@ -83,6 +83,7 @@ impl Migrator<'_> {
             version,
             elapsed: started.elapsed(),
             lock: Some(lock),
+            repeatables: Vec::new(),
         })
     }
 

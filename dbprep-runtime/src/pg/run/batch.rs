@@ -791,6 +791,7 @@ pub(super) fn migration_error(
     let db = error.as_db_error();
     Error::Migration(Box::new(MigrationError {
         version: m.version(),
+        repeatable: m.is_repeatable(),
         file: m.file().to_owned(),
         position,
         message: db.map_or_else(|| error.to_string(), |d| d.message().to_owned()),

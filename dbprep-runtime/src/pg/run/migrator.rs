@@ -1,5 +1,6 @@
 //! [`Migrator`]: the one call an application makes at start-up.
 
+use crate::pg::store::repeatables;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool};
@@ -264,7 +265,10 @@ impl<'m> Migrator<'m> {
         let digest = self.history.digest(client).await?;
         tracing::debug!("read the history digest ({:?})", started.elapsed());
         let expected = up_to_date_digests(self.migrations, self.target);
-        if digest.is_some_and(|d| expected.contains(&d)) {
+        // A set with repeatable migrations reads their checksums too (one
+        // more round trip): a changed view is due with no version pending.
+        let versions_current = digest.is_some_and(|d| expected.contains(&d));
+        if versions_current && !self.repeatables_due(client).await? {
             let version = self.target.or(self.migrations.head());
             tracing::info!(
                 "database up to date at version {} ({:?})",
@@ -276,10 +280,14 @@ impl<'m> Migrator<'m> {
                 version,
                 elapsed: started.elapsed(),
                 lock: None,
+                repeatables: Vec::new(),
             });
         }
-        if let Some(digest) = digest {
+        if let Some(digest) = digest.filter(|_| !versions_current) {
             if let Some(version) = self.needs_nothing(client, digest).await? {
+                if self.repeatables_due(client).await? {
+                    return self.run_locked(client, started, &[]).await;
+                }
                 tracing::info!(
                     "database at version {}, nothing to apply ({:?})",
                     show(version),
@@ -290,6 +298,7 @@ impl<'m> Migrator<'m> {
                     version,
                     elapsed: started.elapsed(),
                     lock: None,
+                    repeatables: Vec::new(),
                 });
             }
         }
@@ -299,12 +308,32 @@ impl<'m> Migrator<'m> {
                 version: None,
                 elapsed: started.elapsed(),
                 lock: None,
+                repeatables: Vec::new(),
             });
         }
+        // While it waits for the lock, a run stops when a peer leaves the
+        // history as this run would; a repeatable migration leaves no trace
+        // there, so a run that applies them takes its turn.
+        let done: &[HistoryDigest] = if self.runs_repeatables() {
+            &[]
+        } else {
+            &expected
+        };
+        self.run_locked(client, started, done).await
+    }
+
+    /// The run under the lock (unless a peer leaves the history at one of
+    /// the digests `done` while this run waits for it).
+    async fn run_locked(
+        &self,
+        client: &Client,
+        started: Instant,
+        done: &[HistoryDigest],
+    ) -> Result<Report> {
         let guard = CancelOnDrop(Some(client.cancel_token()));
         let step = Instant::now();
         let locked = async {
-            let (session, lock) = match self.take_turn(client, &expected, false).await? {
+            let (session, lock) = match self.take_turn(client, done, false).await? {
                 Turn::Ours(session, lock) => (session, lock),
                 Turn::DoneByPeer(lock) => return Ok(Err(lock)),
             };
@@ -313,19 +342,23 @@ impl<'m> Migrator<'m> {
                 step.elapsed()
             );
             let result = self.apply(&session).await;
+            let repeated = match result {
+                Ok(_) => self.apply_repeatables(&session).await,
+                Err(_) => Ok(Vec::new()),
+            };
             // The batch ended its transaction (or rolled it back), so the
             // session can finish the run even after a failure; closing the
             // connection would release the lock too, but only once the
             // server notices.
             let finished = self.finish(&session).await;
-            Ok::<_, Error>(Ok((result, finished, lock)))
+            Ok::<_, Error>(Ok((result, repeated, finished, lock)))
         }
         .await;
         // Over, failed or not: only a future dropped mid-way cancels; an
         // error returned early must not cancel the caller's next query on
         // this connection.
         guard.disarm();
-        let (result, finished, lock) = match locked? {
+        let (result, repeated, finished, lock) = match locked? {
             Ok(locked) => locked,
             Err(lock) => {
                 return Ok(Report {
@@ -333,10 +366,12 @@ impl<'m> Migrator<'m> {
                     version: self.target.or(self.migrations.head()),
                     elapsed: started.elapsed(),
                     lock: Some(lock),
+                    repeatables: Vec::new(),
                 })
             }
         };
         let done = result?;
+        let repeatables = repeated?;
         let rows = finished?;
         let applied = done
             .iter()
@@ -360,10 +395,12 @@ impl<'m> Migrator<'m> {
             version,
             elapsed: started.elapsed(),
             lock: Some(lock),
+            repeatables,
         };
         tracing::info!(
-            "applied {} migration(s), database at version {} ({:?})",
+            "applied {} migration(s) and {} repeatable migration(s), database at version {} ({:?})",
             report.applied.len(),
+            report.repeatables.len(),
             show(version),
             report.elapsed
         );
@@ -479,9 +516,14 @@ impl<'m> Migrator<'m> {
                 state: plan::state(entry, running.as_ref()),
             })
             .collect();
+        let recorded = self.history.read_repeatables(&client).await?;
         Ok(Status {
             entries,
             invalid_indexes: indexes::invalid(&client).await?,
+            repeatables: repeatables::states(
+                self.migrations.repeatables(),
+                recorded.as_deref().unwrap_or_default(),
+            ),
         })
     }
 
@@ -510,6 +552,11 @@ impl<'m> Migrator<'m> {
                 verify::fixtures(client, &self.history, fixtures, self.fixture_policy).await?,
             );
         }
+        let recorded = self.history.read_repeatables(client).await?;
+        report.repeatables = repeatables::states(
+            self.migrations.repeatables(),
+            recorded.as_deref().unwrap_or_default(),
+        );
         Ok(report)
     }
 

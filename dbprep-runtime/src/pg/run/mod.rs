@@ -8,6 +8,7 @@ pub(crate) mod batch;
 pub mod lock;
 pub(crate) mod migrator;
 pub(crate) mod plan;
+pub(crate) mod repeatable;
 pub(crate) mod reversible;
 pub(crate) mod revert;
 pub(crate) mod scratch;

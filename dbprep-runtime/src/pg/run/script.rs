@@ -26,7 +26,7 @@ use crate::model::migration::{Migration, Migrations};
 use crate::pg::error::{Error, Result};
 use crate::pg::run::migrator::{show, Migrator};
 use crate::pg::run::plan::{Plan, Policies};
-use crate::pg::sql::literal;
+use crate::pg::sql::{bytea, literal};
 use crate::pg::store::digest::{up_to_date_digests, HistoryDigest};
 use crate::pg::store::history::NewRow;
 use crate::pg::store::HistoryTable;
@@ -106,6 +106,9 @@ impl Migrator<'_> {
         for m in pending {
             sql.push_str(&script.migration(m, previous));
             previous = Some(m.version());
+        }
+        if self.runs_repeatables() {
+            sql.push_str(&script.repeatables(self.migrations.repeatables()));
         }
         sql.push_str(&script.footer(self.schema_snapshot));
         Ok(sql)
@@ -242,6 +245,37 @@ impl Script<'_> {
             sql.push_str(back);
             sql.push_str(&self.history.duration_so_far_sql(version));
             sql.push_str("COMMIT;\n");
+        }
+        sql
+    }
+
+    /// The repeatable migrations, each run (with its row, in one
+    /// transaction) only when the database did not run this very file
+    /// last: psql decides, from a `\gset` variable.
+    fn repeatables(&self, repeatables: &[Migration]) -> String {
+        let t = self.history.repeatable_table();
+        let back = "RESET ALL;\nRESET SESSION AUTHORIZATION;\nRESET ROLE;\n";
+        let mut sql = format!(
+            "\n-- The repeatable migrations, each run again only when its file changed.\n{}",
+            self.history.create_repeatable_table_sql()
+        );
+        for m in repeatables {
+            sql.push_str(&format!(
+                "\n-- {file}\n\
+                 SELECT NOT EXISTS (SELECT FROM {t} WHERE name = {name} AND checksum = {checksum}) AS dbprep_due \\gset\n\
+                 \\if :dbprep_due\nBEGIN;\n{row}{body}\n;\n{back}\
+                 UPDATE {t} SET execution_ms = (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::pg_catalog.int4 \
+                 WHERE name = {name};\nCOMMIT;\n\\endif\n",
+                file = m.file(),
+                name = literal(m.name()),
+                checksum = bytea(m.checksum().as_bytes()),
+                row = self.history.record_repeatable_sql(
+                    m,
+                    "CAST(CURRENT_USER AS pg_catalog.text)",
+                    &literal(&self.run_id)
+                ),
+                body = m.sql(),
+            ));
         }
         sql
     }

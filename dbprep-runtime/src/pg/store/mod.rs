@@ -14,6 +14,7 @@ pub(crate) mod digest;
 pub(crate) mod fixtures;
 pub(crate) mod history;
 pub(crate) mod lease;
+pub mod repeatables;
 pub(crate) mod snapshot;
 
 use sha2::{Digest, Sha256};
@@ -85,9 +86,10 @@ impl HistoryTable {
 
     /// Every table of dbprep's, qualified: no schema snapshot describes
     /// them.
-    pub(crate) fn own_tables(&self) -> [String; 5] {
+    pub(crate) fn own_tables(&self) -> [String; 6] {
         [
             self.qualified(),
+            self.repeatable_table(),
             self.digest_table(),
             self.snapshot_table(),
             self.fixture_table(),

@@ -108,6 +108,9 @@ pub struct AdoptReport {
     pub adopted: Vec<AdoptedVersion>,
     /// Versions dbprep's history already recorded (an earlier adopt).
     pub already_recorded: Vec<i64>,
+    /// Repeatable migrations recorded as run: Flyway ran them last with
+    /// the embedded file's checksum.
+    pub repeatables: Vec<String>,
     /// What the next upgrade will apply, in version order.
     pub pending: Vec<i64>,
     /// The pending versions older than the newest recorded one: the next
@@ -150,6 +153,13 @@ impl std::fmt::Display for AdoptReport {
                 list(&self.already_recorded)
             )?;
         }
+        if !self.repeatables.is_empty() {
+            write!(
+                f,
+                "\nrepeatable migrations {} ran with these files: not run again",
+                self.repeatables.join(", ")
+            )?;
+        }
         if self.pending.is_empty() {
             write!(f, "\nthe next upgrade applies nothing")?;
         } else {
@@ -186,6 +196,9 @@ struct Adoption<'m> {
 /// history: what to stamp, or every reason not to.
 struct Reading<'m> {
     adoptions: Vec<Adoption<'m>>,
+    /// Repeatable migrations whose last run (Flyway's) had the embedded
+    /// file's checksum.
+    repeatables: Vec<&'m Migration>,
     already_recorded: Vec<i64>,
     problems: Vec<String>,
 }
@@ -200,10 +213,17 @@ fn read_history<'m>(
     // Version → (row, check), in the order the tool applied them.
     let mut applied: BTreeMap<i64, (usize, ForeignRow, AdoptCheck)> = BTreeMap::new();
     let mut baseline: Option<i64> = None;
+    // Flyway's repeatable runs by description, the last one winning.
+    let mut repeatable_runs: BTreeMap<String, ForeignRow> = BTreeMap::new();
     for (order, row) in foreign.into_iter().enumerate() {
         let label = format!("version {} ({})", row.label, row.name);
         match row.entry {
-            Entry::Marker | Entry::Repeatable => continue,
+            Entry::Marker => continue,
+            Entry::Repeatable => {
+                if row.success {
+                    repeatable_runs.insert(row.name.clone(), row);
+                }
+            }
             _ if !row.success => problems.push(format!(
                 "{label} failed under {tool}: finish or undo it with {tool} first, then adopt"
             )),
@@ -294,8 +314,22 @@ fn read_history<'m>(
             false
         })
         .collect();
+    // A repeatable runs again at the next upgrade unless Flyway last ran
+    // it with the file as embedded (Flyway describes `R__a_b.sql` as "a b").
+    let repeatables = migrator
+        .migrations
+        .repeatables()
+        .iter()
+        .filter(|m| {
+            repeatable_runs
+                .get(&m.name().replace('_', " "))
+                .and_then(|row| checksum_matches(tool, row.checksum.as_deref(), m))
+                == Some(true)
+        })
+        .collect();
     Reading {
         adoptions,
+        repeatables,
         already_recorded,
         problems,
     }
@@ -394,6 +428,16 @@ impl Migrator<'_> {
                 };
                 sql.push_str(&self.history.insert_sql(&row));
             }
+            if !reading.repeatables.is_empty() {
+                sql.push_str(&self.history.create_repeatable_table_sql());
+            }
+            for m in &reading.repeatables {
+                sql.push_str(&self.history.record_repeatable_sql(
+                    m,
+                    &literal(&session.facts.user),
+                    &literal(session.run_id()),
+                ));
+            }
             sql.push_str("COMMIT;");
             client
                 .batch_execute(&sql)
@@ -436,6 +480,11 @@ impl Migrator<'_> {
                 })
                 .collect(),
             already_recorded: reading.already_recorded,
+            repeatables: reading
+                .repeatables
+                .iter()
+                .map(|m| m.name().to_owned())
+                .collect(),
             pending,
             out_of_order,
             dry_run: adopt.dry_run,

@@ -1,0 +1,2 @@
+-- dbprep:no-transaction
+CREATE OR REPLACE VIEW v AS SELECT 1;

@@ -1,5 +1,0 @@
-static MIGRATIONS: dbprep_runtime::Migrations = dbprep_macros::embed_migrations!("tests/cases/repeatable");
-
-fn main() {
-    let _ = &MIGRATIONS;
-}
