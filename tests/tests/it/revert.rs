@@ -93,6 +93,10 @@ async fn upgrade_downgrade_to_zero_and_upgrade_again_gives_the_same_schema() {
     assert_eq!(recorded(&client).await.len(), 200, "a dry run runs nothing");
 
     let back = Migrator::new(&m).revert(db.pool(), 0, false).await.unwrap();
+    println!(
+        "200 diesel folders: upgrade {:?}, downgrade --to 0 {:?}",
+        first.elapsed, back.elapsed
+    );
     assert_eq!(back.reverted.len(), 200);
     assert_eq!(back.version, None);
     assert!(back.reverted[0].file.ends_with("/down.sql"), "{back}");
@@ -271,4 +275,22 @@ async fn check_reversible_names_the_down_that_does_not_restore_the_schema() {
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.reversible, [1, 2]);
     assert_eq!(report.without_down, [3]);
+}
+
+#[tokio::test]
+async fn check_reversible_proves_every_down_of_the_diesel_project() {
+    let dir = tempfile::tempdir().unwrap();
+    diesel_project(dir.path());
+    let m = Migrations::from_dir(dir.path()).unwrap();
+    let server = dbprep_runtime::testing::TestServer::get()
+        .unwrap()
+        .admin_config();
+    let started = std::time::Instant::now();
+    let report = Migrator::new(&m).check_reversible(&server).await.unwrap();
+    println!(
+        "check-reversible on 200 diesel folders: {:?}\n{report}",
+        started.elapsed()
+    );
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.reversible.len(), 200);
 }
