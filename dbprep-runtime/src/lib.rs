@@ -56,6 +56,8 @@ pub use pg::run::migrator::Migrator;
 #[cfg(feature = "postgres")]
 pub use pg::run::plan::Policy;
 #[cfg(feature = "postgres")]
+pub use pg::run::retry::{Blocker, LockRetry};
+#[cfg(feature = "postgres")]
 pub use pg::run::reversible::{NotReversible, ReversibleReport};
 #[cfg(feature = "postgres")]
 pub use pg::run::revert::{RevertReport, Reverted};

@@ -97,6 +97,8 @@ pub(super) async fn execute(
             .history_schema(&g.history_schema)
             .lock_wait(Duration::from_secs(g.lock_wait))
             .lock_mode(g.lock_mode)
+            .lock_timeout(g.lock_timeout)
+            .lock_retries(g.lock_retries)
             .fixtures(fixtures)
     };
     // Up to `--to` when given, else the newest.

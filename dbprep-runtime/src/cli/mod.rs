@@ -92,6 +92,31 @@ struct Global {
         value_name = "MODE"
     )]
     lock_mode: crate::pg::run::lock::LockMode,
+    /// How long a transactional migration may wait for a lock on a table
+    /// before it is rolled back (so the application's queries stop queueing
+    /// behind it) and tried again: `0`, or a whole number with ms, s or min.
+    /// `0` waits as long as it takes. A file's `-- dbprep:lock-timeout`
+    /// wins.
+    #[arg(
+        long,
+        global = true,
+        env = "DBPREP_LOCK_TIMEOUT",
+        default_value = "2s",
+        value_name = "DURATION",
+        value_parser = crate::model::directive::parse_duration
+    )]
+    lock_timeout: std::time::Duration,
+    /// How many times a migration that ran out of its lock timeout is tried
+    /// again, after a growing pause, before the run fails naming the
+    /// sessions that blocked it.
+    #[arg(
+        long,
+        global = true,
+        env = "DBPREP_LOCK_RETRIES",
+        default_value_t = 5,
+        value_name = "N"
+    )]
+    lock_retries: u32,
 }
 
 /// What to do.

@@ -147,7 +147,7 @@ pub enum SourceError {
         target: String,
     },
     /// A `-- dbprep:…` directive that does not exist.
-    #[error("{file}:{line}: unknown directive `-- {directive}`; the only directive is `-- dbprep:no-transaction`")]
+    #[error("{file}:{line}: unknown directive `-- {directive}`; the directives are `-- dbprep:no-transaction` and `-- dbprep:lock-timeout DURATION`")]
     UnknownDirective {
         /// The file.
         file: String,
@@ -155,6 +155,18 @@ pub enum SourceError {
         line: usize,
         /// The directive as written.
         directive: String,
+    },
+    /// A known directive with a value it cannot take.
+    #[error("{file}:{line}: `-- {directive}`: {reason}")]
+    BadDirective {
+        /// The file.
+        file: String,
+        /// Its line.
+        line: usize,
+        /// The directive.
+        directive: String,
+        /// What is wrong with its value.
+        reason: String,
     },
     /// A migration listed in `dbprep.sum` whose content changed.
     #[error("{file}: changed since it was recorded in {sum} (recorded {recorded}, now {actual}); an applied migration must not change: restore the file, or, if it was never applied anywhere, regenerate the sum file")]
@@ -220,6 +232,7 @@ impl SourceError {
             | SourceError::NulCharacter { file, .. }
             | SourceError::SymlinkOutside { file, .. }
             | SourceError::UnknownDirective { file, .. }
+            | SourceError::BadDirective { file, .. }
             | SourceError::Sql { file, .. }
             | SourceError::SumChanged { file, .. }
             | SourceError::SumUnlisted { file, .. } => file,
@@ -557,10 +570,18 @@ fn read_one(
     let mut errors = Vec::new();
     let (sql, up_verbatim) = read_text(&up).map_err(|e| vec![e])?;
     let directives = directive::parse(&sql).unwrap_or_else(|e| {
-        errors.push(SourceError::UnknownDirective {
-            file: up.file.clone(),
-            line: e.line,
-            directive: e.directive,
+        errors.push(match e.bad_value {
+            None => SourceError::UnknownDirective {
+                file: up.file.clone(),
+                line: e.line,
+                directive: e.directive,
+            },
+            Some(reason) => SourceError::BadDirective {
+                file: up.file.clone(),
+                line: e.line,
+                directive: e.directive,
+                reason,
+            },
         });
         Default::default()
     });

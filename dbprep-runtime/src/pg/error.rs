@@ -69,6 +69,28 @@ pub enum Error {
         /// Every reason, one per version.
         problems: Vec<String>,
     },
+    /// A migration that could not take its locks within the lock timeout,
+    /// try after try: it was rolled back each time, so the application's
+    /// queries did not queue behind it.
+    #[error(
+        "migration {version} ({file}) could not take its locks within the lock timeout in {tries} tries; \
+         sessions that hold table locks in older transactions: {}; {}. \
+         Let them finish (or end them), or allow more with --lock-timeout / --lock-retries",
+        crate::pg::run::retry::list(blockers),
+        applied_before(applied)
+    )]
+    LockNotAvailable {
+        /// The migration.
+        version: i64,
+        /// Its file.
+        file: String,
+        /// How many times it was tried.
+        tries: u32,
+        /// The sessions that likely blocked it at the last try.
+        blockers: Vec<crate::pg::run::retry::Blocker>,
+        /// What this run applied before it (committed, and kept).
+        applied: Vec<i64>,
+    },
     /// An adoption that cannot be done, for each reason named; nothing was
     /// stamped.
     #[error("cannot adopt the database from {tool}'s history {table}: {}; nothing was stamped", problems.join("; "))]
@@ -478,6 +500,16 @@ impl fmt::Display for FixtureFailure {
 }
 
 impl std::error::Error for FixtureFailure {}
+
+/// "nothing was applied", or which versions were.
+fn applied_before(applied: &[i64]) -> String {
+    if applied.is_empty() {
+        "nothing was applied".to_owned()
+    } else {
+        let versions: Vec<String> = applied.iter().map(i64::to_string).collect();
+        format!("applied before it, and kept: {}", versions.join(", "))
+    }
+}
 
 /// The result type of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -34,6 +34,9 @@ pub struct Report {
     /// The repeatable migrations this run applied (new, or changed since
     /// they last ran), in name order, after the versioned ones.
     pub repeatables: Vec<AppliedRepeatable>,
+    /// Each retry of a migration that ran out of its lock timeout, with
+    /// the sessions that likely blocked it.
+    pub lock_retries: Vec<crate::pg::run::retry::LockRetry>,
 }
 
 impl Report {

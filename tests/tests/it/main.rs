@@ -9,6 +9,7 @@ mod drift;
 mod faults;
 mod fixtures;
 mod kill;
+mod live;
 mod migrator;
 mod repeatables;
 mod replicas;

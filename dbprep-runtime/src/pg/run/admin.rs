@@ -84,6 +84,7 @@ impl Migrator<'_> {
             elapsed: started.elapsed(),
             lock: Some(lock),
             repeatables: Vec::new(),
+            lock_retries: Vec::new(),
         })
     }
 

@@ -125,6 +125,9 @@ pub(crate) struct Session<'a> {
     /// future must stay `Send`).
     done: AtomicUsize,
     total: AtomicUsize,
+    /// How long a transactional migration may wait for a lock (zero: as
+    /// long as it takes), unless its file says otherwise.
+    lock_timeout: Duration,
 }
 
 /// A callback told how many of a run's migrations are done, and of how
@@ -151,6 +154,29 @@ impl<'a> Session<'a> {
             progress,
             done: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
+            lock_timeout: Duration::ZERO,
+        }
+    }
+
+    /// The session with transactional migrations waiting at most
+    /// `lock_timeout` for a lock (zero: as long as it takes).
+    pub(crate) fn with_lock_timeout(mut self, lock_timeout: Duration) -> Self {
+        self.lock_timeout = lock_timeout;
+        self
+    }
+
+    /// The `SET LOCAL lock_timeout` of `m`'s transaction: its file's
+    /// `-- dbprep:lock-timeout`, else the run's; nothing when that is zero
+    /// (the server's own setting applies).
+    fn lock_timeout_sql(&self, m: &Migration) -> String {
+        let timeout = crate::model::directive::parse(m.sql())
+            .ok()
+            .and_then(|d| d.lock_timeout)
+            .unwrap_or(self.lock_timeout);
+        if timeout.is_zero() {
+            String::new()
+        } else {
+            format!("SET LOCAL lock_timeout = {};\n", timeout.as_millis())
         }
     }
 
@@ -465,6 +491,7 @@ impl Session<'_> {
         message.push_str("BEGIN;\n");
         message.push_str(&self.restore_statements(restore_search_path, self.pooled()));
         message.push_str(&self.transaction_settings(asynchronous_commit));
+        message.push_str(&self.lock_timeout_sql(m));
         message.push_str(&self.lock.renew_sql());
         if previous.is_none() {
             // As the run's role, in the first migration's transaction.

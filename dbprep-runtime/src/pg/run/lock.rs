@@ -379,10 +379,10 @@ async fn holder_from(client: &Client, sql: &str) -> Result<Option<LockHolder>> {
 /// A small pseudo-random spread of the sleeps (xorshift, seeded from the
 /// clock and the process id): replicas released together must not retry
 /// in step, and no more than that is needed of it.
-struct Jitter(u64);
+pub(crate) struct Jitter(u64);
 
 impl Jitter {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -391,7 +391,7 @@ impl Jitter {
     }
 
     /// `sleep` scaled by a factor between 0.5 and 1.5.
-    fn spread(&mut self, sleep: Duration) -> Duration {
+    pub(crate) fn spread(&mut self, sleep: Duration) -> Duration {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

@@ -18,9 +18,20 @@ use crate::pg::report::{Applied, Report, Status, StatusEntry};
 use crate::pg::run::batch::{Done, Progress, Session};
 use crate::pg::run::lock::LockMode;
 use crate::pg::run::plan::{self, Plan, Policies, Policy};
+use crate::pg::run::retry;
 use crate::pg::store::digest::{up_to_date_digests, HistoryDigest};
 use crate::pg::store::history::HistoryRow;
 use crate::pg::store::HistoryTable;
+
+/// A transaction open for longer than this (or than the lock timeout)
+/// before a batch is worth a warning.
+const LONG_TRANSACTION: Duration = Duration::from_secs(1);
+
+/// How long a transactional migration waits for a lock by default.
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How many times a migration that ran out of its lock timeout is retried
+/// by default.
+const DEFAULT_LOCK_RETRIES: u32 = 5;
 
 /// Applies embedded migrations to a database.
 ///
@@ -41,6 +52,8 @@ pub struct Migrator<'m> {
     pub(crate) target: Option<i64>,
     pub(crate) lock_wait: Duration,
     pub(crate) lock_mode: LockMode,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) lock_retries: u32,
     pub(crate) policies: Policies,
     pub(crate) schema_policy: Policy,
     pub(crate) check_schema: bool,
@@ -64,7 +77,8 @@ impl std::fmt::Debug for Migrator<'_> {
 impl<'m> Migrator<'m> {
     /// A migrator for `migrations`, with the defaults: history in
     /// `public.dbprep_schema_history`, up to the newest version, wait up to
-    /// 60 s for the lock, refuse every kind of drift.
+    /// 60 s for the lock, each transactional migration under a 2 s
+    /// `lock_timeout` retried up to 5 times, refuse every kind of drift.
     pub fn new(migrations: &'m Migrations) -> Self {
         Migrator {
             migrations,
@@ -72,6 +86,8 @@ impl<'m> Migrator<'m> {
             target: None,
             lock_wait: Duration::from_secs(60),
             lock_mode: LockMode::Session,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            lock_retries: DEFAULT_LOCK_RETRIES,
             policies: Policies::default(),
             schema_policy: Policy::Error,
             check_schema: false,
@@ -91,6 +107,24 @@ impl<'m> Migrator<'m> {
     /// The name of the history table.
     pub fn history_table(mut self, table: impl Into<String>) -> Self {
         self.history.table = table.into();
+        self
+    }
+
+    /// How long a transactional migration may wait for a lock on a table
+    /// before it gives up, is rolled back (so the application's queries
+    /// stop queueing behind it) and is tried again (default 2 s; zero:
+    /// wait as long as it takes, the server's own `lock_timeout` applies).
+    /// A file's `-- dbprep:lock-timeout 5s` wins over it.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// How many times a migration that ran out of its lock timeout is
+    /// tried again, after a growing, jittered pause, before the run fails
+    /// naming the sessions that blocked it (default 5).
+    pub fn lock_retries(mut self, retries: u32) -> Self {
+        self.lock_retries = retries;
         self
     }
 
@@ -281,6 +315,7 @@ impl<'m> Migrator<'m> {
                 elapsed: started.elapsed(),
                 lock: None,
                 repeatables: Vec::new(),
+                lock_retries: Vec::new(),
             });
         }
         if let Some(digest) = digest.filter(|_| !versions_current) {
@@ -299,6 +334,7 @@ impl<'m> Migrator<'m> {
                     elapsed: started.elapsed(),
                     lock: None,
                     repeatables: Vec::new(),
+                    lock_retries: Vec::new(),
                 });
             }
         }
@@ -309,6 +345,7 @@ impl<'m> Migrator<'m> {
                 elapsed: started.elapsed(),
                 lock: None,
                 repeatables: Vec::new(),
+                lock_retries: Vec::new(),
             });
         }
         // While it waits for the lock, a run stops when a peer leaves the
@@ -341,7 +378,8 @@ impl<'m> Migrator<'m> {
                 "took the migration lock and checked the history tables ({:?})",
                 step.elapsed()
             );
-            let result = self.apply(&session).await;
+            let mut retries = Vec::new();
+            let result = self.apply_with_retries(&session, &mut retries).await;
             let repeated = match result {
                 Ok(_) => self.apply_repeatables(&session).await,
                 Err(_) => Ok(Vec::new()),
@@ -351,14 +389,14 @@ impl<'m> Migrator<'m> {
             // connection would release the lock too, but only once the
             // server notices.
             let finished = self.finish(&session).await;
-            Ok::<_, Error>(Ok((result, repeated, finished, lock)))
+            Ok::<_, Error>(Ok((result, repeated, finished, lock, retries)))
         }
         .await;
         // Over, failed or not: only a future dropped mid-way cancels; an
         // error returned early must not cancel the caller's next query on
         // this connection.
         guard.disarm();
-        let (result, repeated, finished, lock) = match locked? {
+        let (result, repeated, finished, lock, lock_retries) = match locked? {
             Ok(locked) => locked,
             Err(lock) => {
                 return Ok(Report {
@@ -367,6 +405,7 @@ impl<'m> Migrator<'m> {
                     elapsed: started.elapsed(),
                     lock: Some(lock),
                     repeatables: Vec::new(),
+                    lock_retries: Vec::new(),
                 })
             }
         };
@@ -396,6 +435,7 @@ impl<'m> Migrator<'m> {
             elapsed: started.elapsed(),
             lock: Some(lock),
             repeatables,
+            lock_retries,
         };
         tracing::info!(
             "applied {} migration(s) and {} repeatable migration(s), database at version {} ({:?})",
@@ -440,7 +480,7 @@ impl<'m> Migrator<'m> {
     }
 
     /// Under the lock: read the history again, plan, apply.
-    async fn apply(&self, session: &Session<'_>) -> Result<Vec<Done>> {
+    pub(super) async fn apply(&self, session: &Session<'_>) -> Result<Vec<Done>> {
         let rows = self.history.read(session.client).await?;
         let plan = match Plan::new(self.migrations, &rows, self.target, self.policies) {
             Ok(plan) => plan,
@@ -459,6 +499,12 @@ impl<'m> Migrator<'m> {
             return Ok(Vec::new());
         }
         tracing::info!("applying {} migration(s)", plan.pending.len());
+        // They will hold up every DDL statement on the tables they locked.
+        for blocker in
+            retry::blockers(session.client, self.lock_timeout.max(LONG_TRANSACTION)).await?
+        {
+            tracing::warn!("a long transaction may block the migrations: {blocker}");
+        }
         session.set_total(plan.pending.len());
         let mut done = Vec::new();
         let mut rank = rows.iter().map(|r| r.installed_rank).max().unwrap_or(0) + 1;

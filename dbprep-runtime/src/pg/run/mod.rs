@@ -9,6 +9,7 @@ pub mod lock;
 pub(crate) mod migrator;
 pub(crate) mod plan;
 pub(crate) mod repeatable;
+pub(crate) mod retry;
 pub(crate) mod reversible;
 pub(crate) mod revert;
 pub(crate) mod scratch;

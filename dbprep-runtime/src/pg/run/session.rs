@@ -196,7 +196,8 @@ impl Migrator<'_> {
             facts,
             self.schema_snapshot,
             self.progress.as_deref(),
-        );
+        )
+        .with_lock_timeout(self.lock_timeout);
         Ok(Turn::Ours(Box::new(session), wait))
     }
 

@@ -1,0 +1,2 @@
+-- dbprep:lock-timeout 5 seconds
+ALTER TABLE t ADD COLUMN c int;
