@@ -1224,3 +1224,59 @@ async fn adopt_takes_over_a_diesel_database_then_upgrade_applies_what_is_new() {
     assert_eq!(json(&upgrade)["applied"][0]["version"], 20240102000001_i64);
     assert_success(&dbprep_on(&db, folder, &["verify"], &[]));
 }
+
+#[tokio::test]
+async fn lint_lists_blocking_ddl_with_json_and_exit_1_and_needs_no_database() {
+    let db = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("V1__users.sql"),
+        "CREATE TABLE users (id int, email text);\nCREATE INDEX users_id ON users (id);",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("V2__email.sql"),
+        "CREATE INDEX users_email ON users (email);",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("V3__lock.sql"),
+        "-- dbprep:allow(lock-table)\nLOCK TABLE users;",
+    )
+    .unwrap();
+    let found = dbprep_on(
+        &db,
+        dir.path(),
+        &["lint", "--json"],
+        &[("PGPORT", "1".into())],
+    );
+    assert_eq!(
+        found.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let found = json(&found);
+    assert_eq!(found["findings"].as_array().unwrap().len(), 1);
+    assert_eq!(found["findings"][0]["rule"], "create-index");
+    assert_eq!(found["findings"][0]["line"], 1);
+    let since = dbprep_on(&db, dir.path(), &["lint", "--since", "2"], &[]);
+    assert_success(&since);
+    assert_eq!(
+        String::from_utf8_lossy(&since.stdout).trim(),
+        "no statement that blocks traffic"
+    );
+    std::fs::write(
+        dir.path().join("V4__typo.sql"),
+        "-- dbprep:allow(create-indexes)\nSELECT 1;",
+    )
+    .unwrap();
+    let typo = dbprep_on(&db, dir.path(), &["lint"], &[]);
+    assert!(
+        String::from_utf8_lossy(&typo.stderr).contains(
+            "V4__typo.sql:1: `-- dbprep:allow`: no rule is named \"create-indexes\"; the rules are create-index,"
+        ),
+        "{}",
+        String::from_utf8_lossy(&typo.stderr)
+    );
+}

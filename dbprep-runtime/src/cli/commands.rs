@@ -125,6 +125,7 @@ pub(super) async fn execute(
         } | Command::CreateDatabase { .. }
             | Command::CreateRole { .. }
             | Command::Sql { .. }
+            | Command::Lint { .. }
     );
     if g.wait > 0 && !offline {
         let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
@@ -184,6 +185,37 @@ pub(super) async fn execute(
             }
             let report = migrator().adopt(&pool, &adopt).await?;
             print(json, &report, || report.to_string());
+        }
+        Command::Lint { since } => {
+            let findings = migrations.lint_since(*since);
+            let listed: Vec<serde_json::Value> = findings
+                .iter()
+                .map(|f| {
+                    json!({
+                        "rule": f.rule.name(),
+                        "file": f.file,
+                        "line": f.line,
+                        "column": f.column,
+                        "statement": f.statement,
+                        "advice": f.rule.advice(),
+                    })
+                })
+                .collect();
+            print(json, json!({ "findings": listed }), || {
+                if findings.is_empty() {
+                    "no statement that blocks traffic".to_owned()
+                } else {
+                    let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
+                    format!(
+                        "{} statement(s) would block the application's traffic:\n{}",
+                        findings.len(),
+                        text.join("\n")
+                    )
+                }
+            });
+            if !findings.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Sql {
             from,

@@ -162,6 +162,16 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Look for DDL that blocks the application's traffic (CREATE INDEX
+    /// without CONCURRENTLY, validating constraints, SET NOT NULL, type
+    /// changes, renames and drops, …) in the migrations; exit 1 on
+    /// findings. Needs no database. `-- dbprep:allow(rule)` accepts one
+    /// on purpose.
+    Lint {
+        /// Skip this version and older ones (already applied everywhere).
+        #[arg(long, value_name = "VERSION")]
+        since: Option<i64>,
+    },
     /// On a scratch database of the server (the role needs CREATEDB), apply,
     /// revert and apply again each migration with a down file, and report
     /// every down that does not give back the schema from before its
@@ -309,6 +319,7 @@ impl Command {
             | Command::Stamp { .. }
             | Command::Verify
             | Command::Sql { .. }
+            | Command::Lint { .. }
             | Command::Squash { .. }
             | Command::Downgrade { .. }
             | Command::Adopt { .. }

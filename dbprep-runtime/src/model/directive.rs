@@ -81,6 +81,20 @@ pub fn parse(sql: &str) -> Result<Directives, UnknownDirective> {
                         bad_value: Some(reason),
                     })?);
             }
+            other if other.starts_with("dbprep:allow(") => {
+                if let Some(Err(name)) = super::lint::allowed_in(other) {
+                    let rules: Vec<&str> =
+                        super::lint::Rule::ALL.iter().map(|r| r.name()).collect();
+                    return Err(UnknownDirective {
+                        line: index + 1,
+                        directive: "dbprep:allow".to_owned(),
+                        bad_value: Some(format!(
+                            "no rule is named {name:?}; the rules are {}",
+                            rules.join(", ")
+                        )),
+                    });
+                }
+            }
             other if other.starts_with("dbprep:") => {
                 return Err(UnknownDirective {
                     line: index + 1,

@@ -488,6 +488,47 @@ impl Migrations {
         }
     }
 
+    /// Lint the migrations for DDL that blocks the application's traffic
+    /// (see [`Rule`](super::lint::Rule)), skipping every version at or below
+    /// `since` and below the newest baseline (applied long ago, or
+    /// replaced by the baseline). Down files are not linted.
+    pub fn lint_since(&self, since: Option<i64>) -> Vec<super::lint::LintFinding> {
+        let floor = since.max(self.baselines().last().map(Migration::version));
+        self.iter()
+            .filter(|m| floor.is_none_or(|f| m.version() > f))
+            .chain(self.repeatables())
+            .flat_map(|m| super::lint::lint(m.file(), m.sql()))
+            .collect()
+    }
+
+    /// [`lint_since`](Self::lint_since) of every version.
+    pub fn lint(&self) -> Vec<super::lint::LintFinding> {
+        self.lint_since(None)
+    }
+
+    /// Panic, listing each finding with what to do instead, when a
+    /// migration newer than `since` holds DDL that blocks traffic: the
+    /// one-line test that keeps such statements from shipping.
+    ///
+    /// ```ignore
+    /// #[test]
+    /// fn migrations_do_not_block_traffic() {
+    ///     MIGRATIONS.assert_lint_clean();
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn assert_lint_clean(&self) {
+        let findings = self.lint();
+        if !findings.is_empty() {
+            let list: Vec<String> = findings.iter().map(ToString::to_string).collect();
+            panic!(
+                "{} statement(s) would block the application's traffic:\n{}",
+                findings.len(),
+                list.join("\n")
+            );
+        }
+    }
+
     /// Panic unless the binary embeds exactly what `dir` holds now: the
     /// one-line test that catches a migration added without a rebuild.
     ///

@@ -10,6 +10,7 @@ pub mod folder;
 pub mod fuzz;
 pub mod history;
 pub mod lexer;
+pub mod lint;
 pub mod migration;
 pub mod name;
 pub mod normalize;

@@ -1,0 +1,2 @@
+-- dbprep:allow(create-indexes)
+CREATE INDEX i ON t (a);
