@@ -10,8 +10,8 @@ use dbprep_runtime::__private::{
 use crate::args::Folder;
 
 /// Expand `embed_migrations!`, or a compile error for every problem found
-/// in the folder.
-pub fn migrations(folder: &Folder) -> syn::Result<TokenStream> {
+/// in the folder (and, with `deny_lint`, every lint finding).
+pub fn migrations(folder: &Folder, deny_lint: bool) -> syn::Result<TokenStream> {
     let sources = read_migrations(&folder.path(), &folder.shown_as()).map_err(|errors| {
         errors
             .0
@@ -23,6 +23,10 @@ pub fn migrations(folder: &Folder) -> syn::Result<TokenStream> {
             })
             .expect("an error list is never empty")
     })?;
+
+    if deny_lint {
+        lint(folder, &sources)?;
+    }
 
     // Editing any file (or the sum file) must rebuild the crate: rustc
     // tracks include_str!/include_bytes!. A file already in normal form is
@@ -92,6 +96,26 @@ pub fn migrations(folder: &Folder) -> syn::Result<TokenStream> {
             ::dbprep_runtime::Migrations::__embedded(&COLUMNS)
         }
     })
+}
+
+/// Every lint finding of the versions above the newest baseline (and of
+/// the repeatable migrations), as compile errors.
+fn lint(folder: &Folder, sources: &[MigrationSource]) -> syn::Result<()> {
+    let floor = sources
+        .iter()
+        .filter(|m| m.baseline)
+        .map(|m| m.version)
+        .max();
+    sources
+        .iter()
+        .filter(|m| !m.baseline && (m.repeatable || floor.is_none_or(|f| m.version > f)))
+        .flat_map(|m| dbprep_runtime::__private::lint(&m.file, &m.sql))
+        .map(|finding| syn::Error::new(folder.literal.span(), finding))
+        .reduce(|mut all, e| {
+            all.combine(e);
+            all
+        })
+        .map_or(Ok(()), Err)
 }
 
 /// The migration's flags, as `EmbeddedColumns` reads them.

@@ -44,8 +44,8 @@ pub fn embed_fixtures(input: TokenStream) -> TokenStream {
 /// crate's `Cargo.toml`.
 #[proc_macro]
 pub fn embed_migrations(input: TokenStream) -> TokenStream {
-    let folder = syn::parse_macro_input!(input as args::Folder);
-    expand::migrations(&folder)
+    let args = syn::parse_macro_input!(input as args::MigrationsArgs);
+    expand::migrations(&args.folder, args.deny_lint)
         .unwrap_or_else(|e| e.to_compile_error())
         .into()
 }

@@ -78,6 +78,7 @@ pub mod __private {
     pub use crate::model::folder::read_migrations;
     pub use crate::model::fuzz;
     pub use crate::model::lexer::split;
+    pub use crate::model::lint::lint;
     pub use crate::model::migration::EmbeddedColumns;
     pub use crate::model::source::MigrationSource;
     pub use crate::model::sum::SUM_FILE;

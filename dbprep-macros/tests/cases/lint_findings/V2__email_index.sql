@@ -1,0 +1,2 @@
+-- speeds up sign-in
+CREATE INDEX users_email ON users (email);
