@@ -44,6 +44,9 @@ fn run_time_reading_refuses_what_the_macro_refuses_with_the_same_message() {
         else {
             continue; // not a folder case (a bad argument)
         };
+        if source.contains(&format!("\"{folder}\",")) {
+            continue; // an option's error (lint = …), not the folder's
+        }
         let expected = compile_errors(&std::fs::read_to_string(&path).unwrap());
         let found = read_migrations(&Path::new(MACROS).join("..").join(folder), folder)
             .expect_err(&case)
