@@ -338,7 +338,7 @@ impl Session<'_> {
     /// runs: `success = false` until it ends. Its `run_id` is `NULL`, which
     /// the table refuses, when the run no longer holds the lock.
     fn insert_dirty_row(&self, m: &Migration, rank: i32) -> String {
-        let run_id = guarded(&self.lock.held_condition(), &literal(self.run_id()));
+        let run_id = self.guarded_run_id();
         self.history.insert_sql(&NewRow {
             success: false,
             ..NewRow::of(m, rank, &self.facts.user, run_id)
@@ -686,6 +686,41 @@ impl Session<'_> {
             version: m.version(),
             elapsed,
         })
+    }
+
+    /// `run_id` as the lease guard writes it: `NULL` (refused by dbprep's
+    /// tables) once the run no longer holds the lock.
+    pub(super) fn guarded_run_id(&self) -> String {
+        guarded(&self.lock.held_condition(), &literal(self.run_id()))
+    }
+
+    /// Run a file's `sql` (a down, a repeatable migration) in one
+    /// transaction as the run's session (its role and search path), after
+    /// dbprep's own statements `own` (its history write, so that nothing
+    /// of dbprep's runs after the file's own `SET`s). How long it took;
+    /// else the server's error and its line and column in `sql`, the
+    /// transaction rolled back.
+    pub(super) async fn run_file_in_transaction(
+        &self,
+        own: &str,
+        sql: &str,
+    ) -> Result<Duration, (tokio_postgres::Error, Option<(usize, usize)>)> {
+        let mut message = self.lock.tag();
+        message.push_str("BEGIN;\n");
+        message.push_str(&self.restore_statements(true, self.pooled()));
+        message.push_str(&self.lock.renew_sql());
+        message.push_str(own);
+        let prefix_chars = message.chars().count();
+        message.push_str(sql);
+        message.push_str("\n;\nCOMMIT;\nRESET ALL;");
+        let started = Instant::now();
+        if let Err(error) = self.run_message(&message).await {
+            let _ = self.client.simple_query("ROLLBACK").await;
+            let position = error_position(&error)
+                .and_then(|p| position_in_sql(sql, p.checked_sub(prefix_chars + 1)?));
+            return Err((error, position));
+        }
+        Ok(started.elapsed())
     }
 
     /// Run `sql` (a migration's, or a down's, of `version`) statement by

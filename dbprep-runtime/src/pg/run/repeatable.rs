@@ -9,17 +9,16 @@
 //! They run only when a run reaches the set's head: a file written for the
 //! newest schema may name what an older target does not have yet.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::batch::{error_position, migration_error, position_in_sql, Session};
+use super::batch::{migration_error, Session};
 use super::migrator::Migrator;
 use crate::model::migration::Migration;
 use crate::pg::error::Result;
 use crate::pg::report::AppliedRepeatable;
 use crate::pg::sql::literal;
-use crate::pg::store::history::guarded;
 use crate::pg::store::repeatables::outdated;
 
 impl Migrator<'_> {
@@ -101,32 +100,20 @@ impl Session<'_> {
     /// One repeatable migration: its row first, then its SQL, in one
     /// transaction, as the run's session (its role and search path).
     async fn apply_repeatable(&self, m: &Migration) -> Result<Duration> {
-        let mut message = self.lock.tag();
-        message.push_str("BEGIN;\n");
-        message.push_str(&self.restore_statements(true, self.pooled()));
-        message.push_str(&self.lock.renew_sql());
         // Through a pooler, a lease that ran out leaves `run_id` NULL,
         // which the table refuses, before the file runs.
         let run_id = if self.pooled() {
-            guarded(&self.lock.held_condition(), &literal(self.run_id()))
+            self.guarded_run_id()
         } else {
             literal(self.run_id())
         };
-        message.push_str(&self.history().record_repeatable_sql(
-            m,
-            &literal(&self.facts.user),
-            &run_id,
-        ));
-        let prefix_chars = message.chars().count();
-        message.push_str(m.sql());
-        message.push_str("\n;\nCOMMIT;\nRESET ALL;");
-        let started = Instant::now();
-        if let Err(error) = self.run_message(&message).await {
-            let _ = self.client.simple_query("ROLLBACK").await;
-            let position = error_position(&error)
-                .and_then(|p| position_in_sql(m.sql(), p.checked_sub(prefix_chars + 1)?));
-            return Err(migration_error(m, error, position, Vec::new(), Vec::new()));
-        }
-        Ok(started.elapsed())
+        let own = self
+            .history()
+            .record_repeatable_sql(m, &literal(&self.facts.user), &run_id);
+        self.run_file_in_transaction(&own, m.sql())
+            .await
+            .map_err(|(error, position)| {
+                migration_error(m, error, position, Vec::new(), Vec::new())
+            })
     }
 }

@@ -16,14 +16,12 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 
-use super::batch::{error_position, migration_error, position_in_sql, Session};
+use super::batch::{migration_error, Session};
 use super::migrator::{show, take, Migrator};
 use crate::model::directive;
 use crate::model::history::{HistoryRow, RowKind};
 use crate::model::migration::Migration;
 use crate::pg::error::{Error, Result};
-use crate::pg::sql::literal;
-use crate::pg::store::history::guarded;
 
 /// A migration a revert undid.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -225,33 +223,21 @@ impl Session<'_> {
     /// then runs after the down's own `SET`s), then the down, in one
     /// transaction.
     async fn revert_in_transaction(&self, m: &Migration) -> Result<Duration> {
-        let down = m.down_sql().unwrap_or_default();
-        let mut message = self.lock.tag();
-        message.push_str("BEGIN;\n");
-        message.push_str(&self.restore_statements(true, self.pooled()));
-        message.push_str(&self.lock.renew_sql());
+        let mut own = String::new();
         if self.pooled() {
             // The guard: a lease that ran out leaves `run_id` NULL, which
             // the table refuses, before the down runs.
-            message.push_str(&format!(
+            own.push_str(&format!(
                 "UPDATE {} SET run_id = {} WHERE version = {};\n",
                 self.history().qualified(),
-                guarded(&self.lock.held_condition(), &literal(self.run_id())),
+                self.guarded_run_id(),
                 m.version()
             ));
         }
-        message.push_str(&self.forget_sql(m.version()));
-        let prefix_chars = message.chars().count();
-        message.push_str(down);
-        message.push_str("\n;\nCOMMIT;\nRESET ALL;");
-        let started = Instant::now();
-        if let Err(error) = self.run_message(&message).await {
-            let _ = self.client.simple_query("ROLLBACK").await;
-            let position = error_position(&error)
-                .and_then(|p| position_in_sql(down, p.checked_sub(prefix_chars + 1)?));
-            return Err(down_error(m, error, position));
-        }
-        Ok(started.elapsed())
+        own.push_str(&self.forget_sql(m.version()));
+        self.run_file_in_transaction(&own, m.down_sql().unwrap_or_default())
+            .await
+            .map_err(|(error, position)| down_error(m, error, position))
     }
 
     /// A no-transaction down: its row marked unfinished, then each
