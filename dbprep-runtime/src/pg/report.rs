@@ -40,6 +40,22 @@ pub struct Report {
 }
 
 impl Report {
+    /// A run that applied nothing: the database at `version`.
+    pub(crate) fn nothing_applied(
+        version: Option<i64>,
+        elapsed: Duration,
+        lock: Option<LockWait>,
+    ) -> Report {
+        Report {
+            applied: Vec::new(),
+            version,
+            elapsed,
+            lock,
+            repeatables: Vec::new(),
+            lock_retries: Vec::new(),
+        }
+    }
+
     /// Whether the run found nothing to do.
     pub fn was_up_to_date(&self) -> bool {
         self.applied.is_empty() && self.repeatables.is_empty()

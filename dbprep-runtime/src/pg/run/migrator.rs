@@ -1,6 +1,5 @@
 //! [`Migrator`]: the one call an application makes at start-up.
 
-use crate::pg::store::repeatables;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool};
@@ -309,14 +308,7 @@ impl<'m> Migrator<'m> {
                 show(version),
                 started.elapsed()
             );
-            return Ok(Report {
-                applied: Vec::new(),
-                version,
-                elapsed: started.elapsed(),
-                lock: None,
-                repeatables: Vec::new(),
-                lock_retries: Vec::new(),
-            });
+            return Ok(Report::nothing_applied(version, started.elapsed(), None));
         }
         if let Some(digest) = digest.filter(|_| !versions_current) {
             if let Some(version) = self.needs_nothing(client, digest).await? {
@@ -328,25 +320,11 @@ impl<'m> Migrator<'m> {
                     show(version),
                     started.elapsed()
                 );
-                return Ok(Report {
-                    applied: Vec::new(),
-                    version,
-                    elapsed: started.elapsed(),
-                    lock: None,
-                    repeatables: Vec::new(),
-                    lock_retries: Vec::new(),
-                });
+                return Ok(Report::nothing_applied(version, started.elapsed(), None));
             }
         }
         if digest.is_none() && self.migrations.is_empty() {
-            return Ok(Report {
-                applied: Vec::new(),
-                version: None,
-                elapsed: started.elapsed(),
-                lock: None,
-                repeatables: Vec::new(),
-                lock_retries: Vec::new(),
-            });
+            return Ok(Report::nothing_applied(None, started.elapsed(), None));
         }
         // While it waits for the lock, a run stops when a peer leaves the
         // history as this run would; a repeatable migration leaves no trace
@@ -399,14 +377,11 @@ impl<'m> Migrator<'m> {
         let (result, repeated, finished, lock, lock_retries) = match locked? {
             Ok(locked) => locked,
             Err(lock) => {
-                return Ok(Report {
-                    applied: Vec::new(),
-                    version: self.target.or(self.migrations.head()),
-                    elapsed: started.elapsed(),
-                    lock: Some(lock),
-                    repeatables: Vec::new(),
-                    lock_retries: Vec::new(),
-                })
+                return Ok(Report::nothing_applied(
+                    self.target.or(self.migrations.head()),
+                    started.elapsed(),
+                    Some(lock),
+                ))
             }
         };
         let done = result?;
@@ -479,8 +454,9 @@ impl<'m> Migrator<'m> {
         })
     }
 
-    /// Under the lock: read the history again, plan, apply.
-    pub(super) async fn apply(&self, session: &Session<'_>) -> Result<Vec<Done>> {
+    /// Under the lock: read the history again, plan, apply. A first try
+    /// warns first about long transactions (a retry has just named them).
+    pub(super) async fn apply(&self, session: &Session<'_>, first_try: bool) -> Result<Vec<Done>> {
         let rows = self.history.read(session.client).await?;
         let plan = match Plan::new(self.migrations, &rows, self.target, self.policies) {
             Ok(plan) => plan,
@@ -500,10 +476,12 @@ impl<'m> Migrator<'m> {
         }
         tracing::info!("applying {} migration(s)", plan.pending.len());
         // They will hold up every DDL statement on the tables they locked.
-        for blocker in
-            retry::blockers(session.client, self.lock_timeout.max(LONG_TRANSACTION)).await?
-        {
-            tracing::warn!("a long transaction may block the migrations: {blocker}");
+        if first_try {
+            for blocker in
+                retry::blockers(session.client, self.lock_timeout.max(LONG_TRANSACTION)).await?
+            {
+                tracing::warn!("a long transaction may block the migrations: {blocker}");
+            }
         }
         session.set_total(plan.pending.len());
         let mut done = Vec::new();
@@ -562,14 +540,10 @@ impl<'m> Migrator<'m> {
                 state: plan::state(entry, running.as_ref()),
             })
             .collect();
-        let recorded = self.history.read_repeatables(&client).await?;
         Ok(Status {
             entries,
             invalid_indexes: indexes::invalid(&client).await?,
-            repeatables: repeatables::states(
-                self.migrations.repeatables(),
-                recorded.as_deref().unwrap_or_default(),
-            ),
+            repeatables: self.repeatable_states(&client).await?,
         })
     }
 
@@ -598,11 +572,7 @@ impl<'m> Migrator<'m> {
                 verify::fixtures(client, &self.history, fixtures, self.fixture_policy).await?,
             );
         }
-        let recorded = self.history.read_repeatables(client).await?;
-        report.repeatables = repeatables::states(
-            self.migrations.repeatables(),
-            recorded.as_deref().unwrap_or_default(),
-        );
+        report.repeatables = self.repeatable_states(client).await?;
         Ok(report)
     }
 

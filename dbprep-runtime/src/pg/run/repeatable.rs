@@ -17,9 +17,9 @@ use super::batch::{migration_error, Session};
 use super::migrator::Migrator;
 use crate::model::migration::Migration;
 use crate::pg::error::Result;
-use crate::pg::report::AppliedRepeatable;
+use crate::pg::report::{AppliedRepeatable, RepeatableStatus};
 use crate::pg::sql::literal;
-use crate::pg::store::repeatables::outdated;
+use crate::pg::store::repeatables::{outdated, states};
 
 impl Migrator<'_> {
     /// Whether this run applies repeatable migrations: the set has some,
@@ -40,6 +40,16 @@ impl Migrator<'_> {
         }
         let recorded = self.history.read_repeatables(client).await?;
         Ok(!outdated(self.migrations.repeatables(), &recorded.unwrap_or_default()).is_empty())
+    }
+
+    /// Every repeatable migration, embedded or recorded, with the checksum
+    /// it last ran with against the file's (read-only).
+    pub(super) async fn repeatable_states(&self, client: &Client) -> Result<Vec<RepeatableStatus>> {
+        let recorded = self.history.read_repeatables(client).await?;
+        Ok(states(
+            self.migrations.repeatables(),
+            recorded.as_deref().unwrap_or_default(),
+        ))
     }
 
     /// Under the lock, after the versioned migrations: apply the

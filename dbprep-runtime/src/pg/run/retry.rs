@@ -100,7 +100,7 @@ impl Migrator<'_> {
         let mut pause = FIRST_PAUSE;
         let mut jitter = Jitter::new();
         loop {
-            let failure = match self.apply(session).await {
+            let failure = match self.apply(session, retries.is_empty()).await {
                 Ok(mut more) => {
                     done.append(&mut more);
                     return Ok(done);

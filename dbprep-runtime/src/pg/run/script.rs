@@ -115,6 +115,10 @@ impl Migrator<'_> {
     }
 }
 
+/// After a file's SQL: the session as the script had it (a migration's
+/// `SET ROLE` must not write dbprep's rows).
+const BACK: &str = "RESET ALL;\nRESET SESSION AUTHORIZATION;\nRESET ROLE;\n";
+
 /// What every part of one script shares.
 struct Script<'a> {
     history: &'a HistoryTable,
@@ -220,9 +224,6 @@ impl Script<'_> {
                 ..NewRow::of(m, 0, "", literal(&self.run_id))
             })
         };
-        // After the migration's SQL: the session as the script had it (a
-        // migration's `SET ROLE` must not write dbprep's rows).
-        let back = "RESET ALL;\nRESET SESSION AUTHORIZATION;\nRESET ROLE;\n";
         let version = m.version();
         let mut sql = format!("\n-- {}\n", m.file());
         if m.no_transaction() {
@@ -231,7 +232,7 @@ impl Script<'_> {
             // the migration's clears.
             sql.push_str(&row(false));
             sql.push_str(&format!(
-                "SELECT pg_catalog.clock_timestamp() AS dbprep_started \\gset\n{}\n;\n{back}\
+                "SELECT pg_catalog.clock_timestamp() AS dbprep_started \\gset\n{}\n;\n{BACK}\
                  UPDATE {t} SET success = true, execution_ms = \
                  (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - :'dbprep_started'::pg_catalog.timestamptz) * 1000)::pg_catalog.int4 \
                  WHERE version = {version};\n",
@@ -242,7 +243,7 @@ impl Script<'_> {
             sql.push_str(&row(true));
             sql.push_str(m.sql());
             sql.push_str("\n;\n");
-            sql.push_str(back);
+            sql.push_str(BACK);
             sql.push_str(&self.history.duration_so_far_sql(version));
             sql.push_str("COMMIT;\n");
         }
@@ -254,7 +255,6 @@ impl Script<'_> {
     /// last: psql decides, from a `\gset` variable.
     fn repeatables(&self, repeatables: &[Migration]) -> String {
         let t = self.history.repeatable_table();
-        let back = "RESET ALL;\nRESET SESSION AUTHORIZATION;\nRESET ROLE;\n";
         let mut sql = format!(
             "\n-- The repeatable migrations, each run again only when its file changed.\n{}",
             self.history.create_repeatable_table_sql()
@@ -263,7 +263,7 @@ impl Script<'_> {
             sql.push_str(&format!(
                 "\n-- {file}\n\
                  SELECT NOT EXISTS (SELECT FROM {t} WHERE name = {name} AND checksum = {checksum}) AS dbprep_due \\gset\n\
-                 \\if :dbprep_due\nBEGIN;\n{row}{body}\n;\n{back}\
+                 \\if :dbprep_due\nBEGIN;\n{row}{body}\n;\n{BACK}\
                  UPDATE {t} SET execution_ms = (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() - pg_catalog.now()) * 1000)::pg_catalog.int4 \
                  WHERE name = {name};\nCOMMIT;\n\\endif\n",
                 file = m.file(),
