@@ -289,31 +289,31 @@ fn read_history<'m>(
         ));
     }
     adoptions.sort_by_key(|(order, a)| (*order, a.migration.version()));
+    // Versions dbprep already records are not stamped again: the same
+    // row is an earlier adoption, another one a conflict to settle first.
     let mut already_recorded = Vec::new();
-    let adoptions = adoptions
-        .into_iter()
-        .map(|(_, a)| a)
-        .filter(|a| {
-            let m = a.migration;
-            let Some(row) = recorded.iter().find(|r| r.version == m.version()) else {
-                return true;
-            };
-            if row.success && row.checksum.as_deref() == Some(m.checksum().to_string().as_str()) {
+    let mut to_stamp = Vec::with_capacity(adoptions.len());
+    for (_, a) in adoptions {
+        let m = a.migration;
+        match recorded.iter().find(|r| r.version == m.version()) {
+            None => to_stamp.push(a),
+            Some(row)
+                if row.success
+                    && row.checksum.as_deref() == Some(m.checksum().to_string().as_str()) =>
+            {
                 already_recorded.push(m.version());
-            } else {
-                problems.push(format!(
-                    "version {} is already in dbprep's history, {}: run `dbprep verify` and settle it first",
-                    m.version(),
-                    if row.success {
-                        "with another checksum"
-                    } else {
-                        "unfinished"
-                    }
-                ));
             }
-            false
-        })
-        .collect();
+            Some(row) => problems.push(format!(
+                "version {} is already in dbprep's history, {}: run `dbprep verify` and settle it first",
+                m.version(),
+                if row.success {
+                    "with another checksum"
+                } else {
+                    "unfinished"
+                }
+            )),
+        }
+    }
     // A repeatable runs again at the next upgrade unless Flyway last ran
     // it with the file as embedded (Flyway describes `R__a_b.sql` as "a b").
     let repeatables = migrator
@@ -328,7 +328,7 @@ fn read_history<'m>(
         })
         .collect();
     Reading {
-        adoptions,
+        adoptions: to_stamp,
         repeatables,
         already_recorded,
         problems,
