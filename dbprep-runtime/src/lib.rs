@@ -67,6 +67,10 @@ pub use pg::run::squash::Baseline;
 pub use pg::store::repeatables::RepeatableRow;
 #[cfg(feature = "postgres")]
 pub use pg::store::HistoryTable;
+#[cfg(feature = "postgres")]
+pub use pg::tenants::{
+    EachReport, OnFailure, Rollout, TenantOutcome, TenantResult, TenantSummary, Tenants,
+};
 
 /// What the macros and their expansions use (the very code the runtime
 /// runs, so that compile time and run time agree), and what the property

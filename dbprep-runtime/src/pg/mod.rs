@@ -9,6 +9,7 @@
 //! - `drift`: `verify`, the schema snapshot and INVALID indexes;
 //! - `populate`: loading fixtures;
 //! - `import`: moving a SQLite database in (feature `sqlite`);
+//! - `tenants`: one migration set over many schemas or databases;
 //! - `store`: dbprep's own tables, which every part above reads and
 //!   writes through it;
 //! - `error`, `report`: what the calls return; `sql`: quoting.
@@ -23,4 +24,5 @@ pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sql;
 pub(crate) mod store;
+pub(crate) mod tenants;
 pub(crate) mod tools;

@@ -10,11 +10,15 @@
 //! process applied), `lock tries: N` (how many times it tried the lock)
 //! and `done by peer: true|false` (whether it found the work done while it
 //! waited, without taking the lock).
+//!
+//! `--each-schema PATTERN --jobs N` after them walks the schemas matching
+//! the pattern instead (`Migrator::run_each`) and prints the walk's report,
+//! one line per tenant.
 
 use std::io::Read;
 use std::process::ExitCode;
 
-use dbprep_runtime::{LockMode, Migrations, Migrator};
+use dbprep_runtime::{LockMode, Migrations, Migrator, Tenants};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 #[tokio::main(flavor = "current_thread")]
@@ -31,6 +35,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let jobs: usize = flag("--jobs").and_then(|j| j.parse().ok()).unwrap_or(1);
     if std::env::var_os("DBPREP_TEST_BARRIER").is_some() {
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
     }
@@ -44,12 +55,27 @@ async fn main() -> ExitCode {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager).max_size(1).build().map_err(|e| {
+        let pool = Pool::builder(manager).max_size(jobs).build().map_err(|e| {
             dbprep_runtime::Error::Connect {
                 reason: e.to_string(),
                 source: None,
             }
         })?;
+        if let Some(pattern) = flag("--each-schema") {
+            let tenants = Tenants::schemas_like(&pool, &pattern).await?;
+            let report = Migrator::new(&migrations)
+                .lock_mode(mode)
+                .run_each(&tenants, jobs)
+                .await?;
+            println!("{report}");
+            return match report.failed().next() {
+                None => Ok(()),
+                Some(failed) => Err(dbprep_runtime::Error::Connect {
+                    reason: format!("tenant {} failed", failed.tenant),
+                    source: None,
+                }),
+            };
+        }
         let report = Migrator::new(&migrations)
             .lock_mode(mode)
             .run(&pool)

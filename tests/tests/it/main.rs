@@ -18,4 +18,5 @@ mod script;
 mod sqlite;
 mod sum;
 mod support;
+mod tenants;
 mod test_databases;

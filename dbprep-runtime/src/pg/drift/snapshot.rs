@@ -44,11 +44,21 @@ pub(crate) fn document_hash_sql(document: &str) -> String {
 /// snapshot and the fingerprint are the same with it or without.
 const FIRST_USER_OID: u32 = 16384;
 
-/// The schemas a snapshot describes.
+/// The schemas a snapshot describes when it is not given them.
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
 
 impl HistoryTable {
+    /// The condition on `n.nspname` that keeps the schemas the snapshot
+    /// describes: [`HistoryTable::snapshot_schemas`], else every user schema.
+    fn described_schemas(&self) -> String {
+        if self.snapshot_schemas.is_empty() {
+            return USER_SCHEMA.to_owned();
+        }
+        let names: Vec<String> = self.snapshot_schemas.iter().map(|s| literal(s)).collect();
+        format!("n.nspname IN ({})", names.join(", "))
+    }
+
     /// dbprep's own relations, which no snapshot describes.
     fn own_relations(&self) -> String {
         let regclasses: Vec<String> = self
@@ -89,6 +99,7 @@ impl HistoryTable {
     /// says whether two snapshots are the same.
     fn snapshot_sql(&self) -> String {
         let own = self.own_relations();
+        let schemas = self.described_schemas();
         let not_extension = |catalog: &str, oid: &str| {
             format!(
                 "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep WHERE dep.classid = '{catalog}'::regclass \
@@ -109,7 +120,7 @@ impl HistoryTable {
         let relations = format!(
             "rel AS MATERIALIZED (SELECT c.oid, c.relkind, {} AS name \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.oid >= {FIRST_USER_OID} AND {USER_SCHEMA} AND c.oid <> ALL ({own}) AND {})",
+             WHERE c.oid >= {FIRST_USER_OID} AND {schemas} AND c.oid <> ALL ({own}) AND {})",
             qualified("n.nspname", "c.relname"),
             not_extension("pg_class", "c.oid")
         );
@@ -122,7 +133,7 @@ impl HistoryTable {
         let types = |typtype: &str, value: &str| {
             format!(
                 "SELECT {} FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
-  WHERE ty.oid >= {FIRST_USER_OID} AND ty.typtype = '{typtype}' AND {USER_SCHEMA} AND {ext_type}",
+  WHERE ty.oid >= {FIRST_USER_OID} AND ty.typtype = '{typtype}' AND {schemas} AND {ext_type}",
                 object_agg(&qualified("n.nspname", "ty.typname"), value)
             )
         };
@@ -200,7 +211,7 @@ impl HistoryTable {
                 "functions",
                 format!(
                     "SELECT {} FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-  WHERE p.oid >= {FIRST_USER_OID} AND p.prokind IN ('f', 'p') AND {USER_SCHEMA} AND {ext_proc}
+  WHERE p.oid >= {FIRST_USER_OID} AND p.prokind IN ('f', 'p') AND {schemas} AND {ext_proc}
     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg WHERE tg.tgfoid = p.oid AND tg.tgrelid = ANY ({own}))",
                     object_agg(&function, "pg_catalog.pg_get_functiondef(p.oid)")
                 ),
@@ -242,15 +253,16 @@ impl HistoryTable {
     /// snapshots, which decide.
     pub(crate) fn fingerprint_sql(&self) -> String {
         let own = self.own_relations();
+        let schemas = self.described_schemas();
         let user_relations = format!(
             "SELECT c.oid, c.xmin FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.oid >= {FIRST_USER_OID} AND {USER_SCHEMA} AND c.oid <> ALL ({own})"
+             WHERE c.oid >= {FIRST_USER_OID} AND {schemas} AND c.oid <> ALL ({own})"
         );
         let user_schema_rows = |catalog: &str, alias: &str, namespace: &str| {
             format!(
                 "SELECT pg_catalog.string_agg({alias}.oid::text || ':' || {alias}.xmin::text, ',' ORDER BY {alias}.oid) \
                  FROM pg_catalog.{catalog} {alias} JOIN pg_catalog.pg_namespace n ON n.oid = {alias}.{namespace} \
-                 WHERE {alias}.oid >= {FIRST_USER_OID} AND {USER_SCHEMA}"
+                 WHERE {alias}.oid >= {FIRST_USER_OID} AND {schemas}"
             )
         };
         let parts = [
@@ -269,7 +281,7 @@ impl HistoryTable {
             format!(
                 "SELECT pg_catalog.string_agg(e.oid::text || ':' || e.xmin::text, ',' ORDER BY e.oid) \
                  FROM pg_catalog.pg_enum e JOIN pg_catalog.pg_type ty ON ty.oid = e.enumtypid \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace WHERE e.oid >= {FIRST_USER_OID} AND {USER_SCHEMA}"
+                 JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace WHERE e.oid >= {FIRST_USER_OID} AND {schemas}"
             ),
         ];
         let parts: Vec<String> = parts

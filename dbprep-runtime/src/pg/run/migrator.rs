@@ -109,6 +109,25 @@ impl<'m> Migrator<'m> {
         self
     }
 
+    /// The schemas the schema snapshot describes and `verify` compares
+    /// (default: every schema of the database but the system's), for an
+    /// application that owns some schemas of a database shared with others.
+    ///
+    /// ```
+    /// # use dbprep_runtime::{Migrations, Migrator};
+    /// # static MIGRATIONS: Migrations = Migrations::empty();
+    /// let migrator = Migrator::new(&MIGRATIONS)
+    ///     .history_schema("billing")
+    ///     .snapshot_schemas(["billing"]);
+    /// ```
+    pub fn snapshot_schemas<S: Into<String>>(
+        mut self,
+        schemas: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.history.snapshot_schemas = schemas.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// How long a transactional migration may wait for a lock on a table
     /// before it gives up, is rolled back (so the application's queries
     /// stop queueing behind it) and is tried again (default 2 s; zero:
@@ -241,7 +260,7 @@ impl<'m> Migrator<'m> {
         &self.history
     }
 
-    pub(super) fn check_target(&self) -> Result<()> {
+    pub(crate) fn check_target(&self) -> Result<()> {
         match self.target {
             Some(t)
                 if self.migrations.get(t).is_none()
@@ -525,12 +544,17 @@ impl<'m> Migrator<'m> {
     /// A connection or query error.
     pub async fn status(&self, pool: &Pool) -> Result<Status> {
         let client = pool.get().await.map_err(pool_error)?;
-        let rows = if self.history.exists(&client).await? {
-            self.history.read(&client).await?
+        self.status_on(&client).await
+    }
+
+    /// [`status`](Self::status) on a connection the caller owns.
+    pub async fn status_on(&self, client: &Client) -> Result<Status> {
+        let rows = if self.history.exists(client).await? {
+            self.history.read(client).await?
         } else {
             Vec::new()
         };
-        let running = verify::running_holder(&client, &self.history, &rows).await?;
+        let running = verify::running_holder(client, &self.history, &rows).await?;
         let entries = reconcile(self.migrations, &rows)
             .iter()
             .map(|entry| StatusEntry {
@@ -542,8 +566,8 @@ impl<'m> Migrator<'m> {
             .collect();
         Ok(Status {
             entries,
-            invalid_indexes: indexes::invalid(&client).await?,
-            repeatables: self.repeatable_states(&client).await?,
+            invalid_indexes: indexes::invalid(client).await?,
+            repeatables: self.repeatable_states(client).await?,
         })
     }
 
@@ -623,7 +647,7 @@ impl<'m> Migrator<'m> {
 
 /// Take a connection out of the pool for good: it is closed when dropped,
 /// so a session lock or a failed transaction can never return to the pool.
-pub(super) async fn take(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper> {
+pub(crate) async fn take(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper> {
     let object = pool.get().await.map_err(pool_error)?;
     Ok(Object::take(object))
 }

@@ -32,6 +32,10 @@ pub struct HistoryTable {
     pub schema: String,
     /// The table (default `dbprep_schema_history`).
     pub table: String,
+    /// The schemas the schema snapshot describes (and `verify` compares);
+    /// empty, the default: every schema of the database but the system's.
+    /// A tenant's snapshot describes its schema alone.
+    pub snapshot_schemas: Vec<String>,
 }
 
 impl Default for HistoryTable {
@@ -39,6 +43,7 @@ impl Default for HistoryTable {
         HistoryTable {
             schema: "public".into(),
             table: "dbprep_schema_history".into(),
+            snapshot_schemas: Vec::new(),
         }
     }
 }
