@@ -1280,3 +1280,139 @@ async fn lint_lists_blocking_ddl_with_json_and_exit_1_and_needs_no_database() {
         String::from_utf8_lossy(&typo.stderr)
     );
 }
+
+/// A DBA's walk over tenant schemas: a conflict fails alone under
+/// `--on-failure continue` (exit 1, listed in the JSON), `status` shows it
+/// pending, the rerun after the fix finishes it; `verify` takes the
+/// tenants from a query, `upgrade` the databases from a file; tenant
+/// options without tenants are usage errors.
+#[tokio::test]
+async fn upgrade_status_and_verify_over_tenants() {
+    let db = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sql) in [
+        ("V1__carts.sql", "CREATE TABLE carts (id bigint PRIMARY KEY, owner text);"),
+        (
+            "V2__carts_by_owner.sql",
+            "-- dbprep:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS carts_owner ON carts (owner);",
+        ),
+        ("V3__items.sql", "CREATE TABLE items (cart_id bigint REFERENCES carts, sku text);"),
+    ] {
+        std::fs::write(dir.path().join(name), sql).unwrap();
+    }
+    let client = db.connect().await.unwrap();
+    let schemas: Vec<String> = (1..=12)
+        .map(|i| format!("CREATE SCHEMA shop_{i:02};"))
+        .collect();
+    client.batch_execute(&schemas.join("\n")).await.unwrap();
+    client
+        .batch_execute("CREATE TABLE shop_05.items (id int)")
+        .await
+        .unwrap();
+    let each = ["--each-schema", "shop\\_%", "--jobs", "3"];
+
+    let upgrade = dbprep_on(
+        &db,
+        dir.path(),
+        &[
+            &["upgrade", "--on-failure", "continue", "--json"][..],
+            &each[..],
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(upgrade.status.code(), Some(1));
+    let report = json(&upgrade);
+    assert_eq!(report["counts"]["migrated"], 11, "{report}");
+    assert_eq!(report["counts"]["failed"], 1, "{report}");
+    let failed = &report["tenants"][4];
+    assert_eq!(failed["tenant"], "shop_05");
+    assert_eq!(failed["state"], "failed");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("V3__items.sql") && error.contains("already exists"),
+        "{error}"
+    );
+
+    let status = dbprep_on(&db, dir.path(), &[&["status"][..], &each[..]].concat(), &[]);
+    assert_success(&status);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("shop_05  at version 2, 1 pending"), "{text}");
+    assert!(
+        text.contains("11 up to date, 1 pending, 0 failed"),
+        "{text}"
+    );
+
+    client
+        .batch_execute("DROP TABLE shop_05.items")
+        .await
+        .unwrap();
+    let rerun = dbprep_on(
+        &db,
+        dir.path(),
+        &[&["upgrade", "--canary", "2"][..], &each[..]].concat(),
+        &[],
+    );
+    assert_success(&rerun);
+    let text = String::from_utf8_lossy(&rerun.stdout);
+    assert!(
+        text.contains("11 up to date, 1 migrated, 0 failed, 0 not started"),
+        "{text}"
+    );
+
+    let verify = dbprep_on(
+        &db,
+        dir.path(),
+        &[
+            "verify",
+            "--json",
+            "--schemas-from",
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'shop%' ORDER BY 1",
+        ],
+        &[],
+    );
+    assert_success(&verify);
+    assert_eq!(json(&verify)["counts"]["clean"], 12);
+
+    // Database tenants from a file, comments and blank lines skipped.
+    let admin = db.connect().await.unwrap();
+    let names = [format!("{}_a", db.name()), format!("{}_b", db.name())];
+    for name in &names {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+    }
+    let list = dir.path().join("tenants.txt");
+    std::fs::write(&list, format!("# tenants\n{}\n\n{}\n", names[0], names[1])).unwrap();
+    let databases = dbprep_on(
+        &db,
+        dir.path(),
+        &["upgrade", "--databases-from", list.to_str().unwrap()],
+        &[],
+    );
+    assert_success(&databases);
+    let text = String::from_utf8_lossy(&databases.stdout);
+    assert!(text.contains("2 migrated"), "{text}");
+    for name in &names {
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
+
+    for usage in [
+        &["upgrade", "--jobs", "2"][..],
+        &["upgrade", "--canary", "1"][..],
+        &["status", "--each-schema", "a%", "--each-database", "b%"][..],
+        &[
+            "upgrade",
+            "--each-schema",
+            "a%",
+            "--on-failure",
+            "sometimes",
+        ][..],
+    ] {
+        let output = dbprep_on(&db, dir.path(), usage, &[]);
+        assert_eq!(output.status.code(), Some(2), "{usage:?}");
+    }
+}

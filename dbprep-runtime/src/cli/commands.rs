@@ -16,11 +16,12 @@ use tokio_postgres::error::SqlState;
 
 use crate::pg::connect::tls::{SslMode, Tls};
 use crate::pg::connect::DATABASE_EXISTS;
+use crate::pg::drift::verify::VerifyReport;
 use crate::pg::error::{describe, is_sqlstate, Error, Result};
 use crate::pg::populate::Conflict;
 use crate::pg::report::RepairOptions;
 use crate::pg::sql::{ident, literal};
-use crate::Migrator;
+use crate::{Migrator, Rollout, Tenants};
 
 /// The connection settings: `url` (else `DATABASE_URL`), the libpq
 /// variables for the rest, and the password file.
@@ -136,9 +137,19 @@ pub(super) async fn execute(
         Command::Upgrade {
             to,
             no_schema_snapshot,
+            tenants,
+            canary,
+            on_failure,
         } => {
-            let (_, _, pool) = database()?;
             let migrator = migrator_to(*to).schema_snapshot(!no_schema_snapshot);
+            if tenants.given() {
+                let (found, rollout) = tenant_walk(g, tenants, interactive).await?;
+                let rollout = rollout.canary(*canary).on_failure(*on_failure);
+                let report = migrator.run_each(&found, rollout).await?;
+                print(json, &report, || report.to_string());
+                return Ok(exit_code(report.is_success()));
+            }
+            let (_, _, pool) = database()?;
             let report = with_progress(migrator, interactive).run(&pool).await?;
             print(json, &report, || report.to_string());
         }
@@ -225,7 +236,13 @@ pub(super) async fn execute(
             let migrator = migrator_to(*to).schema_snapshot(!no_schema_snapshot);
             print!("{}", migrator.script(*from)?);
         }
-        Command::Status => {
+        Command::Status { tenants } if tenants.given() => {
+            let (found, rollout) = tenant_walk(g, tenants, interactive).await?;
+            let report = migrator().status_each(&found, rollout).await?;
+            print(json, &report, || report.to_string());
+            return Ok(exit_code(report.is_success()));
+        }
+        Command::Status { .. } => {
             let (_, _, pool) = database()?;
             let status = migrator().status(&pool).await?;
             print(json, &status, || {
@@ -262,7 +279,17 @@ pub(super) async fn execute(
                 format!("stamped {} version(s); {}", report.applied.len(), report)
             });
         }
-        Command::Verify => {
+        Command::Verify { tenants } if tenants.given() => {
+            let (found, rollout) = tenant_walk(g, tenants, interactive).await?;
+            let report = migrator().verify_each(&found, rollout).await?;
+            print(json, &report, || report.to_string());
+            let clean = report
+                .tenants
+                .iter()
+                .all(|t| t.report().is_some_and(VerifyReport::is_clean));
+            return Ok(exit_code(clean));
+        }
+        Command::Verify { .. } => {
             let (_, _, pool) = database()?;
             let report = migrator().verify(&pool).await?;
             print(json, &report, || report.to_string());
@@ -630,21 +657,69 @@ fn report_steps(steps: &[(String, bool, String)], json: bool) -> ExitCode {
 /// `migrator` with a progress bar when the run is `interactive`.
 fn with_progress(migrator: Migrator<'_>, interactive: bool) -> Migrator<'_> {
     if interactive {
-        migrator.on_progress(progress_bar)
+        migrator.on_progress(|done, total| progress_bar(done, total, "migrations"))
     } else {
         migrator
     }
 }
 
+/// 0 when all went well, else 1.
+fn exit_code(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The tenants `args` name, found on the server the connection settings
+/// point at, and a rollout of `--jobs` at a time (with a progress bar on a
+/// terminal). Schema tenants share one pool of `--jobs` connections;
+/// database tenants get a connection each, with the same settings and
+/// their own database name.
+async fn tenant_walk(
+    g: &super::Global,
+    args: &super::TenantArgs,
+    interactive: bool,
+) -> Result<(Tenants, Rollout)> {
+    let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
+    let connector = tls.connector()?;
+    let pool = crate::pg::connect::pool_with(config.clone(), connector.clone(), args.jobs);
+    let database_pool = move |name: &str| {
+        let mut config = config.clone();
+        config.dbname(name);
+        crate::pg::connect::pool_with(config, connector.clone(), 1)
+    };
+    let tenants = if let Some(pattern) = &args.each_schema {
+        Tenants::schemas_like(&pool, pattern).await?
+    } else if let Some(query) = &args.schemas_from {
+        Tenants::schemas_from(&pool, query).await?
+    } else if let Some(pattern) = &args.each_database {
+        Tenants::databases_like(&pool, pattern, database_pool).await?
+    } else if let Some(file) = &args.databases_from {
+        Tenants::databases_from_file(file, database_pool)?
+    } else {
+        return Err(Error::config("no tenants were named"));
+    };
+    if tenants.is_empty() {
+        tracing::warn!("no tenant found: nothing to do");
+    }
+    let mut rollout = Rollout::jobs(args.jobs);
+    if interactive {
+        rollout = rollout.on_progress(|done, total| progress_bar(done, total, "tenants"));
+    }
+    Ok((tenants, rollout))
+}
+
 /// `[#########         ] 310/1000 migrations` on standard error.
-fn progress_bar(done: usize, total: usize) {
+fn progress_bar(done: usize, total: usize, what: &str) {
     const WIDTH: usize = 30;
     if total <= 5 {
         return;
     }
     let filled = done * WIDTH / total.max(1);
     eprint!(
-        "\r[{}{}] {done}/{total} migrations",
+        "\r[{}{}] {done}/{total} {what}",
         "#".repeat(filled),
         " ".repeat(WIDTH - filled)
     );

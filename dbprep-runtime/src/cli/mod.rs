@@ -132,6 +132,22 @@ enum Command {
         /// hand, not what.
         #[arg(long)]
         no_schema_snapshot: bool,
+        #[command(flatten)]
+        tenants: TenantArgs,
+        /// With tenants: migrate the first N first, and stop before the
+        /// others if one of them fails.
+        #[arg(long, value_name = "N", default_value_t = 0, requires = "tenants")]
+        canary: usize,
+        /// With tenants: what a failed tenant does to the others, `stop`
+        /// (start no other) or `continue` (go on, and list the failed ones
+        /// at the end).
+        #[arg(
+            long,
+            value_name = "POLICY",
+            default_value = "stop",
+            requires = "tenants"
+        )]
+        on_failure: crate::OnFailure,
     },
     /// Run the down files of the applied migrations above a version, newest
     /// first, each with the removal of its history row; refuse, before
@@ -185,8 +201,11 @@ enum Command {
     /// one step.
     Oneshot,
     /// Every version: applied (when, how long), pending, unknown, edited,
-    /// dirty.
-    Status,
+    /// dirty. With tenants, one line per tenant.
+    Status {
+        #[command(flatten)]
+        tenants: TenantArgs,
+    },
     /// The history table's rows.
     History,
     /// Record versions as applied without running them (adopt a database).
@@ -194,8 +213,12 @@ enum Command {
         /// A version, or `head`.
         target: String,
     },
-    /// Compare the database with the migrations; exit 1 on drift.
-    Verify,
+    /// Compare the database with the migrations; exit 1 on drift. With
+    /// tenants, one line per tenant.
+    Verify {
+        #[command(flatten)]
+        tenants: TenantArgs,
+    },
     /// Write the baseline of the migrations up to a version: they run on a
     /// scratch database of the server (the role needs CREATEDB), whose
     /// schema pg_dump --schema-only writes as B<V>__baseline.sql.
@@ -292,6 +315,45 @@ enum Command {
     },
 }
 
+/// Which tenants `upgrade`, `status` and `verify` go through: one schema
+/// per tenant in the database connected to, or one database per tenant on
+/// its server. Without one of them, the command works on the database
+/// alone.
+#[derive(Debug, Clone, Args)]
+#[group(skip)]
+struct TenantArgs {
+    /// Every schema whose name matches this LIKE pattern is a tenant
+    /// (`tenant_%`; `\_` for a literal underscore): its history lives in its
+    /// schema and its migrations run with search_path set to it.
+    #[arg(long, value_name = "PATTERN", group = "tenants")]
+    each_schema: Option<String>,
+    /// The tenant schemas are the first column of this query's rows, in
+    /// its order.
+    #[arg(long, value_name = "SQL", group = "tenants")]
+    schemas_from: Option<String>,
+    /// Every database of the server whose name matches this LIKE pattern
+    /// is a tenant.
+    #[arg(long, value_name = "PATTERN", group = "tenants")]
+    each_database: Option<String>,
+    /// The tenant databases are listed in this file, one per line (`#`
+    /// starts a comment).
+    #[arg(long, value_name = "FILE", group = "tenants")]
+    databases_from: Option<PathBuf>,
+    /// How many tenants at once (one connection each).
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "tenants")]
+    jobs: usize,
+}
+
+impl TenantArgs {
+    /// Whether tenants were asked for.
+    fn given(&self) -> bool {
+        self.each_schema.is_some()
+            || self.schemas_from.is_some()
+            || self.each_database.is_some()
+            || self.databases_from.is_some()
+    }
+}
+
 /// Fixture subcommands.
 #[derive(Debug, Subcommand)]
 enum FixtureCommand {
@@ -315,9 +377,9 @@ impl Command {
         match self {
             Command::Upgrade { .. }
             | Command::Oneshot
-            | Command::Status
+            | Command::Status { .. }
             | Command::Stamp { .. }
-            | Command::Verify
+            | Command::Verify { .. }
             | Command::Sql { .. }
             | Command::Lint { .. }
             | Command::Squash { .. }
@@ -332,6 +394,18 @@ impl Command {
             | Command::Check
             | Command::CreateDatabase { .. }
             | Command::CreateRole { .. } => false,
+        }
+    }
+}
+
+impl Command {
+    /// The tenants the command goes through, if any.
+    fn tenants(&self) -> Option<&TenantArgs> {
+        match self {
+            Command::Upgrade { tenants, .. }
+            | Command::Status { tenants }
+            | Command::Verify { tenants } => Some(tenants).filter(|t| t.given()),
+            _ => None,
         }
     }
 }
@@ -451,7 +525,8 @@ fn parse_failure(e: &clap::Error) -> ExitCode {
 
 /// Run a parsed command line.
 fn execute(cli: Cli, migrations: &Migrations, fixtures: &Fixtures) -> ExitCode {
-    init_logging(&cli.global);
+    // Over many tenants, a line per tenant says what each run said.
+    init_logging(&cli.global, cli.command.tenants().is_some());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -475,9 +550,10 @@ fn execute(cli: Cli, migrations: &Migrations, fixtures: &Fixtures) -> ExitCode {
     }
 }
 
-fn init_logging(global: &Global) {
+fn init_logging(global: &Global, terse: bool) {
     let level = match (global.quiet, global.verbose) {
         (true, _) => "error",
+        (false, 0) if terse => "warn",
         (false, 0) => "info",
         (false, 1) => "debug",
         (false, _) => "trace",
