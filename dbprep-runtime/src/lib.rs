@@ -14,6 +14,10 @@
 //! static MIGRATIONS: Migrations = dbprep_macros::embed_migrations!("migrations");
 //! ```
 //!
+//! [`Migrator::run`] brings one database up to date; [`Migrator::run_each`]
+//! brings many tenants (a schema or a database each) up to date a few at a
+//! time, see [`Tenants`] and [`Rollout`].
+//!
 //! # Features
 //!
 //! - default-features off: the pure model only (reading, checking and

@@ -20,6 +20,7 @@ mod baseline;
 mod handout;
 mod peers;
 mod sqlite;
+mod tenants;
 
 use dbprep_runtime::testing::{pool, Bouncer, Cluster, PoolMode};
 use dbprep_runtime::{Migrations, Migrator, VerifyReport};
@@ -431,9 +432,9 @@ fn parse_kib(line: &str) -> u64 {
 }
 
 /// The figures, in the order they run; `--only a,b` picks some of them.
-const FIGURES: [&str; 11] = [
+const FIGURES: [&str; 12] = [
     "apply", "startup", "noop", "verify", "fixture", "memory", "replicas", "sqlite", "handout",
-    "baseline", "compile",
+    "baseline", "tenants", "compile",
 ];
 
 /// The set of the replicas figure: transactional migrations, a
@@ -975,6 +976,7 @@ async fn main() {
             "sqlite" => bench.sqlite(runs, &mut table).await,
             "handout" => bench.handout(runs, &mut table).await,
             "baseline" => bench.baseline(runs, &mut table).await,
+            "tenants" => bench.tenants(runs, &mut table).await,
             _ => compile_time(&mut table, runs),
         }
     }

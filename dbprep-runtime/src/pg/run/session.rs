@@ -23,7 +23,8 @@ use crate::pg::store::relation_exists;
 const SESSION_FACTS: &str =
     "pg_catalog.current_setting('server_version_num'), pg_catalog.current_setting('role'), \
      pg_catalog.current_setting('search_path'), current_user, pg_catalog.current_setting('application_name'), session_user, \
-     pg_catalog.now() = pg_catalog.statement_timestamp()";
+     pg_catalog.now() = pg_catalog.statement_timestamp(), pg_catalog.version(), \
+     pg_catalog.current_setting('yb_ddl_transaction_block_enabled', true)";
 
 /// What a run that has work to do needs to know about its session, read
 /// in one statement after the start-up found the history behind.
@@ -39,6 +40,34 @@ pub(crate) struct SessionFacts {
     /// sent alone starts its own transaction then, at its own timestamp
     /// (inside a block begun earlier, `now()` is older).
     pub outside_transaction: bool,
+    /// `version()`: which server, PostgreSQL or one that speaks its
+    /// protocol.
+    pub version: String,
+    /// YugabyteDB's transactional DDL setting (absent elsewhere).
+    pub yb_transactional_ddl: Option<String>,
+}
+
+/// Why a run refuses a server that speaks PostgreSQL's protocol but does
+/// not roll a migration's DDL back with its transaction: a migration and
+/// its history row would no longer commit together, and a failed one
+/// would be left half-applied. `None`: the server keeps that guarantee.
+pub(crate) fn unsafe_server(version: &str, yb_transactional_ddl: Option<&str>) -> Option<String> {
+    if version.contains("CockroachDB") {
+        return Some(
+            "CockroachDB does not run DDL inside a migration's transaction (from v25.1 \
+             `autocommit_before_ddl` commits before each DDL statement) and has no session \
+             advisory locks: a migration and its history row could not commit together"
+                .into(),
+        );
+    }
+    if version.contains("-YB-") && yb_transactional_ddl != Some("on") {
+        return Some(
+            "YugabyteDB commits each DDL statement on its own unless transactional DDL is on: \
+             set the yb-tserver flag `ysql_yb_ddl_transaction_block_enabled` to true"
+                .into(),
+        );
+    }
+    None
 }
 
 /// The refusal of a run on a connection inside a transaction block.
@@ -77,6 +106,8 @@ pub(crate) async fn session_facts(client: &Client) -> Result<SessionFacts> {
         application_name: text(4),
         session_user: text(5),
         outside_transaction: text(6) == "t",
+        version: text(7),
+        yb_transactional_ddl: column(row, 8).map(str::to_owned),
     })
 }
 
@@ -150,6 +181,11 @@ impl Migrator<'_> {
         let facts = session_facts(client).await?;
         if !facts.outside_transaction {
             return Err(inside_transaction_block());
+        }
+        if let Some(reason) = unsafe_server(&facts.version, facts.yb_transactional_ddl.as_deref()) {
+            return Err(Error::config(format!(
+                "dbprep cannot migrate this server safely: {reason} (nothing was written)"
+            )));
         }
         let run_id = run_id();
         let since = SystemTime::now()
@@ -305,5 +341,25 @@ impl Migrator<'_> {
             return Err(Error::postgres("write the history digest")(error));
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsafe_server;
+
+    #[test]
+    fn servers_without_transactional_ddl_are_refused() {
+        assert!(unsafe_server("PostgreSQL 15.8 (Debian 15.8-0+deb12u1) on x86_64", None).is_none());
+        let cockroach = "CockroachDB CCL v25.1.2 (x86_64-pc-linux-gnu, built 2025/03/10)";
+        assert!(unsafe_server(cockroach, None)
+            .unwrap()
+            .contains("autocommit_before_ddl"));
+        let yugabyte = "PostgreSQL 15.2-YB-2.25.1.0-b0 on x86_64-pc-linux-gnu";
+        assert!(unsafe_server(yugabyte, None)
+            .unwrap()
+            .contains("ysql_yb_ddl_transaction_block_enabled"));
+        assert!(unsafe_server(yugabyte, Some("off")).is_some());
+        assert!(unsafe_server(yugabyte, Some("on")).is_none());
     }
 }
