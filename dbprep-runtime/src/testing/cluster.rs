@@ -253,6 +253,12 @@ impl Cluster {
         wait_ready(child, &data, self.port, &log)
     }
 
+    /// The directory of the server's Unix-domain socket (libpq's `host`
+    /// for a local connection without TCP).
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

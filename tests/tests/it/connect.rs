@@ -205,3 +205,38 @@ async fn the_password_file_gives_the_password_as_libpq_reads_it() {
         "{text}"
     );
 }
+
+/// A Unix-domain socket, as libpq names it: `PGHOST` set to the socket's
+/// directory, and `host=` in a key-value string. The session is on the
+/// socket (no server address) and a run works over it.
+#[tokio::test]
+async fn a_unix_socket_from_pghost_or_a_key_value_string() {
+    let TestServer::Cluster(cluster) = TestServer::get().unwrap() else {
+        return;
+    };
+    let dir = cluster.socket_dir().display().to_string();
+    let port = cluster.port().to_string();
+    let key_value = format!("host={dir} port={port} user=postgres dbname=postgres");
+    for vars in [
+        vec![
+            ("PGHOST", dir.clone()),
+            ("PGPORT", port.clone()),
+            ("PGUSER", "postgres".into()),
+            ("PGDATABASE", "postgres".into()),
+        ],
+        vec![("DATABASE_URL", key_value)],
+    ] {
+        let config = dbprep_runtime::pg::connect::config::from_vars(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        let client = connect(&config, Duration::from_secs(5)).await.unwrap();
+        let row = client
+            .query_one("SELECT inet_server_addr() IS NULL", &[])
+            .await
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "connected over TCP, not the socket");
+    }
+}

@@ -454,6 +454,40 @@ async fn verify_works_on_a_hot_standby() {
     let report = Migrator::new(&m).verify(&pool).await.unwrap();
     assert!(report.is_clean() && report.findings.is_empty(), "{report}");
     assert_eq!(report.version, Some(3));
+
+    // Both servers in one connection string, the standby first, as an
+    // operator lists a cluster's hosts: with `target_session_attrs=read-write`
+    // the migrator goes to the primary, and `PGOPTIONS` reaches the session.
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/app?target_session_attrs=read-write",
+        standby.port(),
+        _primary.port()
+    );
+    let config = dbprep_runtime::pg::connect::config::from_vars(|name| match name {
+        "DATABASE_URL" => Some(url.clone()),
+        "PGOPTIONS" => Some("-c statement_timeout=4321".into()),
+        _ => None,
+    })
+    .unwrap();
+    let four = migrations(&[
+        ("V1__users.sql", USERS),
+        ("V2__audit.sql", AUDIT),
+        ("V3__t.sql", "CREATE TABLE t (a int);"),
+        ("V4__u.sql", "CREATE TABLE u (a int);"),
+    ]);
+    let hosts = dbprep_runtime::testing::pool(config, 1);
+    let report = Migrator::new(&four).run(&hosts).await.unwrap();
+    assert_eq!(report.version, Some(4), "{report}");
+    let client = hosts.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), current_setting('statement_timeout')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0), "the migrator is on the primary");
+    assert_eq!(row.get::<_, String>(1), "4321ms");
 }
 
 /// The snapshot's hash is the schema's, whatever order its objects were

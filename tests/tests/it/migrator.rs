@@ -1454,3 +1454,61 @@ async fn a_file_of_comments_alone_is_a_migration_that_changes_nothing() {
     let again = Migrator::new(&m).run(db.pool()).await.unwrap();
     assert!(applied(&again).is_empty());
 }
+
+/// An application's subscriber gets a run and its migrations as spans with
+/// fields, without parsing messages.
+#[test]
+fn a_run_is_a_span_with_a_span_per_migration() {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let set = migrations(&[
+        ("V1__users.sql", "CREATE TABLE users (id int);"),
+        ("V2__events.sql", "CREATE TABLE events (id int);"),
+    ]);
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            let db = database().await;
+            let _ = Migrator::new(&set).run(db.pool()).await.unwrap();
+        })
+    });
+    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let closed: Vec<&str> = text.lines().filter(|l| l.contains("close")).collect();
+    assert!(
+        closed
+            .iter()
+            .any(|l| l.contains("dbprep.migration{version=2 name=\"events\"")
+                && l.contains("outcome=\"applied\"")),
+        "{text}"
+    );
+    assert!(
+        closed.iter().any(|l| l.contains("dbprep.run{")
+            && l.contains("outcome=\"applied\"")
+            && l.contains("applied=2")
+            && l.contains("version=2")),
+        "{text}"
+    );
+}

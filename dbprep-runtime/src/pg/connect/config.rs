@@ -2,14 +2,16 @@
 //!
 //! tokio-postgres reads no environment variable; applications and the CLI
 //! expect `DATABASE_URL`, then the libpq variables (`PGHOST`, `PGPORT`,
-//! `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`),
-//! which fill in whatever the URL leaves out, and last the password file
+//! `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`,
+//! `PGOPTIONS`, `PGTARGETSESSIONATTRS`), which fill in whatever the URL
+//! leaves out, and last the password file
 //! (`PGPASSFILE`, else `~/.pgpass`). A password given in `PGPASSWORD`
 //! needs no URL escaping.
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::Config;
 
 use crate::pg::error::{Error, Result};
@@ -99,6 +101,26 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config> {
             config.connect_timeout(Duration::from_secs(seconds));
         }
     }
+    // Server settings for the session (`-c lock_timeout=5s`), as libpq
+    // sends them: they are the session's defaults, which `RESET ALL` keeps.
+    if config.get_options().is_none() {
+        if let Some(options) = var("PGOPTIONS") {
+            config.options(options);
+        }
+    }
+    if let Some(attrs) =
+        var("PGTARGETSESSIONATTRS").filter(|_| !url_names(&url, "target_session_attrs"))
+    {
+        config.target_session_attrs(match attrs.as_str() {
+            "read-write" => TargetSessionAttrs::ReadWrite,
+            "any" => TargetSessionAttrs::Any,
+            other => {
+                return Err(Error::config(format!(
+                    "PGTARGETSESSIONATTRS must be read-write or any, not {other:?}"
+                )))
+            }
+        });
+    }
     // Last, as libpq: the password file, for the host, port, database and
     // user settled above.
     if config.get_password().is_none() {
@@ -107,6 +129,21 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config> {
         }
     }
     Ok(config)
+}
+
+/// Whether a connection string sets the parameter `name` (in a URL's query
+/// or as a key=value word).
+fn url_names(url: &Option<String>, name: &str) -> bool {
+    url.as_deref().is_some_and(|url| {
+        let pairs: Vec<&str> = match url.split_once('?') {
+            Some((_, query)) if url.contains("://") => query.split('&').collect(),
+            _ if url.contains("://") => Vec::new(),
+            _ => url.split_whitespace().collect(),
+        };
+        pairs
+            .iter()
+            .any(|pair| pair.split_once('=').is_some_and(|(k, _)| k == name))
+    })
 }
 
 /// Whether a connection URL writes a port (`host:5433` or `?port=`).
@@ -192,6 +229,31 @@ pub(crate) mod tests {
         assert_eq!(c.get_password(), Some(&b"p@ss:w/rd%"[..]));
         assert_eq!(c.get_ports(), [6432]);
         assert_eq!(c.get_dbname(), Some("manager"));
+    }
+
+    #[test]
+    fn pgoptions_and_target_session_attrs_unless_the_url_says() {
+        let c = from_vars(vars(&[
+            ("DATABASE_URL", "postgres://app@a,b/manager"),
+            ("PGOPTIONS", "-c lock_timeout=5s"),
+            ("PGTARGETSESSIONATTRS", "read-write"),
+        ]))
+        .unwrap();
+        assert_eq!(c.get_options(), Some("-c lock_timeout=5s"));
+        assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+        let c = from_vars(vars(&[
+            (
+                "DATABASE_URL",
+                "host=a,b dbname=m target_session_attrs=any options='-c x=1'",
+            ),
+            ("PGOPTIONS", "-c lock_timeout=5s"),
+            ("PGTARGETSESSIONATTRS", "read-write"),
+        ]))
+        .unwrap();
+        assert_eq!(c.get_options(), Some("-c x=1"));
+        assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::Any);
+        let e = from_vars(vars(&[("PGTARGETSESSIONATTRS", "primary")])).unwrap_err();
+        assert!(e.to_string().contains("read-write or any"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::Client;
+use tracing::Instrument;
 
 use super::session::{CancelOnDrop, Turn};
 use crate::model::fixture::Fixtures;
@@ -297,7 +298,30 @@ impl<'m> Migrator<'m> {
     /// afterwards if the run fails. A connection inside a transaction block
     /// is refused when something is pending (each migration commits on its
     /// own, which would commit that transaction too).
+    ///
+    /// The run is a `tracing` span `dbprep.run` (fields `history`,
+    /// `target`, and at its end `outcome`, `applied`, `version`,
+    /// `elapsed_ms`), with a span `dbprep.migration` per migration it
+    /// applied or that failed (`version`, `name`, `file`, `duration_ms`,
+    /// `outcome`), so an application's subscriber (JSON logs,
+    /// OpenTelemetry) gets them as fields.
     pub async fn run_on(&self, client: &Client) -> Result<Report> {
+        let span = tracing::info_span!(
+            "dbprep.run",
+            history = %self.history.qualified(),
+            target = ?self.target,
+            outcome = tracing::field::Empty,
+            applied = tracing::field::Empty,
+            version = tracing::field::Empty,
+            elapsed_ms = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self.run_untraced(client).instrument(span.clone()).await;
+        trace_run(&span, &result, started.elapsed());
+        result
+    }
+
+    async fn run_untraced(&self, client: &Client) -> Result<Report> {
         self.check_target()?;
         let started = Instant::now();
         if self.check_schema {
@@ -650,6 +674,56 @@ impl<'m> Migrator<'m> {
 pub(crate) async fn take(pool: &Pool) -> Result<deadpool_postgres::ClientWrapper> {
     let object = pool.get().await.map_err(pool_error)?;
     Ok(Object::take(object))
+}
+
+/// Close a run's span: its outcome as fields, and a span per migration
+/// applied or failed (after the fact: the migrations of a batch run in one
+/// round trip, so each carries its duration on the server as a field).
+fn trace_run(span: &tracing::Span, result: &Result<Report>, elapsed: Duration) {
+    span.record("elapsed_ms", elapsed.as_millis() as u64);
+    let migration = |version: i64, name: &str, file: &str, duration: Duration, outcome: &str| {
+        let _entered = tracing::info_span!(
+            parent: span,
+            "dbprep.migration",
+            version,
+            name,
+            file,
+            duration_ms = duration.as_millis() as u64,
+            outcome,
+        )
+        .entered();
+    };
+    match result {
+        Ok(report) => {
+            span.record(
+                "outcome",
+                if report.was_up_to_date() {
+                    "up to date"
+                } else {
+                    "applied"
+                },
+            );
+            span.record("applied", report.applied.len());
+            if let Some(version) = report.version {
+                span.record("version", version);
+            }
+            for applied in &report.applied {
+                migration(
+                    applied.version,
+                    &applied.name,
+                    &applied.file,
+                    applied.duration,
+                    "applied",
+                );
+            }
+        }
+        Err(error) => {
+            span.record("outcome", "failed");
+            if let Error::Migration(failed) = error {
+                migration(failed.version, "", &failed.file, Duration::ZERO, "failed");
+            }
+        }
+    }
 }
 
 /// A version as messages show it: `none` for no version.
