@@ -16,6 +16,11 @@ pub(crate) fn millis<S: Serializer>(duration: &Duration, serializer: S) -> Resul
     serializer.serialize_u64(duration.as_millis().min(u64::MAX as u128) as u64)
 }
 
+/// A version as messages show it: `none` for no version.
+pub(crate) fn show(version: Option<i64>) -> String {
+    version.map_or_else(|| "none".to_owned(), |v| v.to_string())
+}
+
 /// What [`Migrator::run`](crate::Migrator::run) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[must_use = "a report says what was applied; log it or check it"]
@@ -90,7 +95,7 @@ pub struct Applied {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let version = self.version.map_or("none".to_owned(), |v| v.to_string());
+        let version = show(self.version);
         if self.was_up_to_date() {
             return write!(f, "database up to date at version {version}");
         }

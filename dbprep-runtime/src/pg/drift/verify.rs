@@ -90,7 +90,7 @@ impl VerifyReport {
 
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let version = self.version.map_or("none".to_owned(), |v| v.to_string());
+        let version = crate::pg::report::show(self.version);
         if self.findings.is_empty() {
             write!(f, "database at version {version}: no drift")?;
         } else {

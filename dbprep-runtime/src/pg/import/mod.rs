@@ -24,6 +24,7 @@ use futures_util::SinkExt;
 use tokio_postgres::Client;
 
 use crate::pg::error::{Error, Result};
+use crate::pg::report::show;
 use crate::pg::run::lock::MigrationLock;
 use crate::pg::sql::{advance_sequence_sql, literal};
 use crate::Migrator;
@@ -172,10 +173,6 @@ impl fmt::Display for ImportReport {
             &self.rechecked_foreign_keys,
         )
     }
-}
-
-fn show(version: Option<i64>) -> String {
-    version.map_or_else(|| "none".to_owned(), |v| v.to_string())
 }
 
 /// An import refused or failed: nothing was copied.

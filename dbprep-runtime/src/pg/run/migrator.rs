@@ -14,7 +14,7 @@ use crate::pg::connect::pool_error;
 use crate::pg::drift::indexes;
 use crate::pg::drift::verify::{self, VerifyReport};
 use crate::pg::error::{Drift, Error, Result};
-use crate::pg::report::{Applied, Report, Status, StatusEntry};
+use crate::pg::report::{show, Applied, Report, Status, StatusEntry};
 use crate::pg::run::batch::{Done, Progress, Session};
 use crate::pg::run::lock::LockMode;
 use crate::pg::run::plan::{self, Plan, Policies, Policy};
@@ -724,9 +724,4 @@ fn trace_run(span: &tracing::Span, result: &Result<Report>, elapsed: Duration) {
             }
         }
     }
-}
-
-/// A version as messages show it: `none` for no version.
-pub(super) fn show(version: Option<i64>) -> String {
-    version.map_or("none".into(), |v| v.to_string())
 }

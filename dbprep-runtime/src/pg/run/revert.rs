@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::Pool;
 
 use super::batch::{migration_error, Session};
-use super::migrator::{show, take, Migrator};
+use super::migrator::{take, Migrator};
 use crate::model::directive;
 use crate::model::history::{HistoryRow, RowKind};
 use crate::model::migration::Migration;
 use crate::pg::error::{Error, Result};
+use crate::pg::report::show;
 
 /// A migration a revert undid.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -24,7 +24,8 @@
 
 use crate::model::migration::{Migration, Migrations};
 use crate::pg::error::{Error, Result};
-use crate::pg::run::migrator::{show, Migrator};
+use crate::pg::report::show;
+use crate::pg::run::migrator::Migrator;
 use crate::pg::run::plan::{Plan, Policies};
 use crate::pg::sql::{bytea, literal};
 use crate::pg::store::digest::{up_to_date_digests, HistoryDigest};

@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 
 use crate::pg::drift::verify::VerifyReport;
 use crate::pg::error::Error;
-use crate::pg::report::{Report, State, Status};
+use crate::pg::report::{show, Report, State, Status};
 
 /// What [`Migrator::run_each`](crate::Migrator::run_each) (and
 /// `status_each`, `verify_each`) did, tenant by tenant.
@@ -103,10 +103,6 @@ pub trait TenantSummary {
     fn summary(&self) -> String;
 }
 
-fn version(version: Option<i64>) -> String {
-    version.map_or("none".to_owned(), |v| v.to_string())
-}
-
 impl TenantSummary for Report {
     fn state(&self) -> &'static str {
         if self.was_up_to_date() {
@@ -118,7 +114,7 @@ impl TenantSummary for Report {
 
     fn summary(&self) -> String {
         if self.was_up_to_date() {
-            return format!("up to date at version {}", version(self.version));
+            return format!("up to date at version {}", show(self.version));
         }
         format!(
             "applied {} migration(s){}, at version {}",
@@ -127,7 +123,7 @@ impl TenantSummary for Report {
                 0 => String::new(),
                 n => format!(" and {n} repeatable(s)"),
             },
-            version(self.version)
+            show(self.version)
         )
     }
 }
@@ -156,7 +152,7 @@ impl TenantSummary for Status {
             .max();
         let mut line = format!(
             "at version {}, {} pending",
-            version(at),
+            show(at),
             count(|s| matches!(s, State::Pending))
         );
         for (word, n) in [
@@ -193,11 +189,11 @@ impl TenantSummary for VerifyReport {
 
     fn summary(&self) -> String {
         match self.errors().next() {
-            None => format!("clean at version {}", version(self.version)),
+            None => format!("clean at version {}", show(self.version)),
             Some(first) => format!(
                 "{} finding(s) at version {}, first: {first}",
                 self.errors().count(),
-                version(self.version)
+                show(self.version)
             ),
         }
     }
