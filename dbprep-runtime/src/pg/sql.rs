@@ -25,6 +25,16 @@ pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The statement that sets `search_path` to `path` (for the transaction
+/// alone with `local`). `SET search_path = '…'` would take the whole list
+/// for one schema name: `set_config` takes the setting's text as it is.
+pub(crate) fn set_search_path_sql(path: &str, local: bool) -> String {
+    format!(
+        "SELECT pg_catalog.set_config('search_path', {}, {local})",
+        literal(path)
+    )
+}
+
 /// A `bytea` literal from raw bytes (an `E''` string, read the same
 /// whatever `standard_conforming_strings` says).
 pub(crate) fn bytea(bytes: &[u8]) -> String {

@@ -91,7 +91,7 @@ use crate::model::lexer::{line_column, split};
 use crate::model::migration::Migration;
 use crate::pg::error::{Error, MigrationError, Result};
 use crate::pg::run::lock::{LockMode, MigrationLock};
-use crate::pg::sql::{ident, literal};
+use crate::pg::sql::{ident, literal, set_search_path_sql};
 use crate::pg::store::digest::DIGEST_DEFERRED;
 use crate::pg::store::history::{guarded, NewRow};
 use crate::pg::store::HistoryTable;
@@ -256,12 +256,8 @@ impl Session<'_> {
             scope = scope(local),
         );
         if search_path {
-            // `SET search_path = '…'` would take the whole list for one
-            // schema name: `set_config` takes the setting's text as it is.
-            sql.push_str(&format!(
-                "SELECT pg_catalog.set_config('search_path', {}, {local});\n",
-                literal(&self.facts.search_path)
-            ));
+            sql.push_str(&set_search_path_sql(&self.facts.search_path, local));
+            sql.push_str(";\n");
         }
         sql
     }

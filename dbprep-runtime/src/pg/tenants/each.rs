@@ -24,17 +24,8 @@ use crate::pg::drift::verify::VerifyReport;
 use crate::pg::error::{Error, Result};
 use crate::pg::report::{Report, Status};
 use crate::pg::run::migrator::take;
-use crate::pg::sql::{ident, literal};
+use crate::pg::sql::{ident, set_search_path_sql};
 use crate::Migrator;
-
-/// Point the session's `search_path` at a tenant's schema alone, for the
-/// run that follows (which keeps and restores it around each migration).
-fn search_path_sql(schema: &str) -> String {
-    format!(
-        "SELECT pg_catalog.set_config('search_path', {}, false)",
-        literal(&ident(schema))
-    )
-}
 
 impl<'m> Migrator<'m> {
     /// Bring every tenant up to the target, `rollout` (or a number of jobs)
@@ -103,12 +94,11 @@ impl<'m> Migrator<'m> {
     }
 
     /// The migrator of one schema tenant: history, lock and snapshot in
-    /// its schema. A run's progress is the rollout's, not each tenant's.
+    /// its schema.
     fn for_schema(&self, schema: &str) -> Migrator<'m> {
         let mut migrator = self.clone();
         migrator.history.schema = schema.to_owned();
         migrator.history.snapshot_schemas = vec![schema.to_owned()];
-        migrator.progress = None;
         migrator
     }
 
@@ -121,8 +111,13 @@ impl<'m> Migrator<'m> {
         tenants.check()?;
         let started = Instant::now();
         let count = tenants.len();
+        // The progress a walk reports is the rollout's, not each run's.
+        let migrator = Migrator {
+            progress: None,
+            ..self.clone()
+        };
         let walk = Walk {
-            migrator: self,
+            migrator: &migrator,
             tenants,
             rollout: &rollout,
             op: &op,
@@ -281,8 +276,10 @@ impl<O: TenantOp> Walk<'_, '_, O> {
                     Some(client) => client,
                     None => connection.insert(take(pool).await?),
                 };
+                // The tenant's schema alone, for the run that follows (which
+                // keeps and restores it around each migration).
                 client
-                    .simple_query(&search_path_sql(tenant))
+                    .simple_query(&set_search_path_sql(&ident(tenant), false))
                     .await
                     .map_err(Error::postgres(format!("set search_path to {tenant}")))?;
                 self.op
@@ -291,9 +288,7 @@ impl<O: TenantOp> Walk<'_, '_, O> {
             }
             Place::Databases { connect } => {
                 let client = take(&connect(tenant)).await?;
-                let mut migrator = self.migrator.clone();
-                migrator.progress = None;
-                self.op.call(&migrator, &client).await
+                self.op.call(self.migrator, &client).await
             }
         }
     }
