@@ -408,6 +408,8 @@ pub(super) async fn execute(
                 }
             }
         }
+        // Answered by `cli::execute` before any runtime or connection.
+        Command::Completions { .. } | Command::Man => {}
         Command::Check => {
             let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
             return Ok(check(&config, &tls, &migrator(), json).await);

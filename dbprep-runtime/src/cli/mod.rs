@@ -23,6 +23,7 @@
 //! password. No output ever shows a password.
 
 mod commands;
+mod describe;
 mod output;
 
 use std::path::PathBuf;
@@ -261,6 +262,16 @@ enum Command {
     },
     /// Diagnose the connection step by step.
     Check,
+    /// Print the completion script for a shell (bash, zsh, fish, elvish,
+    /// powershell), e.g. `dbprep completions bash >
+    /// ~/.local/share/bash-completion/completions/dbprep`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `dbprep man > dbprep.1`, then
+    /// `man ./dbprep.1`.
+    Man,
     /// Move a SQLite database in: bring the schema to the version its data
     /// matches, copy every row of the tables both have in one transaction,
     /// then apply the rest of the migrations.
@@ -393,7 +404,9 @@ impl Command {
             | Command::Fixture { .. }
             | Command::Check
             | Command::CreateDatabase { .. }
-            | Command::CreateRole { .. } => false,
+            | Command::CreateRole { .. }
+            | Command::Completions { .. }
+            | Command::Man => false,
         }
     }
 }
@@ -452,14 +465,14 @@ where
             .default_value(name)
             .help(help)
     };
-    let command = Cli::command()
+    let mut command = Cli::command()
         .arg(folder(
             "migrations",
             "DBPREP_MIGRATIONS",
             "The migrations folder, read at run time with the checks of embed_migrations!",
         ))
         .arg(folder("fixtures", "DBPREP_FIXTURES", "The fixtures folder"));
-    let matches = match command.try_get_matches_from(args) {
+    let matches = match command.try_get_matches_from_mut(args) {
         Ok(matches) => matches,
         Err(e) => return parse_failure(&e),
     };
@@ -497,7 +510,7 @@ where
         }
         Err(e) => return fail(&e),
     };
-    execute(cli, &migrations, &fixtures)
+    execute(cli, command, &migrations, &fixtures)
 }
 
 /// [`run`] with explicit arguments (the first is the program name).
@@ -506,11 +519,16 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Cli::command();
+    let cli = match command
+        .try_get_matches_from_mut(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(e) => return parse_failure(&e),
     };
-    execute(cli, migrations, fixtures)
+    execute(cli, command, migrations, fixtures)
 }
 
 /// Print clap's message: help and version exit 0, a usage error 2.
@@ -523,8 +541,19 @@ fn parse_failure(e: &clap::Error) -> ExitCode {
     }
 }
 
-/// Run a parsed command line.
-fn execute(cli: Cli, migrations: &Migrations, fixtures: &Fixtures) -> ExitCode {
+/// Run a parsed command line; `command` is the definition it was parsed
+/// with, which completions and the man page describe.
+fn execute(
+    cli: Cli,
+    command: clap::Command,
+    migrations: &Migrations,
+    fixtures: &Fixtures,
+) -> ExitCode {
+    match &cli.command {
+        Command::Completions { shell } => return describe::completions(command, *shell),
+        Command::Man => return describe::man(command),
+        _ => {}
+    }
     // Over many tenants, a line per tenant says what each run said.
     init_logging(&cli.global, cli.command.tenants().is_some());
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -1,6 +1,8 @@
 //! The `dbprep` binary end to end against a real PostgreSQL: every
 //! subcommand, its exit code, its `--json` shape, and its error paths.
 
+mod conventions;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
