@@ -17,10 +17,12 @@
 //! ([`run_folders`]: `--migrations DIR --fixtures DIR`).
 //!
 //! Connection settings, in this order: `--url`, `DATABASE_URL`, then the
-//! libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
-//! `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`), then the password file
-//! (`PGPASSFILE`, else `~/.pgpass`); `--password-file` overrides the
-//! password. No output ever shows a password.
+//! service it or `PGSERVICE` names in libpq's service file, then the libpq
+//! variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`,
+//! `PGAPPNAME`, `PGCONNECT_TIMEOUT`, `PGOPTIONS`, `PGSSLMODE`,
+//! `PGSSLCERT`, …), then the password file (`PGPASSFILE`, else
+//! `~/.pgpass`); `--password-file` overrides the password. No output ever
+//! shows a password.
 
 mod commands;
 mod describe;

@@ -92,3 +92,228 @@ fn the_manual_page_lists_every_subcommand_and_the_folder_options() {
         _ => eprintln!("skipped rendering the page: no man"),
     }
 }
+
+/// `dbprep` with a clean libpq environment and `HOME` set to `home`, so
+/// that only what the test gives counts.
+fn dbprep_at_home(home: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut command = Command::new(DBPREP);
+    for name in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGSSLMODE",
+        "PGSSLCERT",
+        "PGSSLKEY",
+        "PGSSLROOTCERT",
+        "PGPASSFILE",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .arg("--migrations")
+        .arg(workspace().join("migrations"))
+        .args(args)
+        .env("HOME", home)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run dbprep")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A server that logs `certuser` in by its certificate alone (libpq's
+/// `cert` method): the certificate and key from the URL, from `PGSSLCERT`
+/// and `PGSSLKEY`, and from `~/.postgresql/`, as libpq finds them.
+#[tokio::test]
+async fn a_client_certificate_logs_in_where_the_server_asks_for_one() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let hba = dir.path().join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all trust\nhostssl all certuser 127.0.0.1/32 cert\nhost all postgres 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hba, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let cluster = tls_cluster(
+        dir.path(),
+        &[
+            ("ssl_ca_file", &ca),
+            ("hba_file", &hba.display().to_string()),
+        ],
+    );
+    let (admin, connection) = cluster
+        .config("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for statement in [
+        "CREATE ROLE certuser LOGIN",
+        "CREATE DATABASE app OWNER certuser",
+    ] {
+        admin.batch_execute(statement).await.unwrap();
+    }
+    let cert = dir.path().join("client.crt").display().to_string();
+    let key = dir.path().join("client.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = key.display().to_string();
+    let home = tempfile::tempdir().unwrap();
+    let url = |query: &str| {
+        format!(
+            "postgres://certuser@127.0.0.1:{}/app?sslmode=verify-ca&sslrootcert={ca}{query}",
+            cluster.port()
+        )
+    };
+
+    // Named in the URL.
+    let check = dbprep_at_home(
+        home.path(),
+        &[
+            "check",
+            "--url",
+            &url(&format!("&sslcert={cert}&sslkey={key}")),
+        ],
+        &[],
+    );
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("encrypted"), "{}", text(&check));
+    // From the variables: the set migrates as certuser.
+    let env = [("PGSSLCERT", cert.clone()), ("PGSSLKEY", key.clone())];
+    let upgrade = dbprep_at_home(home.path(), &["upgrade", "--url", &url("")], &env);
+    assert!(upgrade.status.success(), "{}", text(&upgrade));
+    let (app, connection) = cluster
+        .config("app")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let owner: String = app
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'users'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "certuser");
+    // Without a certificate the server refuses, and says why.
+    let refused = dbprep_at_home(home.path(), &["status", "--url", &url("")], &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused).contains("certificate"), "{}", text(&refused));
+    // libpq's default place: ~/.postgresql/postgresql.crt and .key.
+    let folder = home.path().join(".postgresql");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(&cert, folder.join("postgresql.crt")).unwrap();
+    std::fs::copy(&key, folder.join("postgresql.key")).unwrap();
+    std::fs::set_permissions(
+        folder.join("postgresql.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let status = dbprep_at_home(home.path(), &["status", "--url", &url("")], &[]);
+    assert!(status.status.success(), "{}", text(&status));
+    // A key others may read is refused before connecting, as libpq does.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let shared = dbprep_at_home(home.path(), &["status", "--url", &url("")], &env);
+    assert_eq!(shared.status.code(), Some(1));
+    assert!(
+        text(&shared).contains(&format!("private key file {key} has group or world access")),
+        "{}",
+        text(&shared)
+    );
+    // A certificate without its key is named.
+    let keyless = dbprep_at_home(
+        tempfile::tempdir().unwrap().path(),
+        &["status", "--url", &url(&format!("&sslcert={cert}"))],
+        &[],
+    );
+    assert!(
+        text(&keyless).contains("without its key"),
+        "{}",
+        text(&keyless)
+    );
+}
+
+/// libpq's service file, as an operator keeps one: the service named by
+/// `PGSERVICE`, by `service=` in a key-value string and in a URL, from
+/// `PGSERVICEFILE` or `~/.pg_service.conf`; the connection string wins
+/// over the service.
+#[tokio::test]
+async fn a_service_from_the_service_file_names_the_database() {
+    let db = database().await;
+    let config = db.config();
+    let Some(tokio_postgres::config::Host::Tcp(host)) = config.get_hosts().first() else {
+        panic!("a TCP test server");
+    };
+    let mut service = format!(
+        "# the team's services\n[app]\nhost={host}\nport={}\ndbname={}\nuser={}\n",
+        config.get_ports()[0],
+        db.name(),
+        config.get_user().unwrap_or("postgres"),
+    );
+    if let Some(password) = config.get_password() {
+        service.push_str(&format!("password={}\n", String::from_utf8_lossy(password)));
+    }
+    service.push_str("\n[elsewhere]\nhost=192.0.2.1\n");
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("services.conf");
+    std::fs::write(&file, &service).unwrap();
+    let file_env = [("PGSERVICEFILE", file.display().to_string())];
+
+    let upgrade = dbprep_at_home(
+        home.path(),
+        &["upgrade", "--json"],
+        &[file_env[0].clone(), ("PGSERVICE", "app".into())],
+    );
+    assert!(upgrade.status.success(), "{}", text(&upgrade));
+    let applied = json(&upgrade)["applied"].as_array().unwrap().len();
+    assert!(applied > 0, "{}", text(&upgrade));
+    for url in ["service=app", "postgres:///?service=app"] {
+        let status = dbprep_at_home(home.path(), &["status", "--url", url], &file_env);
+        assert!(status.status.success(), "{url}: {}", text(&status));
+    }
+    // The URL's database wins over the service's.
+    let other = dbprep_at_home(
+        home.path(),
+        &["status", "--url", "service=app dbname=no_such_database"],
+        &file_env,
+    );
+    assert!(
+        text(&other).contains("no_such_database"),
+        "{}",
+        text(&other)
+    );
+    // ~/.pg_service.conf when PGSERVICEFILE is not set.
+    std::fs::rename(&file, home.path().join(".pg_service.conf")).unwrap();
+    let status = dbprep_at_home(home.path(), &["status", "--url", "service=app"], &[]);
+    assert!(status.status.success(), "{}", text(&status));
+    // A service no file defines is named, with where it was looked for.
+    let missing = dbprep_at_home(
+        home.path(),
+        &["status"],
+        &[
+            ("PGSERVICE", "payroll".into()),
+            ("PGSYSCONFDIR", home.path().display().to_string()),
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing).contains("definition of service \"payroll\" not found"),
+        "{}",
+        text(&missing)
+    );
+}

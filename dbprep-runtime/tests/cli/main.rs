@@ -401,7 +401,8 @@ fn a_bad_migrations_folder_is_refused_before_connecting() {
 }
 
 /// Make a CA and a server certificate for `db.example` (not for the
-/// address the test connects to) with the openssl command.
+/// address the test connects to), and a client certificate for the role
+/// `certuser`, with the openssl command.
 fn certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let status = Command::new("openssl")
@@ -429,72 +430,81 @@ fn certificates(dir: &Path) {
             &format!("{ca}.pem"),
         ]);
     }
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=db.example",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:db.example\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.crt",
-    ]);
+    // `name`.crt and `name`.key, for `subject`, signed by the CA with the
+    // extension `ext` (which also makes it a version 3 certificate).
+    let signed = |name: &str, subject: &str, ext: &str| {
+        let (key, csr, crt, cnf) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.cnf"),
+        );
+        openssl(&[
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key, "-out", &csr,
+        ]);
+        std::fs::write(dir.join(&cnf), format!("{ext}\n")).unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &cnf,
+            "-out",
+            &crt,
+        ]);
+    };
+    signed("server", "/CN=db.example", "subjectAltName=DNS:db.example");
+    // A client certificate for the role `certuser`, from the same CA.
+    signed("client", "/CN=certuser", "extendedKeyUsage=clientAuth");
 }
 
-#[test]
-fn sslmode_require_verify_ca_and_verify_full_against_a_tls_server() {
-    let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
+/// A throwaway cluster serving TLS with the certificates of `dir`, and
+/// `settings` on top.
+fn tls_cluster(dir: &Path, settings: &[(&str, &str)]) -> dbprep_runtime::testing::Cluster {
     // The server runs as postgres when the tests run as root: it must be
     // able to read its files, and the key must be private to it.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for public in ["server.crt", "ca.pem"] {
+        std::fs::set_permissions(dir.join(public), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     std::fs::set_permissions(
-        dir.path().join("server.crt"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        dir.path().join("server.key"),
+        dir.join("server.key"),
         std::fs::Permissions::from_mode(0o600),
     )
     .unwrap();
     if unsafe_is_root() {
         let status = Command::new("chown")
             .arg("postgres")
-            .arg(dir.path().join("server.key"))
+            .arg(dir.join("server.key"))
             .status()
             .unwrap();
         assert!(status.success());
     }
-    let cert = dir.path().join("server.crt").display().to_string();
-    let key = dir.path().join("server.key").display().to_string();
-    let cluster = dbprep_runtime::testing::Cluster::start_with_settings(&[
+    let cert = dir.join("server.crt").display().to_string();
+    let key = dir.join("server.key").display().to_string();
+    let mut all = vec![
         ("ssl", "on"),
-        ("ssl_cert_file", &cert),
-        ("ssl_key_file", &key),
-    ])
-    .unwrap_or_else(|e| panic!("{e}"));
+        ("ssl_cert_file", cert.as_str()),
+        ("ssl_key_file", key.as_str()),
+    ];
+    all.extend_from_slice(settings);
+    dbprep_runtime::testing::Cluster::start_with_settings(&all).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn sslmode_require_verify_ca_and_verify_full_against_a_tls_server() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let cluster = tls_cluster(dir.path(), &[]);
     let url = |query: &str| {
         format!(
             "postgres://postgres@127.0.0.1:{}/postgres?{query}",

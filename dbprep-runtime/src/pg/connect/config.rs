@@ -1,7 +1,8 @@
 //! Connection settings from the environment, as libpq reads them.
 //!
 //! tokio-postgres reads no environment variable; applications and the CLI
-//! expect `DATABASE_URL`, then the libpq variables (`PGHOST`, `PGPORT`,
+//! expect `DATABASE_URL`, then the service it or `PGSERVICE` names in
+//! libpq's service file, then the libpq variables (`PGHOST`, `PGPORT`,
 //! `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`,
 //! `PGOPTIONS`, `PGTARGETSESSIONATTRS`), which fill in whatever the URL
 //! leaves out, and last the password file
@@ -20,8 +21,8 @@ use crate::pg::error::{Error, Result};
 ///
 /// # Errors
 ///
-/// A `DATABASE_URL` that does not parse, or a `PGPORT` or
-/// `PGCONNECT_TIMEOUT` that is not a number. The message never shows the
+/// A `DATABASE_URL` that does not parse, a service that no service file
+/// defines, or a `PGPORT` or `PGCONNECT_TIMEOUT` that is not a number. The message never shows the
 /// URL, which may hold a password.
 ///
 /// # Example
@@ -36,7 +37,7 @@ pub fn from_env() -> Result<Config> {
 
 /// [`from_env`] with the variables read through `var` (for tests).
 pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config> {
-    let url = var("DATABASE_URL");
+    let (url, var) = super::service::overlay(var("DATABASE_URL"), var)?;
     let mut config = match &url {
         Some(url) => Config::from_str(url).map_err(|e| {
             // The driver's reason is in its source ("invalid value for
@@ -144,6 +145,39 @@ fn url_names(url: &Option<String>, name: &str) -> bool {
             .iter()
             .any(|pair| pair.split_once('=').is_some_and(|(k, _)| k == name))
     })
+}
+
+/// Remove `names` from a connection string (URL query or key=value
+/// words), returning what is left and the values taken, in `names` order.
+pub(crate) fn take_params(url: &str, names: &[&str]) -> (String, Vec<Option<String>>) {
+    let mut values = vec![None; names.len()];
+    let mut take = |pair: &str| -> bool {
+        let Some((key, value)) = pair.split_once('=') else {
+            return false;
+        };
+        match names.iter().position(|n| *n == key) {
+            Some(i) => {
+                values[i] = Some(value.to_owned());
+                true
+            }
+            None => false,
+        }
+    };
+    if url.contains("://") {
+        let Some((base, query)) = url.split_once('?') else {
+            return (url.to_owned(), values);
+        };
+        let kept: Vec<&str> = query.split('&').filter(|pair| !take(pair)).collect();
+        let rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        (rest, values)
+    } else {
+        let kept: Vec<&str> = url.split_whitespace().filter(|pair| !take(pair)).collect();
+        (kept.join(" "), values)
+    }
 }
 
 /// Whether a connection URL writes a port (`host:5433` or `?port=`).

@@ -3,6 +3,7 @@
 
 pub mod config;
 mod passfile;
+mod service;
 #[cfg(feature = "tls")]
 pub mod tls;
 

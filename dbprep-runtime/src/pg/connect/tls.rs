@@ -22,7 +22,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -76,6 +76,12 @@ pub struct Tls {
     pub mode: SslMode,
     /// A PEM file of root certificates (`sslrootcert`).
     pub root_cert: Option<PathBuf>,
+    /// A PEM file with the client's certificate, then any intermediates,
+    /// for servers that authenticate clients by certificate (`sslcert`).
+    pub client_cert: Option<PathBuf>,
+    /// The PEM file of the client certificate's private key (`sslkey`);
+    /// like libpq, refused when its group or others may read it.
+    pub client_key: Option<PathBuf>,
 }
 
 impl Tls {
@@ -121,9 +127,63 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::config_caused(format!("TLS: {e}"), e))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier);
+        let config = match self.client_identity()? {
+            Some((certs, key)) => config.with_client_auth_cert(certs, key).map_err(|e| {
+                let shown = |path: &Option<PathBuf>| {
+                    path.as_deref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                };
+                Error::config_caused(
+                    format!(
+                        "cannot use the client certificate {} with the key {}: {e}",
+                        shown(&self.client_cert),
+                        shown(&self.client_key)
+                    ),
+                    e,
+                )
+            })?,
+            None => config.with_no_client_auth(),
+        };
         Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// The client certificate chain and key, when a certificate is given.
+    fn client_identity(
+        &self,
+    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>> {
+        let Some(cert) = &self.client_cert else {
+            return Ok(None);
+        };
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(Iterator::collect::<std::result::Result<Vec<_>, _>>)
+            .map_err(|e| {
+                Error::config_caused(format!("cannot read sslcert {}: {e}", cert.display()), e)
+            })?;
+        if certs.is_empty() {
+            return Err(Error::config(format!(
+                "sslcert {} holds no certificate",
+                cert.display()
+            )));
+        }
+        let Some(key) = &self.client_key else {
+            return Err(Error::config(format!(
+                "sslcert {} is given without its key: give sslkey (PGSSLKEY)",
+                cert.display()
+            )));
+        };
+        refuse_shared_key(key)?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+            Error::config_caused(
+                format!(
+                    "cannot read sslkey {} as a PEM private key: {e}",
+                    key.display()
+                ),
+                e,
+            )
+        })?;
+        Ok(Some((certs, key)))
     }
 
     fn roots(&self) -> Result<RootCertStore> {
@@ -161,6 +221,24 @@ impl Tls {
         }
         Ok(roots)
     }
+}
+
+/// A private key its group or others may read is refused, as libpq does.
+fn refuse_shared_key(path: &std::path::Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = std::fs::metadata(path).map_err(|e| {
+            Error::config_caused(format!("cannot read sslkey {}: {e}", path.display()), e)
+        })?;
+        if metadata.permissions().mode() & 0o077 != 0 {
+            return Err(Error::config(format!(
+                "private key file {} has group or world access; it must have permissions u=rw (0600) or less",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `require` and below: encrypt, but accept any certificate (libpq's
@@ -253,29 +331,57 @@ impl ServerCertVerifier for ChainOnly {
 
 /// The connection settings and TLS settings of the environment, as
 /// [`config::from_vars`](crate::pg::connect::config::from_vars) reads them, plus
-/// `sslmode` and `sslrootcert` from `DATABASE_URL` (taken out of it before
-/// tokio-postgres parses it: it knows neither `verify-ca` nor
-/// `verify-full`), else `PGSSLMODE` and `PGSSLROOTCERT`.
+/// `sslmode`, `sslrootcert`, `sslcert` and `sslkey` from `DATABASE_URL`
+/// (taken out of it before tokio-postgres parses it: it knows neither
+/// `verify-ca` nor `verify-full`, nor client certificates), else the
+/// service, else `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT` and `PGSSLKEY`,
+/// and last, as libpq, `~/.postgresql/postgresql.crt` and `.key` when
+/// they exist.
 ///
 /// # Errors
 ///
 /// As `from_vars`, and an unknown sslmode.
 pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<(tokio_postgres::Config, Tls)> {
-    let url = var("DATABASE_URL");
-    let (url, url_mode, url_root) = match &url {
+    // The service's sslmode and certificates count as the variables would.
+    let (url, var) = crate::pg::connect::service::overlay(var("DATABASE_URL"), var)?;
+    const NAMES: [(&str, &str); 4] = [
+        ("sslmode", "PGSSLMODE"),
+        ("sslrootcert", "PGSSLROOTCERT"),
+        ("sslcert", "PGSSLCERT"),
+        ("sslkey", "PGSSLKEY"),
+    ];
+    let (url, mut taken) = match &url {
         Some(url) => {
-            let (rest, params) = take_params(url, &["sslmode", "sslrootcert"]);
-            (Some(rest), params[0].clone(), params[1].clone())
+            let (rest, taken) =
+                crate::pg::connect::config::take_params(url, &NAMES.map(|(name, _)| name));
+            (Some(rest), taken)
         }
-        None => (None, None, None),
+        None => (None, vec![None; NAMES.len()]),
     };
-    let mode = match url_mode.or_else(|| var("PGSSLMODE")) {
+    // Each from the connection string, else its variable.
+    let mut setting = |i: usize| taken[i].take().or_else(|| var(NAMES[i].1));
+    let mode = match setting(0) {
         Some(mode) => mode.parse()?,
         None => SslMode::default(),
     };
+    let root_cert = setting(1).map(PathBuf::from);
+    // libpq's defaults, used when the files exist.
+    let home_file = |name: &str| {
+        var("HOME")
+            .map(|home| PathBuf::from(home).join(".postgresql").join(name))
+            .filter(|path| path.is_file())
+    };
+    let client_cert = setting(2)
+        .map(PathBuf::from)
+        .or_else(|| home_file("postgresql.crt"));
+    let client_key = setting(3)
+        .map(PathBuf::from)
+        .or_else(|| home_file("postgresql.key"));
     let tls = Tls {
         mode,
-        root_cert: url_root.or_else(|| var("PGSSLROOTCERT")).map(PathBuf::from),
+        root_cert,
+        client_cert,
+        client_key,
     };
     let mut config = crate::pg::connect::config::from_vars(|name| {
         if name == "DATABASE_URL" {
@@ -286,39 +392,6 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<(tokio_postgres
     })?;
     config.ssl_mode(tls.driver_mode());
     Ok((config, tls))
-}
-
-/// Remove `names` from a connection string (URL query or key=value
-/// words), returning what is left and the values taken, in `names` order.
-fn take_params(url: &str, names: &[&str]) -> (String, Vec<Option<String>>) {
-    let mut values = vec![None; names.len()];
-    let mut take = |pair: &str| -> bool {
-        let Some((key, value)) = pair.split_once('=') else {
-            return false;
-        };
-        match names.iter().position(|n| *n == key) {
-            Some(i) => {
-                values[i] = Some(value.to_owned());
-                true
-            }
-            None => false,
-        }
-    };
-    if url.contains("://") {
-        let Some((base, query)) = url.split_once('?') else {
-            return (url.to_owned(), values);
-        };
-        let kept: Vec<&str> = query.split('&').filter(|pair| !take(pair)).collect();
-        let rest = if kept.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        };
-        (rest, values)
-    } else {
-        let kept: Vec<&str> = url.split_whitespace().filter(|pair| !take(pair)).collect();
-        (kept.join(" "), values)
-    }
 }
 
 #[cfg(test)]
@@ -337,7 +410,9 @@ mod tests {
             tls,
             Tls {
                 mode: SslMode::VerifyFull,
-                root_cert: Some("/ca.pem".into())
+                root_cert: Some("/ca.pem".into()),
+                client_cert: None,
+                client_key: None,
             }
         );
         assert_eq!(config.get_ssl_mode(), DriverSslMode::Require);
