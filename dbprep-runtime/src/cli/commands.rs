@@ -94,13 +94,29 @@ pub(super) async fn execute(
     let g = &cli.global;
     let json = g.json;
     let migrator = || {
-        Migrator::new(migrations)
+        let mut migrator = Migrator::new(migrations)
             .history_schema(&g.history_schema)
             .lock_wait(Duration::from_secs(g.lock_wait))
             .lock_mode(g.lock_mode)
             .lock_timeout(g.lock_timeout)
             .lock_retries(g.lock_retries)
-            .fixtures(fixtures)
+            .fixtures(fixtures);
+        if let Some(table) = &g.history_table {
+            migrator = migrator.history_table(table);
+        }
+        if let Some(policy) = g.out_of_order {
+            migrator = migrator.out_of_order(policy);
+        }
+        if let Some(policy) = g.on_edited {
+            migrator = migrator.on_edited(policy);
+        }
+        if let Some(policy) = g.on_unknown {
+            migrator = migrator.on_unknown(policy);
+        }
+        if let Some(policy) = g.on_schema_drift {
+            migrator = migrator.on_schema_drift(policy);
+        }
+        migrator
     };
     // Up to `--to` when given, else the newest.
     let migrator_to = |to: Option<i64>| match to {

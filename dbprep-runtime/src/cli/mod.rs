@@ -27,6 +27,7 @@
 mod commands;
 mod describe;
 mod output;
+mod settings;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,9 +57,28 @@ struct Global {
     /// escaping and never appears in a process list.
     #[arg(long, global = true, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// Read shared settings from this TOML file (default: dbprep.toml
+    /// beside the migrations folder, when there is one); flags and
+    /// environment variables win over it.
+    #[arg(long, global = true, env = "DBPREP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Schema of dbprep's history tables.
-    #[arg(long, global = true, default_value = "public")]
+    #[arg(
+        long,
+        global = true,
+        env = "DBPREP_HISTORY_SCHEMA",
+        default_value = "public",
+        value_name = "SCHEMA"
+    )]
     history_schema: String,
+    /// Name of the history table (default: dbprep_schema_history).
+    #[arg(
+        long,
+        global = true,
+        env = "DBPREP_HISTORY_TABLE",
+        value_name = "TABLE"
+    )]
+    history_table: Option<String>,
     /// Print machine-readable JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -69,7 +89,13 @@ struct Global {
     #[arg(short, long, global = true)]
     quiet: bool,
     /// How long to wait for another migrator's lock, in seconds.
-    #[arg(long, global = true, default_value_t = 60)]
+    #[arg(
+        long,
+        global = true,
+        env = "DBPREP_LOCK_WAIT",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
     lock_wait: u64,
     /// Wait up to this many seconds for the server to accept connections
     /// (it may still be starting), retrying with a bounded backoff; a
@@ -120,6 +146,32 @@ struct Global {
         value_name = "N"
     )]
     lock_retries: u32,
+    /// A pending version older than the newest applied one: `error`
+    /// (refuse, the default), `warn` or `allow` (apply it).
+    #[arg(
+        long,
+        global = true,
+        env = "DBPREP_OUT_OF_ORDER",
+        value_name = "POLICY"
+    )]
+    out_of_order: Option<crate::Policy>,
+    /// An applied migration whose file was edited: `error` (the default),
+    /// `warn` or `allow`.
+    #[arg(long, global = true, env = "DBPREP_ON_EDITED", value_name = "POLICY")]
+    on_edited: Option<crate::Policy>,
+    /// Versions in the database that the migrations do not have: `error`,
+    /// `warn` or `allow` (default: newer ones warn, others are errors).
+    #[arg(long, global = true, env = "DBPREP_ON_UNKNOWN", value_name = "POLICY")]
+    on_unknown: Option<crate::Policy>,
+    /// What `verify` does when the schema was changed by hand: `error`
+    /// (exit 1, the default), `warn` or `allow`.
+    #[arg(
+        long,
+        global = true,
+        env = "DBPREP_ON_SCHEMA_DRIFT",
+        value_name = "POLICY"
+    )]
+    on_schema_drift: Option<crate::Policy>,
 }
 
 /// What to do.
@@ -467,16 +519,18 @@ where
             .default_value(name)
             .help(help)
     };
-    let mut command = Cli::command()
-        .arg(folder(
-            "migrations",
-            "DBPREP_MIGRATIONS",
-            "The migrations folder, read at run time with the checks of embed_migrations!",
-        ))
-        .arg(folder("fixtures", "DBPREP_FIXTURES", "The fixtures folder"));
-    let matches = match command.try_get_matches_from_mut(args) {
-        Ok(matches) => matches,
-        Err(e) => return parse_failure(&e),
+    let command = || {
+        Cli::command()
+            .arg(folder(
+                "migrations",
+                "DBPREP_MIGRATIONS",
+                "The migrations folder, read at run time with the checks of embed_migrations!",
+            ))
+            .arg(folder("fixtures", "DBPREP_FIXTURES", "The fixtures folder"))
+    };
+    let (command, matches) = match parse(command, args, true) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
@@ -522,15 +576,54 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     use clap::{CommandFactory, FromArgMatches};
-    let mut command = Cli::command();
-    let cli = match command
-        .try_get_matches_from_mut(args)
-        .and_then(|matches| Cli::from_arg_matches(&matches))
-    {
+    let (command, matches) = match parse(Cli::command, args, false) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => return parse_failure(&e),
     };
     execute(cli, command, migrations, fixtures)
+}
+
+/// Parse the command line with the definition `command` makes, then with
+/// a fresh one whose defaults are the settings file's values when there is
+/// a file (`--config`, or, for the standalone binary, `dbprep.toml` beside
+/// the migrations folder): the definition it was parsed with, and what it
+/// found. Help, a usage error or a bad settings file end the process with
+/// their exit code.
+fn parse<I, T>(
+    command: impl Fn() -> clap::Command,
+    args: I,
+    beside_migrations: bool,
+) -> Result<(clap::Command, clap::ArgMatches), ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let mut first = command();
+    let matches = first
+        .try_get_matches_from_mut(&args)
+        .map_err(|e| parse_failure(&e))?;
+    let given = matches.get_one::<PathBuf>("config").map(PathBuf::as_path);
+    let migrations = beside_migrations
+        .then(|| matches.get_one::<String>("migrations"))
+        .flatten()
+        .map(std::path::Path::new);
+    let Some(file) = settings::locate(given, migrations) else {
+        return Ok((first, matches));
+    };
+    let mut command = settings::apply(command(), &file).map_err(|message| {
+        eprintln!("error: {message}");
+        ExitCode::from(2)
+    })?;
+    let matches = command
+        .try_get_matches_from_mut(&args)
+        .map_err(|e| parse_failure(&e))?;
+    tracing::debug!("settings from {}", file.display());
+    Ok((command, matches))
 }
 
 /// Print clap's message: help and version exit 0, a usage error 2.

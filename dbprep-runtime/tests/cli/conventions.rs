@@ -317,3 +317,123 @@ async fn a_service_from_the_service_file_names_the_database() {
         text(&missing)
     );
 }
+
+/// The states `status --json` gives, in version order.
+fn states(output: &Output) -> Vec<String> {
+    assert_success(output);
+    json(output)["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["state"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A team's `dbprep.toml` beside the migrations sets the history's place;
+/// the environment wins over the file and a flag over both; `--config`
+/// names another file; a bad file stops everything, naming file and line.
+#[tokio::test]
+async fn dbprep_toml_beside_the_migrations_with_flags_and_environment_winning() {
+    let db = database().await;
+    let project = tempfile::tempdir().unwrap();
+    let folder = project.path().join("migrations");
+    std::fs::create_dir(&folder).unwrap();
+    for entry in std::fs::read_dir(workspace().join("migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        project.path().join("dbprep.toml"),
+        "# shared by the team\nhistory_schema = \"ops\"\nhistory_table = \"team_history\"\nlock_timeout = \"5s\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], env: &[(&str, String)]| dbprep_on(&db, &folder, args, env);
+
+    assert_success(&run(&["upgrade"], &[]));
+    let recorded: i64 = db
+        .connect()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM ops.team_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 5);
+    assert!(states(&run(&["status", "--json"], &[]))
+        .iter()
+        .all(|s| s == "applied"));
+    // The environment wins over the file: another history, all pending.
+    let env = [("DBPREP_HISTORY_SCHEMA", "elsewhere".to_owned())];
+    assert!(states(&run(&["status", "--json"], &env))
+        .iter()
+        .all(|s| s == "pending"));
+    // A flag wins over both.
+    let flagged = run(&["status", "--json", "--history-schema", "ops"], &env);
+    assert!(states(&flagged).iter().all(|s| s == "applied"));
+    // --config names a file elsewhere; its settings replace the found one's.
+    let other = project.path().join("other.toml");
+    std::fs::write(&other, "history_table = \"other_history\"\n").unwrap();
+    let other = other.display().to_string();
+    let states_other = states(&run(&["status", "--json", "--config", &other], &[]));
+    assert!(
+        states_other.iter().all(|s| s == "pending"),
+        "{states_other:?}"
+    );
+
+    // A bad value is named with its file and line, and nothing runs.
+    std::fs::write(
+        project.path().join("dbprep.toml"),
+        "history_schema = \"ops\"\nout_of_order = \"sometimes\"\n",
+    )
+    .unwrap();
+    let bad = run(&["upgrade"], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        message.contains("dbprep.toml:2: `out_of_order = \"sometimes\"` is not a valid setting")
+            && message.contains("`error` (refuse), `warn`"),
+        "{message}"
+    );
+    std::fs::write(
+        project.path().join("dbprep.toml"),
+        "url = \"postgres://x\"\n",
+    )
+    .unwrap();
+    let bad = run(&["status"], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("`url` is not a setting of dbprep.toml"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+/// README's `dbprep.toml` is accepted as written.
+#[test]
+fn the_readme_settings_file_is_accepted() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let block = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README shows a dbprep.toml");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("migrations")).unwrap();
+    std::fs::write(
+        project.path().join("migrations/V1__t.sql"),
+        "CREATE TABLE t (id int);\n",
+    )
+    .unwrap();
+    std::fs::write(project.path().join("dbprep.toml"), block).unwrap();
+    let out = Command::new(DBPREP)
+        .arg("sql")
+        .current_dir(project.path())
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"ops\".\"schema_history\""),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

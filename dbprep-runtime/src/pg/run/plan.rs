@@ -19,6 +19,21 @@ pub enum Policy {
     Allow,
 }
 
+impl std::str::FromStr for Policy {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "error" => Ok(Policy::Error),
+            "warn" => Ok(Policy::Warn),
+            "allow" => Ok(Policy::Allow),
+            other => Err(Error::config(format!(
+                "unknown policy {other:?}: `error` (refuse), `warn` (go on and log a warning) or `allow` (go on silently)"
+            ))),
+        }
+    }
+}
+
 /// The policies of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Policies {
