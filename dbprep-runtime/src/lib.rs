@@ -45,6 +45,8 @@ pub use pg::error::{Drift, Error, FixtureFailure, MigrationError};
 #[cfg(feature = "sqlite")]
 pub use pg::import::{ImportOptions, ImportReport, ImportedTable};
 #[cfg(feature = "postgres")]
+pub use pg::overview::{FixtureState, Overview, Populated};
+#[cfg(feature = "postgres")]
 pub use pg::populate::{Conflict, Outcome, PopulateReport};
 #[cfg(feature = "postgres")]
 pub use pg::report::{

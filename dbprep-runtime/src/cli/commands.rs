@@ -313,6 +313,32 @@ pub(super) async fn execute(
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Report { html } => {
+            let (_, _, pool) = database()?;
+            let overview = migrator().overview(&pool).await?;
+            let page = overview.to_html();
+            if html.as_os_str() == "-" {
+                print!("{page}");
+            } else {
+                write_whole(html, page.as_bytes())?;
+                print(
+                    json,
+                    json!({ "file": html, "clean": overview.verify.is_clean() }),
+                    || {
+                        format!(
+                            "wrote {}: {} version(s), {}",
+                            html.display(),
+                            overview.status.entries.len(),
+                            if overview.verify.findings.is_empty() {
+                                "no drift".to_owned()
+                            } else {
+                                format!("{} drift finding(s)", overview.verify.findings.len())
+                            }
+                        )
+                    },
+                );
+            }
+        }
         Command::Repair {
             drop_invalid_indexes,
         } => {
@@ -407,9 +433,7 @@ pub(super) async fn execute(
                     } else {
                         path.clone()
                     };
-                    std::fs::write(&file, &baseline.sql).map_err(|e| {
-                        Error::config_caused(format!("cannot write {}: {e}", file.display()), e)
-                    })?;
+                    write_whole(&file, baseline.sql.as_bytes())?;
                     print(
                         json,
                         json!({ "version": baseline.version, "file": file }),
@@ -744,4 +768,20 @@ fn progress_bar(done: usize, total: usize, what: &str) {
     if done == total {
         eprintln!();
     }
+}
+
+/// Write `bytes` to `path` whole or not at all: into a file beside it,
+/// then renamed over it.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    let fail = |e: std::io::Error| {
+        Error::config_caused(format!("cannot write {}: {e}", path.display()), e)
+    };
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    std::fs::write(&partial, bytes).map_err(fail)?;
+    std::fs::rename(&partial, path).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        fail(e)
+    })
 }

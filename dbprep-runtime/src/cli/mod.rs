@@ -263,6 +263,15 @@ enum Command {
     },
     /// The history table's rows.
     History,
+    /// Write one self-contained HTML page about the database (the server,
+    /// every migration with its state and timing, drift, INVALID indexes,
+    /// fixtures, the tables with their columns and foreign keys). Reads
+    /// only, like `verify`.
+    Report {
+        /// The file to write (`-`: standard output).
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+    },
     /// Record versions as applied without running them (adopt a database).
     Stamp {
         /// A version, or `head`.
@@ -445,6 +454,7 @@ impl Command {
             | Command::Status { .. }
             | Command::Stamp { .. }
             | Command::Verify { .. }
+            | Command::Report { .. }
             | Command::Sql { .. }
             | Command::Lint { .. }
             | Command::Squash { .. }
@@ -684,11 +694,21 @@ fn init_logging(global: &Global, terse: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("dbprep_runtime={level}")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    // The run's and the migrations' spans are for an application's
+    // subscriber; on a terminal their fields would repeat on every line.
+    // A tenant's name stays: it says whose line it is.
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+            !meta.is_span() || meta.name() == "tenant"
+        }));
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
         .try_init();
 }

@@ -10,6 +10,8 @@
 //! - `populate`: loading fixtures;
 //! - `import`: moving a SQLite database in (feature `sqlite`);
 //! - `tenants`: one migration set over many schemas or databases;
+//! - `overview`: one read of everything about a database, and its HTML
+//!   page;
 //! - `store`: dbprep's own tables, which every part above reads and
 //!   writes through it;
 //! - `error`, `report`: what the calls return; `sql`: quoting.
@@ -19,6 +21,7 @@ pub(crate) mod drift;
 pub(crate) mod error;
 #[cfg(feature = "sqlite")]
 pub(crate) mod import;
+pub(crate) mod overview;
 pub(crate) mod populate;
 pub(crate) mod report;
 pub(crate) mod run;

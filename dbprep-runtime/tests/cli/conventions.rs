@@ -437,3 +437,112 @@ fn the_readme_settings_file_is_accepted() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Headless Chromium, if the machine has it.
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|name| {
+            Command::new(name)
+                .arg("--version")
+                .output()
+                .is_ok_and(|out| out.status.success())
+        })
+}
+
+/// `dbprep report --html` on a database with drift, an INVALID index and
+/// a populated fixture, opened in a real browser: the page it renders
+/// names every migration, the drift, the index, the fixture and the
+/// tables with their foreign keys; it is one file that fetches nothing.
+#[tokio::test]
+async fn the_html_report_renders_in_a_browser_with_migrations_drift_and_tables() {
+    let db = database().await;
+    assert_success(&dbprep(&db, &["upgrade"]));
+    assert_success(&dbprep(&db, &["fixture", "populate", "example-keypairs"]));
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute(
+            "ALTER TABLE users ADD COLUMN nickname text;
+             CREATE TABLE dup (x int); INSERT INTO dup VALUES (1), (1);",
+        )
+        .await
+        .unwrap();
+    // A unique index that cannot be built stays INVALID.
+    assert!(client
+        .batch_execute("CREATE UNIQUE INDEX CONCURRENTLY dup_x ON dup (x)")
+        .await
+        .is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.html");
+    let file_arg = file.display().to_string();
+    let out = dbprep(&db, &["report", "--html", &file_arg]);
+    assert_success(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("drift finding(s)"),
+        "{}",
+        text(&out)
+    );
+    let html = std::fs::read_to_string(&file).unwrap();
+    assert!(!html.contains("<script"), "the page runs no script");
+    assert!(
+        !html.contains("http://") && !html.contains("https://") && !html.contains("src="),
+        "the page fetches nothing"
+    );
+    // A second report of the same database replaces the file whole.
+    assert_success(&dbprep(&db, &["report", "--html", &file_arg]));
+    assert!(!dir.path().join("report.html.partial").exists());
+
+    let Some(browser) = chromium() else {
+        eprintln!("skipped the browser half: no chromium on this machine (CI installs it)");
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", file.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        out
+    };
+    let dom = String::from_utf8(run(&["--dump-dom"]).stdout).unwrap();
+    for name in [
+        "domains_and_groups",
+        "users",
+        "keypairs",
+        "touch_modified_at",
+        "index_keypairs_by_user",
+    ] {
+        assert!(
+            dom.contains(&format!(">{name}</td>")),
+            "{name} not rendered"
+        );
+    }
+    assert!(dom.contains("column public.users.nickname added"), "{dom}");
+    assert!(dom.contains("table public.dup added"), "{dom}");
+    assert!(dom.contains("dup_x"), "the INVALID index is not listed");
+    assert!(
+        dom.contains("example-keypairs") && dom.contains(">populated<"),
+        "{dom}"
+    );
+    assert!(dom.contains("<h3>public.keypairs</h3>"), "{dom}");
+    assert!(dom.contains("REFERENCES public.users(id)"), "{dom}");
+
+    let png = dir.path().join("report.png");
+    run(&[
+        "--window-size=1200,1600",
+        &format!("--screenshot={}", png.display()),
+    ]);
+    let image = std::fs::read(&png).unwrap();
+    assert!(image.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(image.len() > 20_000, "a blank page? {} bytes", image.len());
+}

@@ -299,7 +299,8 @@ pub(crate) async fn fixtures(
     policy: Policy,
 ) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
-    for (name, applied) in history.populated_fixtures(client).await? {
+    for populated in history.populated_fixtures(client).await? {
+        let (name, applied) = (populated.name, populated.checksum);
         if let Some(fixture) = fixtures.get(&name) {
             let embedded = fixture.checksum().to_string();
             if embedded != applied {

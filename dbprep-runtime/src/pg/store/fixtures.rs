@@ -10,6 +10,18 @@ use crate::model::checksum::Checksum;
 use crate::pg::error::{Error, Result};
 use crate::pg::sql::{column, rows};
 
+/// A row of the fixture history.
+#[derive(Debug, Clone)]
+pub(crate) struct PopulatedFixture {
+    pub name: String,
+    /// The checksum of what was loaded, as hex.
+    pub checksum: String,
+    /// How many rows were loaded.
+    pub rows: i64,
+    /// When, as the server prints it.
+    pub applied_at: String,
+}
+
 impl HistoryTable {
     /// The fixture history table if missing, and with `create_schema` its
     /// schema (see [`HistoryTable::create_sql`]).
@@ -68,25 +80,32 @@ impl HistoryTable {
         Ok(())
     }
 
-    /// Every populated fixture's name and checksum (hex), by name; none when
-    /// the table does not exist. Read-only.
+    /// Every populated fixture, by name; none when the table does not
+    /// exist. Read-only.
     pub(crate) async fn populated_fixtures(
         &self,
         client: &Client,
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<Vec<PopulatedFixture>> {
         if !relation_exists(client, &self.fixture_table()).await? {
             return Ok(Vec::new());
         }
         let answer = client
             .simple_query(&format!(
-                "SELECT name, pg_catalog.encode(checksum, 'hex') FROM {} ORDER BY name",
+                "SELECT name, pg_catalog.encode(checksum, 'hex'), rows, applied_at FROM {} ORDER BY name",
                 self.fixture_table()
             ))
             .await
             .map_err(Error::postgres("read the fixture history"))?;
         Ok(rows(answer)
             .iter()
-            .filter_map(|row| Some((column(row, 0)?.to_owned(), column(row, 1)?.to_owned())))
+            .filter_map(|row| {
+                Some(PopulatedFixture {
+                    name: column(row, 0)?.to_owned(),
+                    checksum: column(row, 1)?.to_owned(),
+                    rows: column(row, 2)?.parse().ok()?,
+                    applied_at: column(row, 3)?.to_owned(),
+                })
+            })
             .collect())
     }
 }
