@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod baseline;
+mod chart;
 mod handout;
 mod peers;
 mod sqlite;
@@ -110,6 +111,14 @@ impl Pairs {
         self.theirs.push(theirs);
     }
 
+    /// The median of each side.
+    fn medians(&self) -> (Duration, Duration) {
+        (
+            stats(self.ours.clone()).median,
+            stats(self.theirs.clone()).median,
+        )
+    }
+
     /// Print the figure and add its row to `table`: dbprep, the baseline
     /// named `baseline`, the median per-pair ratio with its range, and the
     /// target.
@@ -163,6 +172,8 @@ struct Bench {
     cluster: Cluster,
     admin: tokio_postgres::Client,
     databases: usize,
+    /// Fresh apply's medians at each N, for the chart.
+    fresh_curve: Vec<chart::Point>,
 }
 
 impl Bench {
@@ -525,6 +536,8 @@ impl Bench {
                     floors.push(f);
                 }
             }
+            let (dbprep, psql) = pairs.medians();
+            self.fresh_curve.push(chart::Point { n, dbprep, psql });
             pairs.report(
                 table,
                 &format!("fresh apply, N = {n} ({} KB of SQL)", bytes / 1024),
@@ -962,6 +975,7 @@ async fn main() {
         cluster,
         admin,
         databases: 0,
+        fresh_curve: Vec::new(),
     };
     for figure in &only {
         match *figure {
@@ -1005,6 +1019,7 @@ async fn main() {
             .and_then(|old| old.find(peers::HEADING).map(|at| old[at..].to_owned()))
             .unwrap_or_default()
     };
+    let chart_link = chart::link();
     let document = format!(
         "# Benchmarks\n\n\
          Measured {date} with `cargo run --release --example bench -- --runs {runs}` on {cores} cores and {memory} GiB, \
@@ -1012,7 +1027,8 @@ async fn main() {
          Each figure is the median of {runs} runs (no-op: {noop} runs) with min and max; the ratio is taken per pair, \
          dbprep and its baseline back to back in alternating order.\n\n\
          | figure | dbprep | baseline | ratio (median, min–max) | target |\n|---|---|---|---|---|\n{table}\n\
-         {compile_note}\n\n{peers}",
+         {compile_note}\n\n{chart}{peers}",
+        chart = chart_link,
         version = version.unwrap_or_default(),
         noop = (runs * 10).max(20),
         compile_note = "Compile time: a crate of 1,000 migration files, `cargo build --release` after editing one file, \
@@ -1021,5 +1037,8 @@ async fn main() {
              the row after it compares with a crate that links nothing of dbprep.",
     );
     std::fs::write(&path, document).expect("write BENCHMARKS.md");
+    let picture = path.with_file_name(chart::FILE_NAME);
+    std::fs::write(&picture, chart::svg(&bench.fresh_curve)).expect("write the chart");
+    println!("wrote {}", picture.display());
     println!("wrote {}", path.display());
 }
