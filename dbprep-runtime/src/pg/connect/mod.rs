@@ -154,7 +154,7 @@ fn transient(error: &tokio_postgres::Error) -> bool {
 pub(crate) fn connect_failure(error: &tokio_postgres::Error) -> String {
     let text = describe(error);
     if text.contains("password missing") {
-        return "the server asks for a password and none was given: put it in the URL (DATABASE_URL or --url), in PGPASSWORD, in a file given with --password-file, or in the password file (PGPASSFILE, else ~/.pgpass, mode 0600)".to_owned();
+        return "the server asks for a password and none was given: put it in the URL (DATABASE_URL or --url), in the service file's entry (password=), in PGPASSWORD, in a file given with --password-file, or in the password file (PGPASSFILE, else ~/.pgpass, mode 0600)".to_owned();
     }
     text
 }
