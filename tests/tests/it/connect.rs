@@ -93,7 +93,8 @@ async fn a_missing_password_fails_at_once_and_says_where_one_may_come_from() {
     assert_eq!(
         refused(&app(cluster, "postgres", None)).await,
         "cannot connect to the database: the server asks for a password and none was given: \
-         put it in the URL (DATABASE_URL or --url), in PGPASSWORD, in a file given with --password-file, \
+         put it in the URL (DATABASE_URL or --url), in the service file's entry (password=), in PGPASSWORD, \
+         in a file given with --password-file, \
          or in the password file (PGPASSFILE, else ~/.pgpass, mode 0600)"
     );
 }
