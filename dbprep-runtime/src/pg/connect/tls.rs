@@ -149,11 +149,16 @@ impl Tls {
         Ok(MakeRustlsConnect::new(config))
     }
 
-    /// The client certificate chain and key, when a certificate is given.
+    /// The client certificate chain and key, when a certificate is given
+    /// and TLS may be used (`disable` reads no file, as in libpq).
     fn client_identity(
         &self,
     ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>> {
-        let Some(cert) = &self.client_cert else {
+        let Some(cert) = self
+            .client_cert
+            .as_ref()
+            .filter(|_| self.mode != SslMode::Disable)
+        else {
             return Ok(None);
         };
         let certs = CertificateDer::pem_file_iter(cert)
@@ -424,5 +429,28 @@ mod tests {
         .unwrap();
         assert_eq!(tls.mode, SslMode::VerifyCa);
         assert!(from_vars(vars(&[("PGSSLMODE", "sometimes")])).is_err());
+    }
+
+    #[test]
+    fn client_certificate_files_are_read_unless_tls_is_disabled() {
+        let missing = Tls {
+            mode: SslMode::Require,
+            client_cert: Some("/nonexistent/client.crt".into()),
+            client_key: Some("/nonexistent/client.key".into()),
+            ..Tls::default()
+        };
+        let Err(e) = missing.connector() else {
+            panic!("a missing certificate was accepted");
+        };
+        assert!(
+            e.to_string()
+                .contains("cannot read sslcert /nonexistent/client.crt"),
+            "{e}"
+        );
+        let disabled = Tls {
+            mode: SslMode::Disable,
+            ..missing
+        };
+        assert!(disabled.connector().is_ok());
     }
 }
