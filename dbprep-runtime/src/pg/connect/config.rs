@@ -135,16 +135,8 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config> {
 /// Whether a connection string sets the parameter `name` (in a URL's query
 /// or as a key=value word).
 fn url_names(url: &Option<String>, name: &str) -> bool {
-    url.as_deref().is_some_and(|url| {
-        let pairs: Vec<&str> = match url.split_once('?') {
-            Some((_, query)) if url.contains("://") => query.split('&').collect(),
-            _ if url.contains("://") => Vec::new(),
-            _ => url.split_whitespace().collect(),
-        };
-        pairs
-            .iter()
-            .any(|pair| pair.split_once('=').is_some_and(|(k, _)| k == name))
-    })
+    url.as_deref()
+        .is_some_and(|url| take_params(url, &[name]).1[0].is_some())
 }
 
 /// Remove `names` from a connection string (URL query or key=value
