@@ -2,6 +2,7 @@
 //! the database if it is missing.
 
 pub mod config;
+mod files;
 mod passfile;
 mod service;
 #[cfg(feature = "tls")]

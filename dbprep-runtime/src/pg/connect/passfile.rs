@@ -41,7 +41,7 @@ pub(crate) fn password_for(
 fn file(var: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
     var("PGPASSFILE")
         .map(PathBuf::from)
-        .or_else(|| var("HOME").map(|home| Path::new(&home).join(".pgpass")))
+        .or_else(|| super::files::in_home(var, ".pgpass"))
 }
 
 /// The file's text, unless it is missing, not a file, or readable by its
@@ -51,16 +51,12 @@ fn read_private(path: &Path) -> Option<String> {
     if !metadata.is_file() {
         return None;
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if metadata.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(
-                "password file {} has group or world access; permissions should be u=rw (0600) or less: it is ignored",
-                path.display()
-            );
-            return None;
-        }
+    if super::files::shared_with_others(&metadata) {
+        tracing::warn!(
+            "password file {} has group or world access; permissions should be u=rw (0600) or less: it is ignored",
+            path.display()
+        );
+        return None;
     }
     std::fs::read_to_string(path).ok()
 }

@@ -94,7 +94,7 @@ pub(crate) fn overlay(
 fn find(name: &str, var: &impl Fn(&str) -> Option<String>) -> Result<Vec<(String, String)>> {
     let user_file = var("PGSERVICEFILE")
         .map(PathBuf::from)
-        .or_else(|| var("HOME").map(|home| Path::new(&home).join(".pg_service.conf")));
+        .or_else(|| super::files::in_home(var, ".pg_service.conf"));
     let system_file = Path::new(&var("PGSYSCONFDIR").unwrap_or_else(|| SYSTEM_FOLDER.to_owned()))
         .join("pg_service.conf");
     let mut looked_in = Vec::new();

@@ -230,18 +230,14 @@ impl Tls {
 
 /// A private key its group or others may read is refused, as libpq does.
 fn refuse_shared_key(path: &std::path::Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let metadata = std::fs::metadata(path).map_err(|e| {
-            Error::config_caused(format!("cannot read sslkey {}: {e}", path.display()), e)
-        })?;
-        if metadata.permissions().mode() & 0o077 != 0 {
-            return Err(Error::config(format!(
-                "private key file {} has group or world access; it must have permissions u=rw (0600) or less",
-                path.display()
-            )));
-        }
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        Error::config_caused(format!("cannot read sslkey {}: {e}", path.display()), e)
+    })?;
+    if crate::pg::connect::files::shared_with_others(&metadata) {
+        return Err(Error::config(format!(
+            "private key file {} has group or world access; it must have permissions u=rw (0600) or less",
+            path.display()
+        )));
     }
     Ok(())
 }
@@ -372,8 +368,7 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<(tokio_postgres
     let root_cert = setting(1).map(PathBuf::from);
     // libpq's defaults, used when the files exist.
     let home_file = |name: &str| {
-        var("HOME")
-            .map(|home| PathBuf::from(home).join(".postgresql").join(name))
+        crate::pg::connect::files::in_home(&var, &format!(".postgresql/{name}"))
             .filter(|path| path.is_file())
     };
     let client_cert = setting(2)
