@@ -15,6 +15,7 @@ use crate::pg::report::LockHolder;
 use crate::pg::run::lock;
 use crate::pg::run::plan::{Policies, Policy};
 use crate::pg::sql::{column, literal, rows};
+use crate::pg::store::fixtures::PopulatedFixture;
 use crate::pg::store::history::{HistoryRow, HistoryTable};
 
 /// What [`Migrator::verify`](crate::Migrator::verify) found.
@@ -291,30 +292,28 @@ FROM {}, {} AS stored",
     })
 }
 
-/// Populated fixtures whose embedded content changed since.
-pub(crate) async fn fixtures(
-    client: &Client,
-    history: &HistoryTable,
+/// The `populated` fixtures whose embedded content changed since.
+pub(crate) fn fixtures(
+    populated: &[PopulatedFixture],
     fixtures: &Fixtures,
     policy: Policy,
-) -> Result<Vec<Finding>> {
-    let mut findings = Vec::new();
-    for populated in history.populated_fixtures(client).await? {
-        let (name, applied) = (populated.name, populated.checksum);
-        if let Some(fixture) = fixtures.get(&name) {
+) -> Vec<Finding> {
+    populated
+        .iter()
+        .filter_map(|populated| {
+            let fixture = fixtures.get(&populated.name)?;
             let embedded = fixture.checksum().to_string();
-            if embedded != applied {
-                let drift = Drift::FixtureChanged {
+            (embedded != populated.checksum).then(|| Finding {
+                drift: Drift::FixtureChanged {
                     file: fixture.file().to_owned(),
-                    name,
-                    applied,
+                    name: populated.name.clone(),
+                    applied: populated.checksum.clone(),
                     embedded,
-                };
-                findings.push(Finding { drift, policy });
-            }
-        }
-    }
-    Ok(findings)
+                },
+                policy,
+            })
+        })
+        .collect()
 }
 
 /// Turn what was read into a report.

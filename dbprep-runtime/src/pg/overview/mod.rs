@@ -15,6 +15,7 @@ use crate::pg::drift::verify::{self, VerifyReport};
 use crate::pg::error::{Error, Result};
 use crate::pg::report::Status;
 use crate::pg::sql::{column, rows};
+use crate::pg::store::fixtures::PopulatedFixture;
 use crate::Migrator;
 
 /// What [`Migrator::overview`] read.
@@ -98,8 +99,17 @@ impl Migrator<'_> {
             .pop()
             .ok_or_else(|| Error::Unexpected("no row of the server's facts".into()))?;
         let fact = |i: usize| column(&facts, i).unwrap_or_default().to_owned();
-        let status = self.status_on(client).await?;
-        let verify = self.verify_on(client).await?;
+        // Each table read once; status and verify are both made from it.
+        let observed = verify::read(client, &self.history).await?;
+        let populated = self.history.populated_fixtures(client).await?;
+        let repeatables = self.repeatable_states(client).await?;
+        let status = self.status_from(
+            &observed.rows,
+            observed.running.as_ref(),
+            observed.invalid_indexes.clone(),
+            repeatables.clone(),
+        );
+        let verify = self.verify_from(observed, &populated, repeatables);
         let schema = verify::live_snapshot(client, &self.history).await?;
         Ok(Overview {
             database: fact(0),
@@ -110,15 +120,14 @@ impl Migrator<'_> {
             history: self.history.qualified(),
             status,
             verify,
-            fixtures: self.fixture_states(client).await?,
+            fixtures: self.fixture_states(populated),
             schema,
         })
     }
 
     /// The embedded fixtures in their order, then those only the database
     /// has.
-    async fn fixture_states(&self, client: &Client) -> Result<Vec<FixtureState>> {
-        let mut populated = self.history.populated_fixtures(client).await?;
+    fn fixture_states(&self, mut populated: Vec<PopulatedFixture>) -> Vec<FixtureState> {
         let mut states = Vec::new();
         for fixture in self.fixtures.into_iter().flat_map(|f| f.iter()) {
             let record = populated
@@ -146,6 +155,6 @@ impl Migrator<'_> {
                 rows: r.rows,
             }),
         }));
-        Ok(states)
+        states
     }
 }

@@ -11,15 +11,16 @@ use crate::model::fixture::Fixtures;
 use crate::model::history::reconcile;
 use crate::model::migration::{Migration, Migrations};
 use crate::pg::connect::pool_error;
-use crate::pg::drift::indexes;
+use crate::pg::drift::indexes::{self, InvalidIndex};
 use crate::pg::drift::verify::{self, VerifyReport};
 use crate::pg::error::{Drift, Error, Result};
-use crate::pg::report::{show, Applied, Report, Status, StatusEntry};
+use crate::pg::report::{show, Applied, LockHolder, RepeatableStatus, Report, Status, StatusEntry};
 use crate::pg::run::batch::{Done, Progress, Session};
 use crate::pg::run::lock::LockMode;
 use crate::pg::run::plan::{self, Plan, Policies, Policy};
 use crate::pg::run::retry;
 use crate::pg::store::digest::{up_to_date_digests, HistoryDigest};
+use crate::pg::store::fixtures::PopulatedFixture;
 use crate::pg::store::history::HistoryRow;
 use crate::pg::store::HistoryTable;
 
@@ -579,20 +580,38 @@ impl<'m> Migrator<'m> {
             Vec::new()
         };
         let running = verify::running_holder(client, &self.history, &rows).await?;
-        let entries = reconcile(self.migrations, &rows)
+        Ok(self.status_from(
+            &rows,
+            running.as_ref(),
+            indexes::invalid(client).await?,
+            self.repeatable_states(client).await?,
+        ))
+    }
+
+    /// The status of what was read: the history's `rows`, the migrator
+    /// `running` an unfinished one, the database's INVALID indexes and the
+    /// repeatable migrations' states.
+    pub(crate) fn status_from(
+        &self,
+        rows: &[HistoryRow],
+        running: Option<&LockHolder>,
+        invalid_indexes: Vec<InvalidIndex>,
+        repeatables: Vec<RepeatableStatus>,
+    ) -> Status {
+        let entries = reconcile(self.migrations, rows)
             .iter()
             .map(|entry| StatusEntry {
                 version: entry.version,
                 name: entry.name().to_owned(),
                 file: entry.embedded.map(|m| m.file().to_owned()),
-                state: plan::state(entry, running.as_ref()),
+                state: plan::state(entry, running),
             })
             .collect();
-        Ok(Status {
+        Status {
             entries,
-            invalid_indexes: indexes::invalid(client).await?,
-            repeatables: self.repeatable_states(client).await?,
-        })
+            invalid_indexes,
+            repeatables,
+        }
     }
 
     /// Compare the database with the embedded migrations and report every
@@ -613,15 +632,33 @@ impl<'m> Migrator<'m> {
     /// [`verify`](Self::verify) on a connection the caller owns.
     pub async fn verify_on(&self, client: &Client) -> Result<VerifyReport> {
         let observed = verify::read(client, &self.history).await?;
+        // The fixture history matters only with fixtures to compare.
+        let populated = match self.fixtures {
+            Some(_) => self.history.populated_fixtures(client).await?,
+            None => Vec::new(),
+        };
+        let repeatables = self.repeatable_states(client).await?;
+        Ok(self.verify_from(observed, &populated, repeatables))
+    }
+
+    /// The verify report of what was read: the history, schema and indexes
+    /// (`observed`), the fixture history and the repeatable migrations'
+    /// states.
+    pub(crate) fn verify_from(
+        &self,
+        observed: verify::Observed,
+        populated: &[PopulatedFixture],
+        repeatables: Vec<RepeatableStatus>,
+    ) -> VerifyReport {
         let mut report =
             verify::report(self.migrations, observed, self.policies, self.schema_policy);
         if let Some(fixtures) = self.fixtures {
-            report.findings.extend(
-                verify::fixtures(client, &self.history, fixtures, self.fixture_policy).await?,
-            );
+            report
+                .findings
+                .extend(verify::fixtures(populated, fixtures, self.fixture_policy));
         }
-        report.repeatables = self.repeatable_states(client).await?;
-        Ok(report)
+        report.repeatables = repeatables;
+        report
     }
 
     /// Load `fixture` in one transaction, recorded in

@@ -44,7 +44,7 @@ impl Migrator<'_> {
 
     /// Every repeatable migration, embedded or recorded, with the checksum
     /// it last ran with against the file's (read-only).
-    pub(super) async fn repeatable_states(&self, client: &Client) -> Result<Vec<RepeatableStatus>> {
+    pub(crate) async fn repeatable_states(&self, client: &Client) -> Result<Vec<RepeatableStatus>> {
         let recorded = self.history.read_repeatables(client).await?;
         Ok(states(
             self.migrations.repeatables(),
