@@ -33,7 +33,7 @@ const SHARED: &[&str] = &[
 ];
 
 /// The name of the file found beside the migrations folder.
-pub(super) const FILE_NAME: &str = "dbprep.toml";
+const FILE_NAME: &str = "dbprep.toml";
 
 /// Where the settings are read from: the file `--config` names (which
 /// must exist), else `dbprep.toml` beside `migrations` when there is one.
