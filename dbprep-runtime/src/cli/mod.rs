@@ -182,9 +182,8 @@ enum Command {
         /// Stop at this version.
         #[arg(long)]
         to: Option<i64>,
-        /// Store the schema's fingerprint alone, not its snapshot: faster
-        /// on a large schema; `verify` then says the schema changed by
-        /// hand, not what.
+        /// Store which objects the schema has, not their definitions:
+        /// `verify` then says the schema changed by hand, not how.
         #[arg(long)]
         no_schema_snapshot: bool,
         #[command(flatten)]
@@ -305,7 +304,7 @@ enum Command {
         /// Stop at this version (default: the newest).
         #[arg(long, value_name = "VERSION")]
         to: Option<i64>,
-        /// Store the schema's fingerprint alone, not its snapshot (as
+        /// Store which objects the schema has, not their definitions (as
         /// `upgrade --no-schema-snapshot`).
         #[arg(long)]
         no_schema_snapshot: bool,

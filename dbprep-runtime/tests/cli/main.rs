@@ -144,25 +144,27 @@ async fn upgrade_status_history_verify_and_fixtures() {
 }
 
 #[tokio::test]
-async fn upgrade_without_a_schema_snapshot_stores_the_fingerprint_alone() {
+async fn upgrade_without_a_schema_snapshot_stores_no_definitions() {
     let db = database().await;
     let up = dbprep(&db, &["upgrade", "--no-schema-snapshot"]);
     assert_success(&up);
     let client = db.connect().await.unwrap();
     let stored = client
         .query_one(
-            "SELECT version, hash, snapshot::text FROM public.dbprep_schema_snapshot",
+            "SELECT definition ->> 'version', definition ->> 'itemized', \
+             (SELECT count(*) FROM public.dbprep_schema_snapshot WHERE definition IS NOT NULL AND section <> '') \
+             FROM public.dbprep_schema_snapshot WHERE section = ''",
             &[],
         )
         .await
         .unwrap();
     assert_eq!(
         (
-            stored.get::<_, i64>(0),
+            stored.get::<_, &str>(0),
             stored.get::<_, &str>(1),
-            stored.get::<_, &str>(2)
+            stored.get::<_, i64>(2)
         ),
-        (5, "", "null")
+        ("5", "false", 0)
     );
     assert!(
         verify_after_a_hand_change(&db).await["findings"][0]["message"]

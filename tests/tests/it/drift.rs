@@ -4,7 +4,9 @@
 use dbprep_runtime::testing::TestDatabase;
 use dbprep_runtime::{Drift, Error, Finding, Migrations, Migrator, Policy};
 
-use crate::support::{database, drop_role, login_role, migrations, scalar};
+use crate::support::{
+    database, drop_role, login_role, migrations, scalar, stored_snapshot, STORED_OBJECTS,
+};
 
 const USERS: &str = "CREATE TABLE users (id int PRIMARY KEY, email text);\nCREATE INDEX ix_users_email ON users (email);";
 const AUDIT: &str =
@@ -285,23 +287,21 @@ async fn hand_made_schema_changes_are_itemized() {
 async fn a_run_that_changes_only_data_keeps_the_snapshot_and_moves_its_version() {
     let db = database().await;
     let client = db.connect().await.unwrap();
-    let stored = "SELECT version || ' ' || hash FROM public.dbprep_schema_snapshot";
     let mut files = vec![
         ("V1__users.sql", USERS),
         ("V2__audit.sql", AUDIT),
         ("V3__t.sql", "CREATE TABLE t (a int);"),
     ];
     let _ = Migrator::new(&three()).run(db.pool()).await.unwrap();
-    let before = scalar(&client, stored).await.unwrap();
-    let hash = before.split_once(' ').unwrap().1.to_owned();
-    assert_eq!(before, format!("3 {hash}"));
+    let before = stored_snapshot(&client).await;
+    let objects = before.strip_prefix("3 true ").unwrap().to_owned();
 
     files.push(("V4__rows.sql", "INSERT INTO t VALUES (1), (2);"));
     let _ = Migrator::new(&migrations(&files))
         .run(db.pool())
         .await
         .unwrap();
-    assert_eq!(scalar(&client, stored).await.unwrap(), format!("4 {hash}"));
+    assert_eq!(stored_snapshot(&client).await, format!("4 true {objects}"));
     // The kept snapshot still says what a hand-made change did.
     let changes = hand_made_column(&db, &Migrator::new(&migrations(&files))).await;
     assert_eq!(changes, ["column public.t.by_hand added"]);
@@ -310,15 +310,15 @@ async fn a_run_that_changes_only_data_keeps_the_snapshot_and_moves_its_version()
         .await
         .unwrap();
 
-    // A schema change takes a new snapshot.
+    // A schema change refreshes the snapshot.
     files.push(("V5__b.sql", "ALTER TABLE t ADD COLUMN b int;"));
     let _ = Migrator::new(&migrations(&files))
         .run(db.pool())
         .await
         .unwrap();
-    let after = scalar(&client, stored).await.unwrap();
+    let after = stored_snapshot(&client).await;
     assert!(
-        after.starts_with("5 ") && after != format!("5 {hash}"),
+        after.starts_with("5 true ") && after != format!("5 true {objects}"),
         "{after}"
     );
     let report = Migrator::new(&migrations(&files))
@@ -330,13 +330,17 @@ async fn a_run_that_changes_only_data_keeps_the_snapshot_and_moves_its_version()
 
 #[tokio::test]
 async fn runs_without_a_snapshot_still_let_verify_see_a_schema_change() {
-    let stored = "SELECT version || ' [' || hash || '] ' || left(snapshot::text, 1) FROM public.dbprep_schema_snapshot";
+    let defined = "SELECT count(*) FILTER (WHERE definition IS NOT NULL) || ' of ' || count(*) \
+                   FROM public.dbprep_schema_snapshot WHERE section <> ''";
     let m = three();
     let without = Migrator::new(&m).schema_snapshot(false);
     let db = database().await;
     let client = db.connect().await.unwrap();
     let _ = without.run(db.pool()).await.unwrap();
-    assert_eq!(scalar(&client, stored).await.as_deref(), Some("3 [] n"));
+    assert!(stored_snapshot(&client).await.starts_with("3 false "));
+    // Which objects exist, not what they are: users, its primary key (a
+    // constraint and an index) and other index, t, and the function.
+    assert_eq!(scalar(&client, defined).await.as_deref(), Some("0 of 6"));
     let report = without.verify(db.pool()).await.unwrap();
     assert!(report.findings.is_empty(), "{report}");
     assert_eq!(
@@ -344,8 +348,8 @@ async fn runs_without_a_snapshot_still_let_verify_see_a_schema_change() {
         ["the schema changed since the last run; it stored no snapshot (schema_snapshot(false)) to say what changed"]
     );
 
-    // A run with snapshots takes one even when the schema is the one the
-    // fingerprint describes (a data-only migration), and itemizes again.
+    // A run with snapshots takes one whole after a run without, even when
+    // its migrations change only data, and itemizes again.
     let db = database().await;
     let client = db.connect().await.unwrap();
     let _ = without.run(db.pool()).await.unwrap();
@@ -356,11 +360,8 @@ async fn runs_without_a_snapshot_still_let_verify_see_a_schema_change() {
         ("V4__rows.sql", "INSERT INTO t VALUES (1);"),
     ]);
     let _ = Migrator::new(&four).run(db.pool()).await.unwrap();
-    let after = scalar(&client, stored).await.unwrap();
-    assert!(
-        after.starts_with("4 [") && after.ends_with("] {") && !after.starts_with("4 []"),
-        "{after}"
-    );
+    assert!(stored_snapshot(&client).await.starts_with("4 true "));
+    assert_eq!(scalar(&client, defined).await.as_deref(), Some("6 of 6"));
     assert_eq!(
         hand_made_column(&db, &Migrator::new(&four)).await,
         ["column public.t.by_hand added"]
@@ -490,7 +491,7 @@ async fn verify_works_on_a_hot_standby() {
     assert_eq!(row.get::<_, String>(1), "4321ms");
 }
 
-/// The snapshot's hash is the schema's, whatever order its objects were
+/// The stored snapshot is the schema's, whatever order its objects were
 /// made (and its catalog rows are read) in.
 #[tokio::test]
 async fn the_same_schema_made_in_another_order_has_the_same_snapshot_hash() {
@@ -515,22 +516,25 @@ async fn the_same_schema_made_in_another_order_has_the_same_snapshot_hash() {
         let db = database().await;
         let _ = Migrator::new(m).run(db.pool()).await.unwrap();
         let client = db.connect().await.unwrap();
-        let hash = "SELECT hash FROM public.dbprep_schema_snapshot";
-        hashes.push(scalar(&client, hash).await.unwrap());
+        hashes.push(scalar(&client, STORED_OBJECTS).await.unwrap());
     }
     assert_eq!(hashes[0], hashes[1]);
 }
 
-/// A snapshot table made by an earlier version holds the document as
-/// jsonb: runs still store into it (through the assignment cast) and verify
-/// still reads it.
+/// A snapshot table of an earlier version (one row holding the whole
+/// document): `verify` says it does not compare it, and the next run
+/// replaces it with a snapshot taken whole.
 #[tokio::test]
-async fn a_jsonb_snapshot_table_from_an_earlier_version_still_works() {
+async fn a_snapshot_table_of_an_earlier_layout_is_replaced_by_the_next_run() {
     let db = database().await;
     let client = db.connect().await.unwrap();
+    let m = three();
+    let two = migrations(&[("V1__users.sql", USERS), ("V2__audit.sql", AUDIT)]);
+    let _ = Migrator::new(&two).run(db.pool()).await.unwrap();
     client
         .batch_execute(
-            "CREATE TABLE public.dbprep_schema_snapshot (
+            "DROP TABLE public.dbprep_schema_snapshot;
+            CREATE TABLE public.dbprep_schema_snapshot (
                 only_row     boolean PRIMARY KEY DEFAULT true CHECK (only_row),
                 version      bigint,
                 server_major integer NOT NULL,
@@ -538,18 +542,112 @@ async fn a_jsonb_snapshot_table_from_an_earlier_version_still_works() {
                 fingerprint  text NOT NULL,
                 snapshot     jsonb NOT NULL,
                 taken_at     timestamptz NOT NULL DEFAULT clock_timestamp()
-            )",
+            );
+            INSERT INTO public.dbprep_schema_snapshot (version, server_major, hash, fingerprint, snapshot)
+            VALUES (2, 15, 'h', 'f', '{}');",
         )
         .await
         .unwrap();
-    let m = three();
-    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
-    let stored = "SELECT version || ' ' || pg_typeof(snapshot) FROM public.dbprep_schema_snapshot";
-    assert_eq!(scalar(&client, stored).await.as_deref(), Some("3 jsonb"));
-    let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
+    let report = Migrator::new(&two).verify(db.pool()).await.unwrap();
     assert!(report.is_clean(), "{report}");
+    assert!(
+        report.notes.iter().any(|n| n.contains("earlier version")),
+        "{report}"
+    );
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    assert!(stored_snapshot(&client).await.starts_with("3 true "));
+    let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
+    assert!(report.is_clean() && report.notes.is_empty(), "{report}");
     assert_eq!(
         hand_made_column(&db, &Migrator::new(&m)).await,
         ["column public.t.by_hand added"]
+    );
+}
+
+/// Runs after the first read again only the objects whose catalog rows
+/// were written since the stored snapshot, and what depends on them: after
+/// renames of a table, a column, an enum and its label, a trigger
+/// function, a sequence used by a default and the schema itself, a table
+/// made in a subtransaction and an index dropped, each in a run of its own,
+/// the stored snapshot is the one a single run of every migration takes
+/// whole, and `verify` is clean.
+#[tokio::test]
+async fn a_snapshot_refreshed_run_by_run_equals_one_taken_whole() {
+    let files = [
+        (
+            "V1__app.sql",
+            "CREATE SCHEMA app;
+             CREATE TYPE app.mood AS ENUM ('a', 'b');
+             CREATE SEQUENCE app.s;
+             CREATE TABLE app.users (id int PRIMARY KEY, mood app.mood DEFAULT 'a', email text CHECK (email <> ''));
+             CREATE INDEX users_email ON app.users (email);
+             CREATE TABLE app.orders (id int DEFAULT nextval('app.s'), user_id int REFERENCES app.users (id));
+             CREATE VIEW app.v AS SELECT id, email FROM app.users;
+             CREATE FUNCTION app.f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+             CREATE TRIGGER t BEFORE INSERT ON app.users FOR EACH ROW EXECUTE FUNCTION app.f();",
+        ),
+        (
+            "V2__renames.sql",
+            "ALTER TABLE app.users RENAME TO people;
+             ALTER TABLE app.people RENAME COLUMN email TO mail;
+             ALTER TYPE app.mood RENAME TO feeling;
+             ALTER TYPE app.feeling RENAME VALUE 'a' TO 'aa';
+             ALTER FUNCTION app.f() RENAME TO g;
+             ALTER SEQUENCE app.s RENAME TO s2;",
+        ),
+        (
+            "V3__block.sql",
+            "DO $$ BEGIN CREATE TABLE app.made_in_block (x int); EXCEPTION WHEN duplicate_table THEN NULL; END $$;
+             DROP INDEX app.users_email;",
+        ),
+        ("V4__schema.sql", "ALTER SCHEMA app RENAME TO shop;"),
+        ("V5__rows.sql", "INSERT INTO shop.people (id) VALUES (1);"),
+    ];
+    let all = migrations(&files);
+    let whole = database().await;
+    let _ = Migrator::new(&all).run(whole.pool()).await.unwrap();
+    let expected = scalar(&whole.connect().await.unwrap(), STORED_OBJECTS)
+        .await
+        .unwrap();
+
+    let db = database().await;
+    let client = db.connect().await.unwrap();
+    for version in 1..=5 {
+        let _ = Migrator::new(&all)
+            .target(version)
+            .run(db.pool())
+            .await
+            .unwrap();
+        let report = Migrator::new(&all).verify(db.pool()).await.unwrap();
+        assert!(report.findings.is_empty(), "after {version}: {report}");
+    }
+    assert_eq!(scalar(&client, STORED_OBJECTS).await.unwrap(), expected);
+    assert!(stored_snapshot(&client).await.starts_with("5 true "));
+
+    // And what changes by hand after them is itemized against it.
+    client
+        .batch_execute(
+            "ALTER TABLE shop.people RENAME COLUMN mail TO email;
+             ALTER TYPE shop.feeling RENAME TO mood;
+             DROP VIEW shop.v;",
+        )
+        .await
+        .unwrap();
+    let report = Migrator::new(&all).verify(db.pool()).await.unwrap();
+    let [Drift::Schema { changes }] = &report.errors().collect::<Vec<_>>()[..] else {
+        panic!("{report}")
+    };
+    assert_eq!(
+        changes,
+        &[
+            "column shop.people.mail dropped",
+            "column shop.people.email added",
+            "column shop.people.mood changed: type shop.feeling → shop.mood, default 'aa'::shop.feeling → 'aa'::shop.mood",
+            "view shop.v dropped",
+            "constraint shop.people.users_email_check changed: CHECK ((mail <> ''::text)) → CHECK ((email <> ''::text))",
+            "enum shop.feeling dropped",
+            "enum shop.mood added",
+        ],
+        "{report}"
     );
 }

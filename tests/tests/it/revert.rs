@@ -4,7 +4,7 @@
 
 use dbprep_runtime::{Error, Migrations, Migrator};
 
-use crate::support::{applied, database, recorded, scalar};
+use crate::support::{applied, database, recorded, scalar, STORED_OBJECTS};
 
 /// Diesel-style folders (`<timestamp>_<name>/up.sql` and `down.sql`), 200
 /// of them, shaped like a real project's: extensions, tables, plpgsql
@@ -58,11 +58,10 @@ fn diesel_project(dir: &std::path::Path) {
     }
 }
 
-/// The stored snapshot's hash: the schema as the last run left it.
+/// The stored snapshot's objects, hashed: the schema as the last run left
+/// it.
 async fn schema_hash(client: &tokio_postgres::Client) -> String {
-    scalar(client, "SELECT hash FROM dbprep_schema_snapshot")
-        .await
-        .unwrap()
+    scalar(client, STORED_OBJECTS).await.unwrap()
 }
 
 #[tokio::test]

@@ -145,3 +145,21 @@ pub fn run_in_background(
             .await
     })
 }
+
+/// The stored schema snapshot's objects, hashed (without their owners'
+/// OIDs, which differ from one database to another): equal when two
+/// snapshots describe the same schema.
+pub const STORED_OBJECTS: &str = "SELECT coalesce(md5(string_agg(section || ' ' || name || ' ' || coalesce(definition::text, '-'), E'\\n' \
+     ORDER BY section, name)), 'none') FROM public.dbprep_schema_snapshot WHERE section <> ''";
+
+/// The stored schema snapshot's version, `itemized` and objects hash,
+/// separated by spaces.
+pub async fn stored_snapshot(client: &tokio_postgres::Client) -> String {
+    let about = "SELECT (definition ->> 'version') || ' ' || (definition ->> 'itemized') \
+                 FROM public.dbprep_schema_snapshot WHERE section = ''";
+    format!(
+        "{} {}",
+        scalar(client, about).await.unwrap_or_default(),
+        scalar(client, STORED_OBJECTS).await.unwrap_or_default()
+    )
+}

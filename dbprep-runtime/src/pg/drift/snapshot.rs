@@ -2,37 +2,42 @@
 //! `pg_catalog`, stored after every run and compared by `verify` to say
 //! *what* was changed by hand.
 //!
-//! It is computed with `search_path = pg_catalog` (as pg_dump does; the
-//! `pg_get_*def` functions print names relative to the search path) and is
-//! independent of OIDs and of dropped columns: columns are listed in their
-//! order among live columns, enum labels in their order, never raw
+//! It is a set of objects, each a row of a section (`tables`, `views`,
+//! `sequences`, `indexes`, `constraints`, `triggers`, `functions`,
+//! `enums`, `domains`), a name, the OID of the catalog row that owns it and
+//! its definition. It is computed with `search_path = pg_catalog` (as
+//! pg_dump does; the `pg_get_*def` functions print names relative to the
+//! search path) and is independent of OIDs (the owner is kept beside the
+//! definition, not in it) and of dropped columns: columns are listed in
+//! their order among live columns, enum labels in their order, never raw
 //! `attnum` or `enumsortorder`. Left out: extension members, `pg_toast`
 //! and temporary schemas, dbprep's own tables and what hangs on them,
 //! owners, ACLs and collation versions.
+//!
+//! Rows can be read for some owners only ([`Owners`]): a run refreshes
+//! the objects that may have changed since the stored snapshot
+//! ([`changed`](super::changed)), not the whole schema.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
 use crate::pg::sql::literal;
-use crate::pg::store::snapshot::LiveSchema;
 use crate::pg::store::HistoryTable;
 
-/// `json_object_agg` of `key` and `value`, keys in byte order: json, unlike
-/// jsonb, keeps keys in the order it is given them, and the snapshot's
-/// hash must not depend on the order catalog rows are read in. (Built as
-/// jsonb, which sorts keys itself, the document took 15% longer: 47 against
-/// 40 ms at 200 tables, for the parse of the whole text into jsonb.)
-fn object_agg(key: &str, value: &str) -> String {
-    format!("pg_catalog.json_object_agg({key}, {value} ORDER BY {key} COLLATE pg_catalog.\"C\")")
-}
-
-/// The `hash` of a snapshot `document` (an expression of type json), as
-/// stored with it and as `verify` computes it for the live schema: the two
-/// must be the same expression.
-pub(crate) fn document_hash_sql(document: &str) -> String {
-    format!("pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({document}::text, 'UTF8')), 'hex')")
-}
+/// The sections of a snapshot, each with the noun `diff` names its
+/// objects with, in the order `diff` reports them.
+pub(crate) const SECTIONS: [(&str, &str); 9] = [
+    ("tables", "table"),
+    ("views", "view"),
+    ("sequences", "sequence"),
+    ("indexes", "index"),
+    ("constraints", "constraint"),
+    ("triggers", "trigger"),
+    ("functions", "function"),
+    ("enums", "enum"),
+    ("domains", "domain"),
+];
 
 /// PostgreSQL's `FirstNormalObjectId`: every object made after `initdb` has
 /// an OID at least this (they wrap around to it, never below), and the
@@ -40,18 +45,63 @@ pub(crate) fn document_hash_sql(document: &str) -> String {
 /// `pg_attribute`, are below it. Each catalog's primary key is its OID, so
 /// `oid >= 16384` reads the user's few rows through the index instead of
 /// every row; the rows it leaves out are all in `pg_catalog` and
-/// `information_schema`, which [`USER_SCHEMA`] leaves out too, so the
-/// snapshot and the fingerprint are the same with it or without.
-const FIRST_USER_OID: u32 = 16384;
+/// `information_schema`, which [`USER_SCHEMA`] leaves out too.
+pub(crate) const FIRST_USER_OID: u32 = 16384;
 
 /// The schemas a snapshot describes when it is not given them.
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
 
+/// The settings, local to the transaction, that snapshot queries run
+/// with: names printed relative to `pg_catalog` alone, and no JIT. The
+/// planner cannot estimate the catalog joins (a dependency walk is taken
+/// for a million rows), prices them above `jit_above_cost`, and compiling
+/// them took longer than running them many times over.
+pub(crate) const CATALOG_SETTINGS: &str =
+    "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true), \
+     pg_catalog.set_config('jit', 'off', true);";
+
+/// Which objects to read: all, or those whose owner is in a list.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Owners<'a> {
+    /// Every object the snapshot describes.
+    All,
+    /// An SQL expression of type text: `*` for every object, else the
+    /// owners' OIDs separated by commas (empty: none), as
+    /// [`HistoryTable::changed_owners_sql`] says them.
+    Listed(&'a str),
+}
+
+impl Owners<'_> {
+    /// The `wanted` CTE's query (one row: `everything`, `owners`), or `None`
+    /// for all objects.
+    fn cte(self) -> Option<String> {
+        match self {
+            Owners::All => None,
+            Owners::Listed(list) => Some(format!(
+                "wanted AS MATERIALIZED (SELECT l.list = '*' AS everything, \
+                 CASE WHEN l.list = '*' THEN '{{}}' ELSE '{{' || l.list || '}}' END::pg_catalog.oid[] AS owners \
+                 FROM (SELECT {list} AS list) AS l)"
+            )),
+        }
+    }
+
+    /// A condition: `oid` is one of the owners read. The list is read once
+    /// (the `wanted` CTE), not for every catalog row.
+    fn admit(self, oid: &str) -> String {
+        match self {
+            Owners::All => "true".to_owned(),
+            Owners::Listed(_) => format!(
+                "((SELECT everything FROM wanted) OR {oid} = ANY ((SELECT owners FROM wanted)::pg_catalog.oid[]))"
+            ),
+        }
+    }
+}
+
 impl HistoryTable {
     /// The condition on `n.nspname` that keeps the schemas the snapshot
     /// describes: [`HistoryTable::snapshot_schemas`], else every user schema.
-    fn described_schemas(&self) -> String {
+    pub(crate) fn described_schemas(&self) -> String {
         if self.snapshot_schemas.is_empty() {
             return USER_SCHEMA.to_owned();
         }
@@ -60,7 +110,7 @@ impl HistoryTable {
     }
 
     /// dbprep's own relations, which no snapshot describes.
-    fn own_relations(&self) -> String {
+    pub(crate) fn own_relations(&self) -> String {
         let regclasses: Vec<String> = self
             .own_tables()
             .iter()
@@ -75,31 +125,14 @@ impl HistoryTable {
         )
     }
 
-    /// The live schema as the snapshot table's statement takes it.
-    pub(crate) fn live_schema(&self) -> LiveSchema {
-        LiveSchema {
-            fingerprint: self.fingerprint_sql(),
-            from_item: self.live_snapshot_sql(),
-            document_hash: document_hash_sql("s"),
-        }
-    }
-
-    /// A `FROM` item: `live`, one row whose column `s` is the snapshot of
-    /// the live schema. Must run with `search_path = pg_catalog`.
-    pub(crate) fn live_snapshot_sql(&self) -> String {
-        // `OFFSET 0` keeps the planner from pulling the sub-select up into
-        // the query, which copies the expression into every place `s` is
-        // used (the document and its hash): computed twice, it was half the
-        // time of a run's last transaction at 200 tables.
-        format!("(SELECT {} AS s OFFSET 0) AS live", self.snapshot_sql())
-    }
-
-    /// An expression of type json: the snapshot of the live schema, as
-    /// canonical text (every object's keys in one order), so that its hash
-    /// says whether two snapshots are the same.
-    fn snapshot_sql(&self) -> String {
+    /// A query of the snapshot's objects, columns `section`, `name`,
+    /// `owner` and `definition` (json; NULL for all when `definitions` is
+    /// false: which objects exist, not what they are). Must run with
+    /// `search_path = pg_catalog`.
+    pub(crate) fn objects_sql(&self, owners: Owners<'_>, definitions: bool) -> String {
         let own = self.own_relations();
         let schemas = self.described_schemas();
+        let admit = |oid: &str| owners.admit(oid);
         let not_extension = |catalog: &str, oid: &str| {
             format!(
                 "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend dep WHERE dep.classid = '{catalog}'::regclass \
@@ -110,31 +143,45 @@ impl HistoryTable {
             not_extension("pg_proc", "p.oid"),
             not_extension("pg_type", "ty.oid"),
         );
+        let define = |expression: &str| {
+            if definitions {
+                expression.to_owned()
+            } else {
+                "NULL::pg_catalog.json".to_owned()
+            }
+        };
+        let text = |expression: &str| define(&format!("pg_catalog.to_json({expression})"));
         // The relations described (tables, views, sequences, indexes), and
         // those whose constraints and triggers are: listed once for every
         // section, with the extension check made once per relation rather
-        // than once per constraint or index.
+        // than once per constraint or index. Read for some owners, the
+        // relations of their constraints and triggers are among the owners
+        // (see `changed_owners_sql`).
         let qualified = |namespace: &str, name: &str| {
             format!("pg_catalog.quote_ident({namespace}) || '.' || pg_catalog.quote_ident({name})")
         };
-        let relations = format!(
+        let mut ctes: Vec<String> = owners.cte().into_iter().collect();
+        ctes.push(format!(
             "rel AS MATERIALIZED (SELECT c.oid, c.relkind, {} AS name \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.oid >= {FIRST_USER_OID} AND {schemas} AND c.oid <> ALL ({own}) AND {})",
+             WHERE c.oid >= {FIRST_USER_OID} AND {schemas} AND c.oid <> ALL ({own}) AND {} AND {})",
             qualified("n.nspname", "c.relname"),
+            admit("c.oid"),
             not_extension("pg_class", "c.oid")
-        );
+        ));
         let function = format!(
             "{} || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')'",
             qualified("n.nspname", "p.proname")
         );
         // The user's types of one kind (`typtype`), each described by
         // `value`.
-        let types = |typtype: &str, value: &str| {
+        let types = |section: &str, typtype: &str, value: &str| {
             format!(
-                "SELECT {} FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
-  WHERE ty.oid >= {FIRST_USER_OID} AND ty.typtype = '{typtype}' AND {schemas} AND {ext_type}",
-                object_agg(&qualified("n.nspname", "ty.typname"), value)
+                "SELECT '{section}', {}, ty.oid, {} FROM pg_catalog.pg_type ty JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace
+  WHERE ty.oid >= {FIRST_USER_OID} AND ty.typtype = '{typtype}' AND {schemas} AND {} AND {ext_type}",
+                qualified("n.nspname", "ty.typname"),
+                define(value),
+                admit("ty.oid")
             )
         };
         // Columns of all tables in one join and one grouping by table: a
@@ -142,11 +189,9 @@ impl HistoryTable {
         // twice as long at 200 tables, and grouping the columns apart, then
         // joining the groups to the tables, made the planner (which cannot
         // estimate either side) compare every table with every group.
-        let sections = [
-            (
-                "tables",
-                format!(
-                    "SELECT {} FROM (SELECT r.name, r.relkind, pg_catalog.json_agg(pg_catalog.json_build_object(
+        let tables = if definitions {
+            "SELECT 'tables', c.name, c.oid, pg_catalog.json_build_object('kind', c.relkind, 'columns', coalesce(c.list, '[]'))
+  FROM (SELECT r.oid, r.name, r.relkind, pg_catalog.json_agg(pg_catalog.json_build_object(
         'name', a.attname, 'type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull,
         'default', pg_catalog.pg_get_expr(d.adbin, d.adrelid),
         'identity', a.attidentity, 'generated', a.attgenerated,
@@ -155,145 +200,100 @@ impl HistoryTable {
     FROM rel r LEFT JOIN (pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
       LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum)
       ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
-    WHERE r.relkind IN ('r', 'p', 'f') GROUP BY r.oid, r.name, r.relkind) AS c",
-                    object_agg(
-                        "c.name",
-                        "pg_catalog.json_build_object('kind', c.relkind, 'columns', coalesce(c.list, '[]'))"
-                    )
-                ),
+    WHERE r.relkind IN ('r', 'p', 'f') GROUP BY r.oid, r.name, r.relkind) AS c"
+                .to_owned()
+        } else {
+            "SELECT 'tables', r.name, r.oid, NULL::pg_catalog.json FROM rel r WHERE r.relkind IN ('r', 'p', 'f')"
+                .to_owned()
+        };
+        let sections = [
+            tables,
+            format!(
+                "SELECT 'views', r.name, r.oid, {} FROM rel r WHERE r.relkind IN ('v', 'm')",
+                text("pg_catalog.pg_get_viewdef(r.oid)")
             ),
-            (
-                "views",
-                format!(
-                    "SELECT {} FROM rel r WHERE r.relkind IN ('v', 'm')",
-                    object_agg("r.name", "pg_catalog.pg_get_viewdef(r.oid)")
-                ),
+            format!(
+                "SELECT 'sequences', r.name, r.oid, {} FROM rel r JOIN pg_catalog.pg_sequence s ON s.seqrelid = r.oid WHERE r.relkind = 'S'",
+                define(
+                    "pg_catalog.json_build_object('type', pg_catalog.format_type(s.seqtypid, NULL), \
+                     'start', s.seqstart, 'increment', s.seqincrement, 'min', s.seqmin, 'max', s.seqmax, 'cycle', s.seqcycle)"
+                )
             ),
-            (
-                "sequences",
-                format!(
-                    "SELECT {} FROM rel r JOIN pg_catalog.pg_sequence s ON s.seqrelid = r.oid WHERE r.relkind = 'S'",
-                    object_agg(
-                        "r.name",
-                        "pg_catalog.json_build_object('type', pg_catalog.format_type(s.seqtypid, NULL), \
-                         'start', s.seqstart, 'increment', s.seqincrement, 'min', s.seqmin, 'max', s.seqmax, 'cycle', s.seqcycle)"
-                    )
-                ),
+            format!(
+                "SELECT 'indexes', r.name, r.oid, {} FROM pg_catalog.pg_index i JOIN rel r ON r.oid = i.indexrelid WHERE i.indrelid <> ALL ({own})",
+                text("pg_catalog.pg_get_indexdef(i.indexrelid)")
             ),
-            (
-                "indexes",
-                format!(
-                    "SELECT {} FROM pg_catalog.pg_index i JOIN rel r ON r.oid = i.indexrelid WHERE i.indrelid <> ALL ({own})",
-                    object_agg("r.name", "pg_catalog.pg_get_indexdef(i.indexrelid)")
-                ),
+            format!(
+                "SELECT 'constraints', r.name || '.' || pg_catalog.quote_ident(co.conname), co.oid, {} \
+                 FROM pg_catalog.pg_constraint co JOIN rel r ON r.oid = co.conrelid WHERE {}",
+                text("pg_catalog.pg_get_constraintdef(co.oid)"),
+                admit("co.oid")
             ),
-            (
-                "constraints",
-                format!(
-                    "SELECT {} FROM pg_catalog.pg_constraint co JOIN rel r ON r.oid = co.conrelid",
-                    object_agg(
-                        "r.name || '.' || pg_catalog.quote_ident(co.conname)",
-                        "pg_catalog.pg_get_constraintdef(co.oid)"
-                    )
-                ),
+            format!(
+                "SELECT 'triggers', r.name || '.' || pg_catalog.quote_ident(tg.tgname), tg.oid, {} \
+                 FROM pg_catalog.pg_trigger tg JOIN rel r ON r.oid = tg.tgrelid WHERE NOT tg.tgisinternal AND {}",
+                text("pg_catalog.pg_get_triggerdef(tg.oid)"),
+                admit("tg.oid")
             ),
-            (
-                "triggers",
-                format!(
-                    "SELECT {} FROM pg_catalog.pg_trigger tg JOIN rel r ON r.oid = tg.tgrelid WHERE NOT tg.tgisinternal",
-                    object_agg(
-                        "r.name || '.' || pg_catalog.quote_ident(tg.tgname)",
-                        "pg_catalog.pg_get_triggerdef(tg.oid)"
-                    )
-                ),
-            ),
-            (
-                "functions",
-                format!(
-                    "SELECT {} FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-  WHERE p.oid >= {FIRST_USER_OID} AND p.prokind IN ('f', 'p') AND {schemas} AND {ext_proc}
+            format!(
+                "SELECT 'functions', {function}, p.oid, {} FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+  WHERE p.oid >= {FIRST_USER_OID} AND p.prokind IN ('f', 'p') AND {schemas} AND {} AND {ext_proc}
     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg WHERE tg.tgfoid = p.oid AND tg.tgrelid = ANY ({own}))",
-                    object_agg(&function, "pg_catalog.pg_get_functiondef(p.oid)")
-                ),
+                text("pg_catalog.pg_get_functiondef(p.oid)"),
+                admit("p.oid")
             ),
-            (
+            types(
                 "enums",
-                types(
-                    "e",
-                    "(SELECT pg_catalog.json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = ty.oid)",
-                ),
+                "e",
+                "(SELECT pg_catalog.json_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_catalog.pg_enum e WHERE e.enumtypid = ty.oid)",
             ),
-            (
+            types(
                 "domains",
-                types(
-                    "d",
-                    "pg_catalog.json_build_object(
+                "d",
+                "pg_catalog.json_build_object(
     'type', pg_catalog.format_type(ty.typbasetype, ty.typtypmod), 'not_null', ty.typnotnull, 'default', ty.typdefault,
     'checks', (SELECT coalesce(pg_catalog.json_agg(pg_catalog.pg_get_constraintdef(co.oid) ORDER BY co.conname), '[]') \
     FROM pg_catalog.pg_constraint co WHERE co.contypid = ty.oid))",
-                ),
             ),
         ];
-        let sections: Vec<String> = sections
-            .iter()
-            .map(|(key, select)| format!("'{key}', coalesce(({select}), '{{}}')"))
-            .collect();
         format!(
-            "(WITH {relations}\nSELECT pg_catalog.json_build_object(\n{}\n))",
-            sections.join(",\n")
+            "WITH {}\nSELECT o.* FROM (\n{}\n) AS o (section, name, owner, definition)",
+            ctes.join(",\n"),
+            sections.join("\nUNION ALL\n")
         )
     }
 
-    /// An expression of type text: a hash of the identity and `xmin` of
-    /// every catalog row the snapshot is made from. Any DDL that changes an
-    /// object writes a new version of its catalog rows, with a new `xmin`,
-    /// so an equal fingerprint means "nothing changed" at a fraction of the
-    /// snapshot's cost (no deparsing). It depends on OIDs and on how each
-    /// object was made, so when it differs `verify` compares the full
-    /// snapshots, which decide.
-    pub(crate) fn fingerprint_sql(&self) -> String {
-        let own = self.own_relations();
-        let schemas = self.described_schemas();
-        let user_relations = format!(
-            "SELECT c.oid, c.xmin FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.oid >= {FIRST_USER_OID} AND {schemas} AND c.oid <> ALL ({own})"
-        );
-        let user_schema_rows = |catalog: &str, alias: &str, namespace: &str| {
-            format!(
-                "SELECT pg_catalog.string_agg({alias}.oid::text || ':' || {alias}.xmin::text, ',' ORDER BY {alias}.oid) \
-                 FROM pg_catalog.{catalog} {alias} JOIN pg_catalog.pg_namespace n ON n.oid = {alias}.{namespace} \
-                 WHERE {alias}.oid >= {FIRST_USER_OID} AND {schemas}"
-            )
-        };
-        let parts = [
-            // The relations' own rows: `u` is read from pg_class.
-            "SELECT pg_catalog.string_agg(u.oid::text || ':' || u.xmin::text, ',' ORDER BY u.oid) FROM u".to_owned(),
-            "SELECT pg_catalog.string_agg(a.attrelid::text || '.' || a.attnum::text || ':' || a.xmin::text, ',' ORDER BY a.attrelid, a.attnum) \
-             FROM pg_catalog.pg_attribute a JOIN u ON u.oid = a.attrelid WHERE a.attnum > 0".to_owned(),
-            "SELECT pg_catalog.string_agg(d.oid::text || ':' || d.xmin::text, ',' ORDER BY d.oid) FROM pg_catalog.pg_attrdef d JOIN u ON u.oid = d.adrelid".to_owned(),
-            "SELECT pg_catalog.string_agg(i.indexrelid::text || ':' || i.xmin::text, ',' ORDER BY i.indexrelid) FROM pg_catalog.pg_index i JOIN u ON u.oid = i.indrelid".to_owned(),
-            "SELECT pg_catalog.string_agg(r.oid::text || ':' || r.xmin::text, ',' ORDER BY r.oid) FROM pg_catalog.pg_rewrite r JOIN u ON u.oid = r.ev_class".to_owned(),
-            "SELECT pg_catalog.string_agg(tg.oid::text || ':' || tg.xmin::text, ',' ORDER BY tg.oid) FROM pg_catalog.pg_trigger tg JOIN u ON u.oid = tg.tgrelid".to_owned(),
-            "SELECT pg_catalog.string_agg(s.seqrelid::text || ':' || s.xmin::text, ',' ORDER BY s.seqrelid) FROM pg_catalog.pg_sequence s JOIN u ON u.oid = s.seqrelid".to_owned(),
-            user_schema_rows("pg_constraint", "co", "connamespace"),
-            user_schema_rows("pg_proc", "p", "pronamespace"),
-            user_schema_rows("pg_type", "ty", "typnamespace"),
-            format!(
-                "SELECT pg_catalog.string_agg(e.oid::text || ':' || e.xmin::text, ',' ORDER BY e.oid) \
-                 FROM pg_catalog.pg_enum e JOIN pg_catalog.pg_type ty ON ty.oid = e.enumtypid \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = ty.typnamespace WHERE e.oid >= {FIRST_USER_OID} AND {schemas}"
-            ),
-        ];
-        let parts: Vec<String> = parts
-            .iter()
-            .map(|p| format!("coalesce(({p}), '')"))
-            .collect();
+    /// A query of one row, one column: the objects of `objects_sql` as a
+    /// json array of `[section, name, definition]`, for [`document`] to
+    /// build the snapshot from.
+    pub(crate) fn objects_array_sql(&self, owners: Owners<'_>) -> String {
         format!(
-            "(WITH u AS MATERIALIZED ({user_relations}) \
-             SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.concat_ws('|', {}), 'UTF8')), 'hex'))",
-            parts.join(", ")
+            "SELECT pg_catalog.json_agg(pg_catalog.json_build_array(x.section, x.name, x.definition)) FROM ({}) AS x",
+            self.objects_sql(owners, true)
         )
     }
+}
+
+/// The snapshot document of objects given as `[section, name, definition]`:
+/// `{section: {name: definition}}`, every section present.
+pub(crate) fn document(objects: &Value) -> Value {
+    let mut document: Map<String, Value> = SECTIONS
+        .iter()
+        .map(|(section, _)| ((*section).to_owned(), Value::Object(Map::new())))
+        .collect();
+    for object in objects.as_array().into_iter().flatten() {
+        let (Some(section), Some(name)) = (
+            object.get(0).and_then(Value::as_str),
+            object.get(1).and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let definition = object.get(2).cloned().unwrap_or(Value::Null);
+        if let Some(Value::Object(objects)) = document.get_mut(section) {
+            objects.insert(name.to_owned(), definition);
+        }
+    }
+    Value::Object(document)
 }
 
 /// What changed between a stored snapshot and the live schema, one line per
@@ -308,18 +308,7 @@ pub fn diff(stored: &Value, live: &Value) -> Vec<String> {
             .cloned()
             .unwrap_or_else(|| empty.clone())
     };
-    let what = [
-        ("tables", "table"),
-        ("views", "view"),
-        ("sequences", "sequence"),
-        ("indexes", "index"),
-        ("constraints", "constraint"),
-        ("triggers", "trigger"),
-        ("functions", "function"),
-        ("enums", "enum"),
-        ("domains", "domain"),
-    ];
-    for (key, noun) in what {
+    for (key, noun) in SECTIONS {
         let (old, new) = (section(stored, key), section(live, key));
         let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
         for name in names {

@@ -9,7 +9,7 @@ use crate::model::fixture::Fixtures;
 use crate::model::history::{reconcile, VersionState};
 use crate::model::migration::Migrations;
 use crate::pg::drift::indexes::{self, InvalidIndex};
-use crate::pg::drift::snapshot::{diff, document_hash_sql};
+use crate::pg::drift::snapshot::{diff, document, Owners, CATALOG_SETTINGS};
 use crate::pg::error::{Drift, Error, Result};
 use crate::pg::report::LockHolder;
 use crate::pg::run::lock;
@@ -151,25 +151,28 @@ pub(crate) struct SchemaCheck {
 pub(crate) async fn read(client: &Client, history: &HistoryTable) -> Result<Observed> {
     let present = client
         .simple_query(&format!(
-            "SELECT pg_catalog.to_regclass({}) IS NOT NULL, pg_catalog.to_regclass({}) IS NOT NULL",
+            "SELECT pg_catalog.to_regclass({}) IS NOT NULL, pg_catalog.to_regclass({}) IS NOT NULL, ({})",
             literal(&history.qualified()),
-            literal(&history.snapshot_table())
+            literal(&history.snapshot_table()),
+            history.snapshot_layout_sql("section")
         ))
         .await
         .map_err(Error::postgres("look for the history"))?;
     let present = rows(present);
-    let (has_history, has_snapshot) = present.first().map_or((false, false), |r| {
-        (column(r, 0) == Some("t"), column(r, 1) == Some("t"))
-    });
+    let present = |i| present.first().and_then(|r| column(r, i)) == Some("t");
+    let (has_history, has_snapshot, current_layout) = (present(0), present(1), present(2));
     let rows = if has_history {
         history.read(client).await?
     } else {
         Vec::new()
     };
-    let schema = if has_snapshot {
-        Some(schema(client, history).await?)
-    } else {
-        None
+    let schema = match (has_snapshot, current_layout) {
+        (false, _) => None,
+        (true, true) => Some(schema(client, history).await?),
+        (true, false) => Some(SchemaCheck {
+            changes: None,
+            notes: vec!["the schema snapshot was stored by an earlier version of dbprep: not compared (the next run that applies a migration takes a new one)".to_owned()],
+        }),
     };
     Ok(Observed {
         running: running_holder(client, history, &rows).await?,
@@ -195,7 +198,7 @@ pub(crate) async fn running_holder(
 /// The one row of `select`, run with `search_path = pg_catalog` (the
 /// `pg_get_*def` functions print names relative to it).
 async fn catalog_row(client: &Client, select: &str) -> Result<tokio_postgres::SimpleQueryRow> {
-    let sql = format!("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);\n{select}");
+    let sql = format!("{CATALOG_SETTINGS}\n{select}");
     let answer = client
         .simple_query(&sql)
         .await
@@ -209,24 +212,22 @@ async fn catalog_row(client: &Client, select: &str) -> Result<tokio_postgres::Si
 /// The live schema's snapshot document, as a run stores it (dbprep's own
 /// tables beside `history` left out).
 pub(crate) async fn live_snapshot(client: &Client, history: &HistoryTable) -> Result<Value> {
-    let select = format!("SELECT live.s::text FROM {}", history.live_snapshot_sql());
-    let row = catalog_row(client, &select).await?;
-    column(&row, 0)
-        .and_then(|t| serde_json::from_str(t).ok())
-        .ok_or_else(|| Error::Unexpected("the snapshot query returned no document".into()))
+    let row = catalog_row(client, &history.objects_array_sql(Owners::All)).await?;
+    Ok(document(&parse(column(&row, 0))))
+}
+
+/// A json column's value (NULL, an empty aggregate, is `null`).
+fn parse(text: Option<&str>) -> Value {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
 }
 
 async fn schema(client: &Client, history: &HistoryTable) -> Result<SchemaCheck> {
-    // First the cheap fingerprint; the full snapshot only when it differs.
-    let fingerprints = format!(
-        "SELECT stored.fingerprint, stored.server_major, pg_catalog.current_setting('server_version_num')::integer / 10000, {}, stored.hash
-FROM (SELECT 1) AS one LEFT JOIN {} AS stored ON true",
-        history.fingerprint_sql(),
-        history.snapshot_table()
-    );
-    let row = &catalog_row(client, &fingerprints).await?;
+    // First which objects may have changed since the stored snapshot (the
+    // catalog rows written since); then those alone, stored and live.
+    let row = &catalog_row(client, &history.stored_snapshot_sql()).await?;
     let mut notes = Vec::new();
-    let (Some(stored_fingerprint), Some(stored_major)) = (column(row, 0), column(row, 1)) else {
+    let (Some(_), Some(stored_major)) = (column(row, 0), column(row, 1)) else {
         notes.push(
             "no schema snapshot stored yet: the next run that applies a migration stores one"
                 .to_owned(),
@@ -236,7 +237,7 @@ FROM (SELECT 1) AS one LEFT JOIN {} AS stored ON true",
             notes,
         });
     };
-    let live_major = column(row, 2).unwrap_or_default();
+    let live_major = column(row, 3).unwrap_or_default();
     if stored_major != live_major {
         notes.push(format!(
             "the schema snapshot was taken on PostgreSQL {stored_major} and the server runs {live_major}: not compared (the next run takes a new one)"
@@ -246,50 +247,51 @@ FROM (SELECT 1) AS one LEFT JOIN {} AS stored ON true",
             notes,
         });
     }
-    if column(row, 3) == Some(stored_fingerprint) {
+    let itemized = column(row, 2) == Some("true");
+    let owners = column(row, 4).unwrap_or("*").to_owned();
+    if owners.is_empty() {
         return Ok(SchemaCheck {
             changes: Some(Vec::new()),
             notes,
         });
     }
-    // The fingerprint moved: compare the documents themselves (an object
-    // recreated as it was only moves the fingerprint).
-    let stored_hash = column(row, 4).unwrap_or_default().to_owned();
-    if stored_hash.is_empty() {
-        return Ok(SchemaCheck {
-            changes: Some(vec![
-                "the schema changed since the last run; it stored no snapshot (schema_snapshot(false)) to say what changed".to_owned(),
-            ]),
-            notes,
-        });
-    }
-    let documents = format!(
-        "SELECT stored.snapshot::text, live.s::text, {}
-FROM {}, {} AS stored",
-        document_hash_sql("live.s"),
-        history.live_snapshot_sql(),
-        history.snapshot_table()
+    let objects = format!(
+        "SELECT ({}), ({})",
+        history.stored_objects_sql(&owners),
+        history.objects_array_sql(Owners::Listed(&literal(&owners)))
     );
-    let row = &catalog_row(client, &documents).await?;
-    if column(row, 2) == Some(stored_hash.as_str()) {
-        return Ok(SchemaCheck {
-            changes: Some(Vec::new()),
-            notes,
-        });
-    }
-    let parse = |i| {
-        column(row, i)
-            .and_then(|t| serde_json::from_str::<Value>(t).ok())
-            .unwrap_or(Value::Null)
+    let row = &catalog_row(client, &objects).await?;
+    let (stored, live) = (
+        document(&parse(column(row, 0))),
+        document(&parse(column(row, 1))),
+    );
+    let changes = if itemized {
+        diff(&stored, &live)
+    } else if names(&stored) != names(&live) || (owners != "*" && live != document(&Value::Null)) {
+        vec!["the schema changed since the last run; it stored no snapshot (schema_snapshot(false)) to say what changed".to_owned()]
+    } else {
+        Vec::new()
     };
-    let mut changes = diff(&parse(0), &parse(1));
-    if changes.is_empty() {
-        changes.push("the schema changed in a way the snapshot does not itemize".to_owned());
-    }
     Ok(SchemaCheck {
         changes: Some(changes),
         notes,
     })
+}
+
+/// The objects of a snapshot document, by section and name.
+fn names(document: &Value) -> Vec<(String, String)> {
+    document
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(section, objects)| {
+            objects
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(move |(name, _)| (section.clone(), name.clone()))
+        })
+        .collect()
 }
 
 /// The `populated` fixtures whose embedded content changed since.

@@ -116,8 +116,8 @@ pub(crate) struct Session<'a> {
     /// The connection as it was before the run: its role, search path and
     /// `application_name` are put back after each migration and at the end.
     pub facts: SessionFacts,
-    /// Whether the run stores a full schema snapshot, or the fingerprint
-    /// alone.
+    /// Whether the run stores the schema snapshot with the objects'
+    /// definitions, or which objects exist alone.
     schema_snapshot: bool,
     /// Called after each migration with (done, total) of the run.
     progress: Option<&'a Progress>,
@@ -505,11 +505,7 @@ impl Session<'_> {
         if !asynchronous_commit {
             message.push_str(&self.own_settings(true));
             message.push_str(&self.record_duration(m));
-            message.push_str(
-                &self
-                    .history
-                    .store_snapshot_sql(self.schema_snapshot, &self.history.live_schema()),
-            );
+            message.push_str(&self.history.store_snapshot_sql(self.schema_snapshot));
         }
         message.push_str("COMMIT;\nRESET ALL;");
         if !self.pooled() {

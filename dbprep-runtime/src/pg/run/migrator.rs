@@ -220,12 +220,12 @@ impl<'m> Migrator<'m> {
         self
     }
 
-    /// Whether a run that changes the schema stores a full snapshot of it
-    /// (the default), so that `verify` can say what was changed by hand
-    /// since, or only its fingerprint: `verify` then still reports that the
-    /// schema changed, not what. The snapshot is most of the time of a run
-    /// that applies one migration to a large schema (about 60 ms of 100 at
-    /// 200 tables, see BENCHMARKS.md).
+    /// Whether a run stores the schema snapshot with every object's
+    /// definition (the default), so that `verify` can say what was changed
+    /// by hand since, or which objects exist alone: `verify` then still
+    /// reports that the schema changed, not how. A run reads again only the
+    /// objects whose catalog rows were written since the stored snapshot,
+    /// so definitions cost little after the first run (see BENCHMARKS.md).
     ///
     /// ```
     /// # use dbprep_runtime::{Migrations, Migrator};

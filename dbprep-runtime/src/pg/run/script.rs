@@ -173,7 +173,7 @@ impl Script<'_> {
              END IF;\nEND $dbprep$;\nCOMMIT;\n",
             history.create_sql(create_schema),
             history.create_digest_sql(HistoryDigest::default()),
-            history.create_snapshot_sql(),
+            history.create_snapshot_sql(false),
             t = history.qualified(),
             table = literal(&history.qualified()),
         )
@@ -286,7 +286,7 @@ impl Script<'_> {
         format!(
             "\n-- The schema snapshot that `verify` compares with, and the lock released.\nBEGIN;\n{}COMMIT;\nSELECT pg_catalog.pg_advisory_unlock({});\n",
             self.history
-                .store_snapshot_sql(itemize, &self.history.live_schema()),
+                .store_snapshot_sql(itemize),
             self.lock_key,
         )
     }

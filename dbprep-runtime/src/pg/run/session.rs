@@ -264,7 +264,8 @@ impl Migrator<'_> {
         } else {
             String::new()
         };
-        sql.push_str(&history.create_snapshot_sql());
+        let old_layout = history.snapshot_has_old_layout(client).await?;
+        sql.push_str(&history.create_snapshot_sql(old_layout));
         // No need to wait for the disk: what the run commits next is
         // flushed with it (the WAL is written in order), and a run that
         // commits nothing loses nothing if these tables are made again.
@@ -293,8 +294,7 @@ impl Migrator<'_> {
             .client
             .batch_execute(&format!(
                 "BEGIN;\n{}COMMIT;",
-                self.history
-                    .store_snapshot_sql(self.schema_snapshot, &self.history.live_schema())
+                self.history.store_snapshot_sql(self.schema_snapshot)
             ))
             .await
             .map_err(Error::postgres("store the schema snapshot"))

@@ -1,88 +1,141 @@
-//! The schema snapshot table, `dbprep_schema_snapshot`: one row holding the
-//! last snapshot of the schema (or its fingerprint alone), its hash, the
-//! server's major version and the version it was taken at. What a snapshot
-//! *is* (the catalog query, the fingerprint, the diff) is drift's
-//! business; this is where it is kept.
+//! The schema snapshot table, `dbprep_schema_snapshot`: one row per object
+//! of the last snapshot of the schema (section, name, owner OID,
+//! definition), and one row about the snapshot itself (section and name
+//! empty): the version and server major version it was taken at, whether
+//! it holds definitions, and the transaction snapshot it was taken under,
+//! from which [`changed`](crate::pg::drift::changed) finds what may have
+//! changed since. What a snapshot *is* (the catalog query, the diff) is
+//! drift's business; this is where it is kept.
 
-use super::HistoryTable;
+use tokio_postgres::Client;
 
-/// The `hash` of a stored row that holds the fingerprint alone (a run made
-/// with [`Migrator::schema_snapshot(false)`](crate::Migrator::schema_snapshot)).
-pub(crate) const NO_DOCUMENT: &str = "''";
+use super::{query_bool, HistoryTable};
+use crate::pg::drift::snapshot::{Owners, CATALOG_SETTINGS};
+use crate::pg::error::Result;
+use crate::pg::sql::literal;
 
-/// The live schema, as SQL the snapshot statement runs (with
-/// `search_path = pg_catalog`).
-pub(crate) struct LiveSchema {
-    /// An expression of type text: the catalog's fingerprint.
-    pub fingerprint: String,
-    /// A `FROM` item `live` with one column `s`, the snapshot document.
-    pub from_item: String,
-    /// An expression: the hash of the document `s`.
-    pub document_hash: String,
-}
+/// The setting that carries the owners to read again from the statement
+/// that finds them to those that replace their rows.
+const REFRESH: &str = "dbprep.snapshot_refresh";
+
+/// The setting that carries the transaction snapshot the objects were
+/// read under to the row about the snapshot.
+const SEEN: &str = "dbprep.snapshot_seen";
 
 impl HistoryTable {
-    /// The statement that creates the snapshot table if missing.
-    pub(crate) fn create_snapshot_sql(&self) -> String {
+    /// The statement that creates the snapshot table if missing, after
+    /// dropping one of an earlier layout (`old_layout`: one row holding the
+    /// whole document; the next snapshot is taken whole).
+    pub(crate) fn create_snapshot_sql(&self, old_layout: bool) -> String {
+        let drop = if old_layout {
+            format!("DROP TABLE {};\n", self.snapshot_table())
+        } else {
+            String::new()
+        };
         format!(
-            "CREATE TABLE IF NOT EXISTS {} (
-    only_row     boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-    version      bigint,
-    server_major integer NOT NULL,
-    hash         text NOT NULL,
-    fingerprint  text NOT NULL,
-    snapshot     json NOT NULL,
-    taken_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+            "{drop}CREATE TABLE IF NOT EXISTS {} (
+    section    text NOT NULL,
+    name       text NOT NULL,
+    owner      oid NOT NULL,
+    definition json,
+    PRIMARY KEY (section, name)
 );",
             self.snapshot_table()
         )
     }
 
-    /// Statements that store the live snapshot for the history's head
-    /// version, in the transaction of the last migration of a run; with
-    /// `itemize` false, the fingerprint alone (no document: `verify` can
-    /// then tell that the schema changed, not what).
+    /// Whether the snapshot table exists in the layout of an earlier
+    /// version (one row with the whole document).
+    pub(crate) async fn snapshot_has_old_layout(&self, client: &Client) -> Result<bool> {
+        query_bool(
+            client,
+            &self.snapshot_layout_sql("only_row"),
+            "look at the schema snapshot table",
+        )
+        .await
+    }
+
+    /// A boolean expression: the snapshot table has the column `column`.
+    pub(crate) fn snapshot_layout_sql(&self, column: &str) -> String {
+        format!(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass({}) \
+             AND attname = {} AND NOT attisdropped)",
+            literal(&self.snapshot_table()),
+            literal(column)
+        )
+    }
+
+    /// A condition on a stored row's `owner`: among the owners to read
+    /// again that the statement before found.
+    fn refreshed(column: &str) -> String {
+        format!(
+            "(pg_catalog.current_setting('{REFRESH}') = '*' OR {column} = ANY (('{{' || \
+             CASE WHEN pg_catalog.current_setting('{REFRESH}') = '*' THEN '' ELSE pg_catalog.current_setting('{REFRESH}') END \
+             || '}}')::pg_catalog.oid[]))"
+        )
+    }
+
+    /// Statements that bring the stored snapshot up to the live schema for
+    /// the history's head version, in the transaction of the last
+    /// migration of a run: the objects that may have changed since the
+    /// stored one are read again (all of them the first time); with
+    /// `itemize` false, which objects exist but not their definitions
+    /// (`verify` can then tell that the schema changed, not how).
     ///
-    /// The fingerprint is computed first: when it equals the stored one
-    /// (the run changed data, not the schema) the stored snapshot is still
-    /// the schema's, and only its version moves. Taking the snapshot is most
-    /// of the time of a run that applies one migration to a large schema.
-    pub(crate) fn store_snapshot_sql(&self, itemize: bool, live: &LiveSchema) -> String {
+    /// The owners and `seen` are found in one statement, so under one
+    /// catalog snapshot: what a transaction committing meanwhile wrote is
+    /// newer than `seen`, and found by the next run or `verify`.
+    pub(crate) fn store_snapshot_sql(&self, itemize: bool) -> String {
+        let table = self.snapshot_table();
         let head = format!(
             "(SELECT max(version) FROM {} WHERE success)",
             self.qualified()
         );
-        let mut unchanged = "fingerprint = pg_catalog.current_setting('dbprep.fingerprint') \
-             AND server_major = pg_catalog.current_setting('server_version_num')::integer / 10000"
-            .to_owned();
-        // (hash, document, FROM): a document only when asked for, and kept
-        // only when the stored row has one.
-        let (hash, document, from) = if itemize {
-            unchanged.push_str(&format!(" AND hash <> {NO_DOCUMENT}"));
-            (
-                live.document_hash.clone(),
-                "s",
-                format!("FROM {}\n", live.from_item),
-            )
-        } else {
-            (
-                NO_DOCUMENT.to_owned(),
-                "'null'::pg_catalog.json",
-                String::new(),
-            )
-        };
         format!(
-            "SELECT pg_catalog.set_config('search_path', 'pg_catalog', true);
-SELECT pg_catalog.set_config('dbprep.fingerprint', {fingerprint}, true);
-UPDATE {t} SET version = {head}, taken_at = pg_catalog.clock_timestamp() WHERE {unchanged};
-INSERT INTO {t} AS old (only_row, version, server_major, hash, fingerprint, snapshot)
-SELECT true, {head}, pg_catalog.current_setting('server_version_num')::integer / 10000,
-       {hash}, pg_catalog.current_setting('dbprep.fingerprint'), {document}
-{from}WHERE NOT EXISTS (SELECT FROM {t} WHERE {unchanged})
-ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version, server_major = EXCLUDED.server_major,
-    hash = EXCLUDED.hash, fingerprint = EXCLUDED.fingerprint, snapshot = EXCLUDED.snapshot, taken_at = pg_catalog.clock_timestamp();\n",
-            t = self.snapshot_table(),
-            fingerprint = live.fingerprint,
+            "{CATALOG_SETTINGS}
+SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true), pg_catalog.set_config('{REFRESH}', {changed}, true);
+DELETE FROM {table} WHERE section <> '' AND {refreshed};
+INSERT INTO {table} (section, name, owner, definition)
+{objects}
+ON CONFLICT (section, name) DO UPDATE SET owner = EXCLUDED.owner, definition = EXCLUDED.definition;
+INSERT INTO {table} (section, name, owner, definition)
+SELECT '', '', 0, pg_catalog.json_build_object('version', {head},
+    'server_major', pg_catalog.current_setting('server_version_num')::integer / 10000,
+    'seen', pg_catalog.current_setting('{SEEN}'), 'own', pg_catalog.txid_current_if_assigned(),
+    'itemized', {itemize}, 'taken_at', pg_catalog.clock_timestamp())
+ON CONFLICT (section, name) DO UPDATE SET definition = EXCLUDED.definition;\n",
+            changed = self.changed_owners_sql(Some(itemize)),
+            refreshed = Self::refreshed("owner"),
+            objects = self.objects_sql(
+                Owners::Listed(&format!("pg_catalog.current_setting('{REFRESH}')")),
+                itemize
+            ),
+        )
+    }
+
+    /// A query of one row: the stored snapshot's `version`, `server_major`
+    /// and `itemized` (all NULL when none is stored), the server's major
+    /// version, and the owners to compare again (`*`: all).
+    pub(crate) fn stored_snapshot_sql(&self) -> String {
+        format!(
+            "SELECT h.definition ->> 'version', h.definition ->> 'server_major', h.definition ->> 'itemized',
+       pg_catalog.current_setting('server_version_num')::integer / 10000, {}
+FROM (SELECT 1) AS one LEFT JOIN {} AS h ON h.section = '' AND h.name = ''",
+            self.changed_owners_sql(None),
+            self.snapshot_table()
+        )
+    }
+
+    /// A query of one row, one column: the stored objects of the owners in
+    /// `owners` (text, as [`changed_owners_sql`](Self::changed_owners_sql)
+    /// gives them) as a json array of `[section, name, definition]`.
+    pub(crate) fn stored_objects_sql(&self, owners: &str) -> String {
+        format!(
+            "SELECT pg_catalog.json_agg(pg_catalog.json_build_array(s.section, s.name, s.definition)) FROM {} s \
+             WHERE s.section <> '' AND ({} = '*' OR s.owner = ANY (('{{' || {} || '}}')::pg_catalog.oid[]))",
+            self.snapshot_table(),
+            literal(owners),
+            literal(if owners == "*" { "" } else { owners })
         )
     }
 }
