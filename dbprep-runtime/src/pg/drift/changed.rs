@@ -60,15 +60,12 @@ const REFERENCED: &str = "ARRAY['pg_catalog.pg_class'::pg_catalog.regclass, 'pg_
      'pg_catalog.pg_trigger'::pg_catalog.regclass]::pg_catalog.oid[]";
 
 impl HistoryTable {
-    /// An expression of type text: the owners to read again since the
-    /// stored snapshot (comma-separated OIDs; empty: none), or `*` for all
-    /// of them. `itemized`: the run's choice of definitions or not (a
-    /// stored snapshot of the other kind is replaced whole); `None` for
-    /// `verify`, which takes the stored snapshot as it is. Must run with
-    /// `search_path = pg_catalog`, and in the statement that reads the
-    /// objects or records `seen`, so that all see the same catalog.
-    pub(crate) fn changed_owners_sql(&self, itemized: Option<bool>) -> String {
-        let table = self.snapshot_table();
+    /// An expression of type text: the owners of the catalog rows written
+    /// since the stored snapshot (comma-separated OIDs; empty: none), or
+    /// `*` when it cannot say (no snapshot stored, or one too old). Must
+    /// run with `search_path = pg_catalog`, in the statement that records
+    /// the new `seen`, so that both see the same catalog.
+    pub(crate) fn written_since_sql(&self) -> String {
         // A row is newer than the snapshot when its writer was not visible
         // to it. `age()` is cheap and sorts out nearly every row: those
         // older than the snapshot's oldest running transaction were seen.
@@ -92,7 +89,35 @@ impl HistoryTable {
             .iter()
             .map(|(catalog, owner)| written(catalog, owner))
             .collect::<Vec<_>>()
-            .join("\n    UNION ALL ");
+            .join("\n    UNION ");
+        format!(
+            "(WITH w AS MATERIALIZED (
+    SELECT h.seen, h.own, pg_catalog.age((pg_catalog.txid_snapshot_xmin(h.seen) % 4294967296)::text::xid) AS k,
+           pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) AS n
+    FROM (SELECT (d.definition ->> 'seen')::pg_catalog.txid_snapshot AS seen, (d.definition ->> 'own')::bigint AS own
+          FROM {table} d WHERE d.section = '' AND d.name = '') AS h)
+SELECT CASE WHEN NOT EXISTS (SELECT FROM w WHERE w.seen IS NOT NULL)
+      OR (SELECT w.n - pg_catalog.txid_snapshot_xmin(w.seen) FROM w) > 1073741824 THEN '*'
+    ELSE (SELECT coalesce(pg_catalog.string_agg(o::text, ','), '') FROM ({seeds}) AS seeds (o) WHERE o <> 0)
+  END)",
+            table = self.snapshot_table(),
+        )
+    }
+
+    /// An expression of type text: the owners to read again since the
+    /// stored snapshot (comma-separated OIDs; empty: none), or `*` for all
+    /// of them, from `written`, the text of
+    /// [`written_since_sql`](Self::written_since_sql). `itemized`: the
+    /// run's choice of definitions or not (a stored snapshot of the other
+    /// kind is replaced whole); `None` for `verify`, which takes the stored
+    /// snapshot as it is. Must run with `search_path = pg_catalog`.
+    ///
+    /// Apart from `written_since_sql`, whose list this statement reads as
+    /// a parameter: the planner then expects a few owners, not the
+    /// thousands it guesses for catalog rows filtered by `age()` (and the
+    /// dependency walk sized its hash table for millions).
+    pub(crate) fn changed_owners_sql(&self, written: &str, itemized: Option<bool>) -> String {
+        let table = self.snapshot_table();
         let same_kind = match itemized {
             Some(itemized) => format!(" AND h.itemized = {itemized}"),
             None => String::new(),
@@ -110,19 +135,16 @@ impl HistoryTable {
         .join(" UNION ALL ");
         format!(
             "(WITH RECURSIVE h AS MATERIALIZED (
-    SELECT (d.definition ->> 'seen')::pg_catalog.txid_snapshot AS seen, (d.definition ->> 'own')::bigint AS own,
-           (d.definition ->> 'server_major')::integer AS server_major,
-           (d.definition ->> 'itemized')::boolean AS itemized
+    SELECT (d.definition ->> 'server_major')::integer AS server_major, (d.definition ->> 'itemized')::boolean AS itemized
     FROM {table} d WHERE d.section = '' AND d.name = ''),
-  w AS MATERIALIZED (
-    SELECT h.seen, h.own, pg_catalog.age((pg_catalog.txid_snapshot_xmin(h.seen) % 4294967296)::text::xid) AS k,
-           pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) AS n
-    FROM h),
-  seeds (o) AS ({seeds}),
+  written (list) AS MATERIALIZED (SELECT {written}),
+  -- Each owner's dependents through the index on what they reference
+  -- (`OFFSET 0` keeps the planner, which cannot estimate the walk, from
+  -- sorting all of pg_depend to join it instead).
   closure (o) AS (
-    SELECT o FROM seeds WHERE o <> 0
-    UNION SELECT dep.objid FROM closure z JOIN pg_catalog.pg_depend dep
-      ON dep.refclassid = ANY ({REFERENCED}) AND dep.refobjid = z.o),
+    SELECT pg_catalog.unnest(('{{' || list || '}}')::pg_catalog.oid[]) FROM written WHERE list <> '*'
+    UNION SELECT d.objid FROM closure z, LATERAL (SELECT dep.objid FROM pg_catalog.pg_depend dep
+      WHERE dep.refclassid = ANY ({REFERENCED}) AND dep.refobjid = z.o OFFSET 0) AS d),
   owners (o) AS (
     SELECT o FROM closure
     UNION SELECT x.adrelid FROM pg_catalog.pg_attrdef x WHERE x.oid IN (SELECT o FROM closure)
@@ -132,9 +154,9 @@ impl HistoryTable {
     UNION SELECT x.tgrelid FROM pg_catalog.pg_trigger x WHERE x.oid IN (SELECT o FROM closure)
     UNION SELECT s.owner FROM {table} s WHERE s.section <> '' AND s.owner NOT IN ({live}))
 SELECT CASE
-    WHEN NOT EXISTS (SELECT FROM h WHERE h.seen IS NOT NULL
-        AND h.server_major = pg_catalog.current_setting('server_version_num')::integer / 10000{same_kind})
-      OR (SELECT w.n - pg_catalog.txid_snapshot_xmin(w.seen) FROM w) > 1073741824 THEN '*'
+    WHEN (SELECT list FROM written) = '*'
+      OR NOT EXISTS (SELECT FROM h WHERE h.server_major = pg_catalog.current_setting('server_version_num')::integer / 10000{same_kind})
+      THEN '*'
     ELSE (SELECT CASE WHEN count(*) > {MOST_OWNERS} THEN '*' ELSE coalesce(pg_catalog.string_agg(o::text, ','), '') END FROM owners)
   END)"
         )

@@ -18,6 +18,10 @@ use crate::pg::sql::literal;
 /// that finds them to those that replace their rows.
 const REFRESH: &str = "dbprep.snapshot_refresh";
 
+/// The setting that carries the owners of the catalog rows written since
+/// the stored snapshot to the statement that adds their dependents.
+const WRITTEN: &str = "dbprep.snapshot_written";
+
 /// The setting that carries the transaction snapshot the objects were
 /// read under to the row about the snapshot.
 const SEEN: &str = "dbprep.snapshot_seen";
@@ -68,10 +72,11 @@ impl HistoryTable {
     /// A condition on a stored row's `owner`: among the owners to read
     /// again that the statement before found.
     fn refreshed(column: &str) -> String {
+        // The list in a sub-select: parsed once, not for every row.
         format!(
-            "(pg_catalog.current_setting('{REFRESH}') = '*' OR {column} = ANY (('{{' || \
+            "(pg_catalog.current_setting('{REFRESH}') = '*' OR {column} = ANY ((SELECT ('{{' || \
              CASE WHEN pg_catalog.current_setting('{REFRESH}') = '*' THEN '' ELSE pg_catalog.current_setting('{REFRESH}') END \
-             || '}}')::pg_catalog.oid[]))"
+             || '}}')::pg_catalog.oid[])::pg_catalog.oid[]))"
         )
     }
 
@@ -82,9 +87,10 @@ impl HistoryTable {
     /// `itemize` false, which objects exist but not their definitions
     /// (`verify` can then tell that the schema changed, not how).
     ///
-    /// The owners and `seen` are found in one statement, so under one
-    /// catalog snapshot: what a transaction committing meanwhile wrote is
-    /// newer than `seen`, and found by the next run or `verify`.
+    /// The rows written since and the new `seen` are found in one
+    /// statement, so under one catalog snapshot: what a transaction
+    /// committing meanwhile wrote is newer than `seen`, and found by the
+    /// next run or `verify`.
     pub(crate) fn store_snapshot_sql(&self, itemize: bool) -> String {
         let table = self.snapshot_table();
         let head = format!(
@@ -93,7 +99,8 @@ impl HistoryTable {
         );
         format!(
             "{CATALOG_SETTINGS}
-SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true), pg_catalog.set_config('{REFRESH}', {changed}, true);
+SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true), pg_catalog.set_config('{WRITTEN}', {written}, true);
+SELECT pg_catalog.set_config('{REFRESH}', {changed}, true);
 DELETE FROM {table} WHERE section <> '' AND {refreshed};
 INSERT INTO {table} (section, name, owner, definition)
 {objects}
@@ -104,7 +111,8 @@ SELECT '', '', 0, pg_catalog.json_build_object('version', {head},
     'seen', pg_catalog.current_setting('{SEEN}'), 'own', pg_catalog.txid_current_if_assigned(),
     'itemized', {itemize}, 'taken_at', pg_catalog.clock_timestamp())
 ON CONFLICT (section, name) DO UPDATE SET definition = EXCLUDED.definition;\n",
-            changed = self.changed_owners_sql(Some(itemize)),
+            written = self.written_since_sql(),
+            changed = self.changed_owners_sql(&format!("pg_catalog.current_setting('{WRITTEN}')"), Some(itemize)),
             refreshed = Self::refreshed("owner"),
             objects = self.objects_sql(
                 Owners::Listed(&format!("pg_catalog.current_setting('{REFRESH}')")),
@@ -113,15 +121,18 @@ ON CONFLICT (section, name) DO UPDATE SET definition = EXCLUDED.definition;\n",
         )
     }
 
-    /// A query of one row: the stored snapshot's `version`, `server_major`
-    /// and `itemized` (all NULL when none is stored), the server's major
-    /// version, and the owners to compare again (`*`: all).
+    /// Statements whose last answers one row: the stored snapshot's
+    /// `version`, `server_major` and `itemized` (all NULL when none is
+    /// stored), the server's major version, and the owners to compare
+    /// again (`*`: all).
     pub(crate) fn stored_snapshot_sql(&self) -> String {
         format!(
-            "SELECT h.definition ->> 'version', h.definition ->> 'server_major', h.definition ->> 'itemized',
+            "SELECT pg_catalog.set_config('{WRITTEN}', {}, true);
+SELECT h.definition ->> 'version', h.definition ->> 'server_major', h.definition ->> 'itemized',
        pg_catalog.current_setting('server_version_num')::integer / 10000, {}
 FROM (SELECT 1) AS one LEFT JOIN {} AS h ON h.section = '' AND h.name = ''",
-            self.changed_owners_sql(None),
+            self.written_since_sql(),
+            self.changed_owners_sql(&format!("pg_catalog.current_setting('{WRITTEN}')"), None),
             self.snapshot_table()
         )
     }
