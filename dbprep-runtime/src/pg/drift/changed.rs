@@ -33,22 +33,26 @@ const MOST_OWNERS: u32 = 256;
 
 /// The catalogs whose rows an object's description is read from, each with
 /// the owner a changed row stands for (the relation of a column, the type
-/// of an enum label).
-const WRITTEN: [(&str, &str); 14] = [
-    ("pg_class", "x.oid"),
-    ("pg_attribute", "x.attrelid"),
-    ("pg_attrdef", "x.adrelid"),
-    ("pg_index", "x.indexrelid"),
-    ("pg_rewrite", "x.ev_class"),
-    ("pg_trigger", "x.oid"),
-    ("pg_sequence", "x.seqrelid"),
-    ("pg_constraint", "x.oid"),
-    ("pg_constraint", "x.contypid"),
-    ("pg_proc", "x.oid"),
-    ("pg_type", "x.oid"),
-    ("pg_enum", "x.enumtypid"),
-    ("pg_namespace", "x.oid"),
-    ("pg_collation", "x.oid"),
+/// of an enum label), and its OID column when it has an index on it:
+/// built-in rows (below [`FIRST_USER_OID`], thousands in `pg_proc` and
+/// `pg_collation`) are not read. `pg_namespace` is read whole (`public` is
+/// built in, and renamed or granted on like any schema), and
+/// `pg_attribute` too (its index would read most of it, one by one).
+const WRITTEN: [(&str, &str, Option<&str>); 14] = [
+    ("pg_class", "x.oid", Some("x.oid")),
+    ("pg_attribute", "x.attrelid", None),
+    ("pg_attrdef", "x.adrelid", Some("x.oid")),
+    ("pg_index", "x.indexrelid", Some("x.indexrelid")),
+    ("pg_rewrite", "x.ev_class", Some("x.oid")),
+    ("pg_trigger", "x.oid", Some("x.oid")),
+    ("pg_sequence", "x.seqrelid", Some("x.seqrelid")),
+    ("pg_constraint", "x.oid", Some("x.oid")),
+    ("pg_constraint", "x.contypid", Some("x.oid")),
+    ("pg_proc", "x.oid", Some("x.oid")),
+    ("pg_type", "x.oid", Some("x.oid")),
+    ("pg_enum", "x.enumtypid", Some("x.oid")),
+    ("pg_namespace", "x.oid", None),
+    ("pg_collation", "x.oid", Some("x.oid")),
 ];
 
 /// The catalogs an object can depend on in `pg_depend` and still change
@@ -73,21 +77,23 @@ impl HistoryTable {
         // (the latest with those low bits, not after `n`) to ask the stored
         // snapshot. A negative age (a transaction that started after this
         // one, or a wrapped raw `xmin`) is kept: one owner too many.
-        let written = |catalog: &str, owner: &str| {
-            let temporary = if catalog == "pg_class" {
-                " AND x.relpersistence <> 't'"
-            } else {
-                ""
-            };
+        let written = |catalog: &str, owner: &str, oid: Option<&str>| {
+            let mut only = String::new();
+            if let Some(oid) = oid {
+                only.push_str(&format!(" AND {oid} >= {FIRST_USER_OID}"));
+            }
+            if catalog == "pg_class" {
+                only.push_str(" AND x.relpersistence <> 't'");
+            }
             format!(
-                "SELECT {owner} FROM pg_catalog.{catalog} x, w WHERE pg_catalog.age(x.xmin) <= w.k{temporary} \
+                "SELECT {owner} FROM pg_catalog.{catalog} x, w WHERE pg_catalog.age(x.xmin) <= w.k{only} \
                  AND NOT pg_catalog.txid_visible_in_snapshot({wide}, w.seen) AND {wide} IS DISTINCT FROM w.own",
                 wide = "(w.n - ((w.n - x.xmin::text::bigint) % 4294967296 + 4294967296) % 4294967296)"
             )
         };
         let seeds = WRITTEN
             .iter()
-            .map(|(catalog, owner)| written(catalog, owner))
+            .map(|(catalog, owner, oid)| written(catalog, owner, *oid))
             .collect::<Vec<_>>()
             .join("\n    UNION ");
         format!(
