@@ -86,9 +86,16 @@ impl Owners<'_> {
         }
     }
 
+    /// `WITH` and the `wanted` CTE, for a statement whose only CTE it is
+    /// (empty for all objects).
+    pub(crate) fn with(self) -> String {
+        self.cte()
+            .map_or_else(String::new, |cte| format!("WITH {cte}\n"))
+    }
+
     /// A condition: `oid` is one of the owners read. The list is read once
     /// (the `wanted` CTE), not for every catalog row.
-    fn admit(self, oid: &str) -> String {
+    pub(crate) fn admit(self, oid: &str) -> String {
         match self {
             Owners::All => "true".to_owned(),
             Owners::Listed(_) => format!(

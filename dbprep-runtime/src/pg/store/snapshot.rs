@@ -26,6 +26,11 @@ const WRITTEN: &str = "dbprep.snapshot_written";
 /// read under to the row about the snapshot.
 const SEEN: &str = "dbprep.snapshot_seen";
 
+/// An expression: the value of one of these settings.
+fn current(setting: &str) -> String {
+    format!("pg_catalog.current_setting('{setting}')")
+}
+
 impl HistoryTable {
     /// The statement that creates the snapshot table if missing, after
     /// dropping one of an earlier layout (`old_layout`: one row holding the
@@ -69,17 +74,6 @@ impl HistoryTable {
         )
     }
 
-    /// A condition on a stored row's `owner`: among the owners to read
-    /// again that the statement before found.
-    fn refreshed(column: &str) -> String {
-        // The list in a sub-select: parsed once, not for every row.
-        format!(
-            "(pg_catalog.current_setting('{REFRESH}') = '*' OR {column} = ANY ((SELECT ('{{' || \
-             CASE WHEN pg_catalog.current_setting('{REFRESH}') = '*' THEN '' ELSE pg_catalog.current_setting('{REFRESH}') END \
-             || '}}')::pg_catalog.oid[])::pg_catalog.oid[]))"
-        )
-    }
-
     /// Statements that bring the stored snapshot up to the live schema for
     /// the history's head version, in the transaction of the last
     /// migration of a run: the objects that may have changed since the
@@ -93,6 +87,8 @@ impl HistoryTable {
     /// next run or `verify`.
     pub(crate) fn store_snapshot_sql(&self, itemize: bool) -> String {
         let table = self.snapshot_table();
+        let refresh_list = current(REFRESH);
+        let refresh = Owners::Listed(&refresh_list);
         let head = format!(
             "(SELECT max(version) FROM {} WHERE success)",
             self.qualified()
@@ -101,23 +97,22 @@ impl HistoryTable {
             "{CATALOG_SETTINGS}
 SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true), pg_catalog.set_config('{WRITTEN}', {written}, true);
 SELECT pg_catalog.set_config('{REFRESH}', {changed}, true);
-DELETE FROM {table} WHERE section <> '' AND {refreshed};
+{with}DELETE FROM {table} WHERE section <> '' AND {refreshed};
 INSERT INTO {table} (section, name, owner, definition)
 {objects}
 ON CONFLICT (section, name) DO UPDATE SET owner = EXCLUDED.owner, definition = EXCLUDED.definition;
 INSERT INTO {table} (section, name, owner, definition)
 SELECT '', '', 0, pg_catalog.json_build_object('version', {head},
     'server_major', pg_catalog.current_setting('server_version_num')::integer / 10000,
-    'seen', pg_catalog.current_setting('{SEEN}'), 'own', pg_catalog.txid_current_if_assigned(),
+    'seen', {seen}, 'own', pg_catalog.txid_current_if_assigned(),
     'itemized', {itemize}, 'taken_at', pg_catalog.clock_timestamp())
 ON CONFLICT (section, name) DO UPDATE SET definition = EXCLUDED.definition;\n",
+            seen = current(SEEN),
             written = self.written_since_sql(),
-            changed = self.changed_owners_sql(&format!("pg_catalog.current_setting('{WRITTEN}')"), Some(itemize)),
-            refreshed = Self::refreshed("owner"),
-            objects = self.objects_sql(
-                Owners::Listed(&format!("pg_catalog.current_setting('{REFRESH}')")),
-                itemize
-            ),
+            changed = self.changed_owners_sql(&current(WRITTEN), Some(itemize)),
+            with = refresh.with(),
+            refreshed = refresh.admit("owner"),
+            objects = self.objects_sql(refresh, itemize),
         )
     }
 
@@ -132,21 +127,20 @@ SELECT h.definition ->> 'version', h.definition ->> 'server_major', h.definition
        pg_catalog.current_setting('server_version_num')::integer / 10000, {}
 FROM (SELECT 1) AS one LEFT JOIN {} AS h ON h.section = '' AND h.name = ''",
             self.written_since_sql(),
-            self.changed_owners_sql(&format!("pg_catalog.current_setting('{WRITTEN}')"), None),
+            self.changed_owners_sql(&current(WRITTEN), None),
             self.snapshot_table()
         )
     }
 
-    /// A query of one row, one column: the stored objects of the owners in
-    /// `owners` (text, as [`changed_owners_sql`](Self::changed_owners_sql)
-    /// gives them) as a json array of `[section, name, definition]`.
-    pub(crate) fn stored_objects_sql(&self, owners: &str) -> String {
+    /// A query of one row, one column: the stored objects of `owners` as
+    /// a json array of `[section, name, definition]`.
+    pub(crate) fn stored_objects_sql(&self, owners: Owners<'_>) -> String {
         format!(
-            "SELECT pg_catalog.json_agg(pg_catalog.json_build_array(s.section, s.name, s.definition)) FROM {} s \
-             WHERE s.section <> '' AND ({} = '*' OR s.owner = ANY (('{{' || {} || '}}')::pg_catalog.oid[]))",
+            "{}SELECT pg_catalog.json_agg(pg_catalog.json_build_array(s.section, s.name, s.definition)) FROM {} s \
+             WHERE s.section <> '' AND {}",
+            owners.with(),
             self.snapshot_table(),
-            literal(owners),
-            literal(if owners == "*" { "" } else { owners })
+            owners.admit("s.owner")
         )
     }
 }
