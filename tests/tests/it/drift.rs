@@ -568,9 +568,10 @@ async fn a_snapshot_table_of_an_earlier_layout_is_replaced_by_the_next_run() {
 /// were written since the stored snapshot, and what depends on them: after
 /// renames of a table, a column, an enum and its label, a trigger
 /// function, a sequence used by a default and the schema itself, a table
-/// made in a subtransaction and an index dropped, each in a run of its own,
-/// the stored snapshot is the one a single run of every migration takes
-/// whole, and `verify` is clean.
+/// made in a subtransaction and an index dropped, a data-only migration
+/// and an index made outside a transaction, each in a run of its own, the
+/// stored snapshot is the one a single run of every migration takes whole,
+/// and `verify` is clean.
 #[tokio::test]
 async fn a_snapshot_refreshed_run_by_run_equals_one_taken_whole() {
     let files = [
@@ -602,6 +603,10 @@ async fn a_snapshot_refreshed_run_by_run_equals_one_taken_whole() {
         ),
         ("V4__schema.sql", "ALTER SCHEMA app RENAME TO shop;"),
         ("V5__rows.sql", "INSERT INTO shop.people (id) VALUES (1);"),
+        (
+            "V6__index.sql",
+            "-- dbprep:no-transaction\nCREATE INDEX CONCURRENTLY people_mail ON shop.people (mail);",
+        ),
     ];
     let all = migrations(&files);
     let whole = database().await;
@@ -612,7 +617,7 @@ async fn a_snapshot_refreshed_run_by_run_equals_one_taken_whole() {
 
     let db = database().await;
     let client = db.connect().await.unwrap();
-    for version in 1..=5 {
+    for version in 1..=6 {
         let _ = Migrator::new(&all)
             .target(version)
             .run(db.pool())
@@ -622,7 +627,7 @@ async fn a_snapshot_refreshed_run_by_run_equals_one_taken_whole() {
         assert!(report.findings.is_empty(), "after {version}: {report}");
     }
     assert_eq!(scalar(&client, STORED_OBJECTS).await.unwrap(), expected);
-    assert!(stored_snapshot(&client).await.starts_with("5 true "));
+    assert!(stored_snapshot(&client).await.starts_with("6 true "));
 
     // And what changes by hand after them is itemized against it.
     client
@@ -644,6 +649,7 @@ async fn a_snapshot_refreshed_run_by_run_equals_one_taken_whole() {
             "column shop.people.email added",
             "column shop.people.mood changed: type shop.feeling → shop.mood, default 'aa'::shop.feeling → 'aa'::shop.mood",
             "view shop.v dropped",
+            "index shop.people_mail changed: CREATE INDEX people_mail ON shop.people USING btree (mail) → CREATE INDEX people_mail ON shop.people USING btree (email)",
             "constraint shop.people.users_email_check changed: CHECK ((mail <> ''::text)) → CHECK ((email <> ''::text))",
             "enum shop.feeling dropped",
             "enum shop.mood added",

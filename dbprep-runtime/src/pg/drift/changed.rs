@@ -24,6 +24,8 @@
 //! transaction ids wrapped around) only adds an owner that is read again
 //! for nothing: an owner too many costs time, never correctness.
 
+use std::collections::BTreeSet;
+
 use crate::pg::drift::snapshot::FIRST_USER_OID;
 use crate::pg::store::HistoryTable;
 
@@ -32,27 +34,27 @@ use crate::pg::store::HistoryTable;
 const MOST_OWNERS: u32 = 256;
 
 /// The catalogs whose rows an object's description is read from, each with
-/// the owner a changed row stands for (the relation of a column, the type
-/// of an enum label), and its OID column when it has an index on it:
-/// built-in rows (below [`FIRST_USER_OID`], thousands in `pg_proc` and
-/// `pg_collation`) are not read. `pg_namespace` is read whole (`public` is
-/// built in, and renamed or granted on like any schema), and
-/// `pg_attribute` too (its index would read most of it, one by one).
-const WRITTEN: [(&str, &str, Option<&str>); 14] = [
-    ("pg_class", "x.oid", Some("x.oid")),
-    ("pg_attribute", "x.attrelid", None),
-    ("pg_attrdef", "x.adrelid", Some("x.oid")),
-    ("pg_index", "x.indexrelid", Some("x.indexrelid")),
-    ("pg_rewrite", "x.ev_class", Some("x.oid")),
-    ("pg_trigger", "x.oid", Some("x.oid")),
-    ("pg_sequence", "x.seqrelid", Some("x.seqrelid")),
-    ("pg_constraint", "x.oid", Some("x.oid")),
-    ("pg_constraint", "x.contypid", Some("x.oid")),
-    ("pg_proc", "x.oid", Some("x.oid")),
-    ("pg_type", "x.oid", Some("x.oid")),
-    ("pg_enum", "x.enumtypid", Some("x.oid")),
-    ("pg_namespace", "x.oid", None),
-    ("pg_collation", "x.oid", Some("x.oid")),
+/// the owners a changed row stands for (the relation of a column, the type
+/// of an enum label; a constraint is its own and its domain's), and its OID
+/// column when it has an index on it: built-in rows (below
+/// [`FIRST_USER_OID`], thousands in `pg_proc` and `pg_collation`) are not
+/// read. `pg_namespace` is read whole (`public` is built in, and renamed
+/// or granted on like any schema), and `pg_attribute` too (its index would
+/// read most of it, one by one).
+const WRITTEN: [(&str, [&str; 2], Option<&str>); 13] = [
+    ("pg_class", ["x.oid", "0"], Some("x.oid")),
+    ("pg_attribute", ["x.attrelid", "0"], None),
+    ("pg_attrdef", ["x.adrelid", "0"], Some("x.oid")),
+    ("pg_index", ["x.indexrelid", "0"], Some("x.indexrelid")),
+    ("pg_rewrite", ["x.ev_class", "0"], Some("x.oid")),
+    ("pg_trigger", ["x.oid", "0"], Some("x.oid")),
+    ("pg_sequence", ["x.seqrelid", "0"], Some("x.seqrelid")),
+    ("pg_constraint", ["x.oid", "x.contypid"], Some("x.oid")),
+    ("pg_proc", ["x.oid", "0"], Some("x.oid")),
+    ("pg_type", ["x.oid", "0"], Some("x.oid")),
+    ("pg_enum", ["x.enumtypid", "0"], Some("x.oid")),
+    ("pg_namespace", ["x.oid", "0"], None),
+    ("pg_collation", ["x.oid", "0"], Some("x.oid")),
 ];
 
 /// The catalogs an object can depend on in `pg_depend` and still change
@@ -77,7 +79,11 @@ impl HistoryTable {
         // (the latest with those low bits, not after `n`) to ask the stored
         // snapshot. A negative age (a transaction that started after this
         // one, or a wrapped raw `xmin`) is kept: one owner too many.
-        let written = |catalog: &str, owner: &str, oid: Option<&str>| {
+        //
+        // Each catalog is scanned with the cheap test alone (its bound
+        // computed once, not joined to every row), and the few rows left
+        // are asked of the snapshot together.
+        let written = |catalog: &str, [first, second]: [&str; 2], oid: Option<&str>| {
             let mut only = String::new();
             if let Some(oid) = oid {
                 only.push_str(&format!(" AND {oid} >= {FIRST_USER_OID}"));
@@ -86,25 +92,28 @@ impl HistoryTable {
                 only.push_str(" AND x.relpersistence <> 't'");
             }
             format!(
-                "SELECT {owner} FROM pg_catalog.{catalog} x, w WHERE pg_catalog.age(x.xmin) <= w.k{only} \
-                 AND NOT pg_catalog.txid_visible_in_snapshot({wide}, w.seen) AND {wide} IS DISTINCT FROM w.own",
-                wide = "(w.n - ((w.n - x.xmin::text::bigint) % 4294967296 + 4294967296) % 4294967296)"
+                "SELECT {first}, {second}::pg_catalog.oid, x.xmin FROM pg_catalog.{catalog} x \
+                 WHERE pg_catalog.age(x.xmin) <= (SELECT w.k FROM w){only}"
             )
         };
         let seeds = WRITTEN
             .iter()
-            .map(|(catalog, owner, oid)| written(catalog, owner, *oid))
+            .map(|(catalog, owners, oid)| written(catalog, *owners, *oid))
             .collect::<Vec<_>>()
-            .join("\n    UNION ");
+            .join("\n    UNION ALL ");
+        let wide = "(w.n - ((w.n - r.x::text::bigint) % 4294967296 + 4294967296) % 4294967296)";
         format!(
             "(WITH w AS MATERIALIZED (
     SELECT h.seen, h.own, pg_catalog.age((pg_catalog.txid_snapshot_xmin(h.seen) % 4294967296)::text::xid) AS k,
            pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) AS n
     FROM (SELECT (d.definition ->> 'seen')::pg_catalog.txid_snapshot AS seen, (d.definition ->> 'own')::bigint AS own
-          FROM {table} d WHERE d.section = '' AND d.name = '') AS h)
+          FROM {table} d WHERE d.section = '' AND d.name = '') AS h),
+  r (a, b, x) AS ({seeds})
 SELECT CASE WHEN NOT EXISTS (SELECT FROM w WHERE w.seen IS NOT NULL)
       OR (SELECT w.n - pg_catalog.txid_snapshot_xmin(w.seen) FROM w) > 1073741824 THEN '*'
-    ELSE (SELECT coalesce(pg_catalog.string_agg(o::text, ','), '') FROM ({seeds}) AS seeds (o) WHERE o <> 0)
+    ELSE (SELECT coalesce(pg_catalog.string_agg(DISTINCT v.o::text, ','), '')
+          FROM r, w, LATERAL (VALUES (r.a), (r.b)) AS v (o)
+          WHERE v.o <> 0 AND NOT pg_catalog.txid_visible_in_snapshot({wide}, w.seen) AND {wide} IS DISTINCT FROM w.own)
   END)",
             table = self.snapshot_table(),
         )
@@ -166,5 +175,126 @@ SELECT CASE
     ELSE (SELECT CASE WHEN count(*) > {MOST_OWNERS} THEN '*' ELSE coalesce(pg_catalog.string_agg(o::text, ','), '') END FROM owners)
   END)"
         )
+    }
+}
+
+/// The sections a catalog row's object is described in, by catalog, as
+/// the objects' query reads them (`-`: none).
+const SECTION_OF: [(&str, &str); 5] = [
+    (
+        "pg_class",
+        "CASE WHEN x.relkind IN ('r', 'p', 'f') THEN 'tables' WHEN x.relkind IN ('v', 'm') THEN 'views' \
+         WHEN x.relkind = 'S' THEN 'sequences' WHEN x.relkind IN ('i', 'I') THEN 'indexes' ELSE '-' END",
+    ),
+    ("pg_constraint", "'constraints'"),
+    ("pg_trigger", "'triggers'"),
+    ("pg_proc", "'functions'"),
+    (
+        "pg_type",
+        "CASE x.typtype WHEN 'e' THEN 'enums' WHEN 'd' THEN 'domains' ELSE '-' END",
+    ),
+];
+
+/// What a run reads again of the stored snapshot, as
+/// [`HistoryTable::refresh_of_sql`] says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// Every object: the snapshot is taken whole.
+    Whole,
+    /// The rows of `owners` are replaced by what they describe now, which
+    /// is in `sections` (none: the owners were dropped, or nothing
+    /// changed at all).
+    Owners {
+        owners: Vec<u32>,
+        sections: BTreeSet<String>,
+    },
+}
+
+impl Refresh {
+    /// The refresh an answer of [`HistoryTable::refresh_of_sql`] says:
+    /// `*`, or words `section:oid`. Anything else (no answer, a word that
+    /// is not one) takes the snapshot whole, which is never wrong.
+    pub(crate) fn parse(answer: Option<&str>) -> Refresh {
+        let Some(answer) = answer.filter(|a| *a != "*") else {
+            return Refresh::Whole;
+        };
+        let mut owners = BTreeSet::new();
+        let mut sections = BTreeSet::new();
+        for word in answer.split_whitespace() {
+            let Some((section, oid)) = word
+                .split_once(':')
+                .and_then(|(s, o)| Some((s, o.parse::<u32>().ok()?)))
+            else {
+                return Refresh::Whole;
+            };
+            owners.insert(oid);
+            if section != "-" {
+                sections.insert(section.to_owned());
+            }
+        }
+        Refresh::Owners {
+            owners: owners.into_iter().collect(),
+            sections,
+        }
+    }
+}
+
+impl HistoryTable {
+    /// An expression of type text: the owners of `changed` (the text of
+    /// [`changed_owners_sql`](Self::changed_owners_sql)) each with the
+    /// section its object is in, for [`Refresh::parse`]: `*`, or words
+    /// `section:oid` separated by spaces. Every owner is also said as
+    /// `-:oid` (its rows are replaced even when nothing describes it any
+    /// more), so that the run reads only the sections that have changed
+    /// objects: planning all nine for a new table took longer than
+    /// reading it.
+    pub(crate) fn refresh_of_sql(&self, changed: &str) -> String {
+        let sections = SECTION_OF
+            .iter()
+            .map(|(catalog, section)| {
+                format!(
+                    "UNION ALL SELECT x.oid, {section} FROM pg_catalog.{catalog} x WHERE x.oid = ANY (l.owners)"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n      ");
+        // Materialized: a sub-select's expression is copied into each
+        // place that names its column, and would run once for each.
+        format!(
+            "(WITH c AS MATERIALIZED (SELECT {changed} AS list),
+  l AS MATERIALIZED (SELECT c.list, CASE WHEN c.list = '*' THEN '{{}}' ELSE '{{' || c.list || '}}' END::pg_catalog.oid[] AS owners FROM c)
+SELECT CASE WHEN l.list = '*' THEN '*' ELSE (
+    SELECT coalesce(pg_catalog.string_agg(k.section || ':' || k.o, ' '), '') FROM (
+      SELECT u.o, '-' FROM pg_catalog.unnest(l.owners) AS u (o)
+      {sections}) AS k (o, section))
+  END
+FROM l)"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refresh;
+
+    #[test]
+    fn a_refresh_is_read_from_its_words() {
+        assert_eq!(Refresh::parse(Some("*")), Refresh::Whole);
+        assert_eq!(Refresh::parse(None), Refresh::Whole);
+        assert_eq!(Refresh::parse(Some("tables:x")), Refresh::Whole);
+        assert_eq!(
+            Refresh::parse(Some("")),
+            Refresh::Owners {
+                owners: vec![],
+                sections: Default::default()
+            }
+        );
+        assert_eq!(
+            Refresh::parse(Some("-:20 -:16400 tables:16400 indexes:20 -:7")),
+            Refresh::Owners {
+                owners: vec![7, 20, 16400],
+                sections: ["indexes", "tables"].map(str::to_owned).into()
+            }
+        );
     }
 }

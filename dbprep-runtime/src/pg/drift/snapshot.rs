@@ -70,6 +70,13 @@ pub(crate) enum Owners<'a> {
     /// owners' OIDs separated by commas (empty: none), as
     /// [`HistoryTable::changed_owners_sql`] says them.
     Listed(&'a str),
+    /// The objects of these owners in these sections, as a run's
+    /// [`Refresh`](super::changed::Refresh) found them: the other sections
+    /// are not even planned.
+    These {
+        owners: &'a [u32],
+        sections: &'a BTreeSet<String>,
+    },
 }
 
 impl Owners<'_> {
@@ -77,7 +84,7 @@ impl Owners<'_> {
     /// for all objects.
     fn cte(self) -> Option<String> {
         match self {
-            Owners::All => None,
+            Owners::All | Owners::These { .. } => None,
             Owners::Listed(list) => Some(format!(
                 "wanted AS MATERIALIZED (SELECT l.list = '*' AS everything, \
                  CASE WHEN l.list = '*' THEN '{{}}' ELSE '{{' || l.list || '}}' END::pg_catalog.oid[] AS owners \
@@ -101,6 +108,18 @@ impl Owners<'_> {
             Owners::Listed(_) => format!(
                 "((SELECT everything FROM wanted) OR {oid} = ANY ((SELECT owners FROM wanted)::pg_catalog.oid[]))"
             ),
+            Owners::These { owners, .. } => {
+                let oids: Vec<String> = owners.iter().map(u32::to_string).collect();
+                format!("{oid} = ANY ('{{{}}}'::pg_catalog.oid[])", oids.join(","))
+            }
+        }
+    }
+
+    /// Whether objects of `section` are read.
+    fn reads(self, section: &str) -> bool {
+        match self {
+            Owners::All | Owners::Listed(_) => true,
+            Owners::These { sections, .. } => sections.contains(section),
         }
     }
 }
@@ -263,10 +282,23 @@ impl HistoryTable {
     FROM pg_catalog.pg_constraint co WHERE co.contypid = ty.oid))",
             ),
         ];
+        let read: Vec<String> = sections
+            .into_iter()
+            .zip(SECTIONS)
+            .filter(|(sql, (section, _))| {
+                debug_assert!(sql.starts_with(&format!("SELECT '{section}'")));
+                owners.reads(section)
+            })
+            .map(|(sql, _)| sql)
+            .collect();
+        if read.is_empty() {
+            return "SELECT NULL::text, NULL::text, NULL::pg_catalog.oid, NULL::pg_catalog.json WHERE false"
+                .to_owned();
+        }
         format!(
             "WITH {}\nSELECT o.* FROM (\n{}\n) AS o (section, name, owner, definition)",
             ctes.join(",\n"),
-            sections.join("\nUNION ALL\n")
+            read.join("\nUNION ALL\n")
         )
     }
 

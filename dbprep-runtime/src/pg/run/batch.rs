@@ -79,7 +79,7 @@
 //! marks it "in progress" and the run writes it from the rows at its end
 //! (see [`HistoryTable::finish_run_sql`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{stream, StreamExt, TryStreamExt};
@@ -89,6 +89,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use super::session::SessionFacts;
 use crate::model::lexer::{line_column, split};
 use crate::model::migration::Migration;
+use crate::pg::drift::changed::Refresh;
 use crate::pg::error::{Error, MigrationError, Result};
 use crate::pg::run::lock::{LockMode, MigrationLock};
 use crate::pg::sql::{ident, literal, set_search_path_sql};
@@ -119,6 +120,10 @@ pub(crate) struct Session<'a> {
     /// Whether the run stores the schema snapshot with the objects'
     /// definitions, or which objects exist alone.
     schema_snapshot: bool,
+    /// Whether the run takes the schema snapshot whole without asking what
+    /// changed: none is stored (its table was just made) until the run
+    /// stores one.
+    snapshot_whole: AtomicBool,
     /// Called after each migration with (done, total) of the run.
     progress: Option<&'a Progress>,
     /// Migrations of the run done so far, and in all (atomics: the run's
@@ -151,11 +156,19 @@ impl<'a> Session<'a> {
             lock,
             facts,
             schema_snapshot,
+            snapshot_whole: AtomicBool::new(false),
             progress,
             done: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
             lock_timeout: Duration::ZERO,
         }
+    }
+
+    /// The session of a run that takes the schema snapshot whole: none is
+    /// stored yet.
+    pub(crate) fn taking_snapshot_whole(self, whole: bool) -> Self {
+        self.snapshot_whole.store(whole, Ordering::Relaxed);
+        self
     }
 
     /// The session with transactional migrations waiting at most
@@ -501,17 +514,89 @@ impl Session<'_> {
         message.push_str("\n;\n");
         // The last migration of the batch (the one that commits
         // synchronously, which makes every migration before it durable)
-        // also writes its duration and stores the snapshot.
+        // also writes its duration and stores the snapshot: whole, or after
+        // asking what to read again (`run_last_message`).
         if !asynchronous_commit {
             message.push_str(&self.own_settings(true));
             message.push_str(&self.record_duration(m));
-            message.push_str(&self.history.store_snapshot_sql(self.schema_snapshot));
+            if !self.snapshot_whole.load(Ordering::Relaxed) {
+                message.push_str(&self.history.refresh_plan_sql(self.schema_snapshot));
+                return (message, prefix_chars);
+            }
+            message.push_str(
+                &self
+                    .history
+                    .refresh_sql(&Refresh::Whole, self.schema_snapshot),
+            );
         }
-        message.push_str("COMMIT;\nRESET ALL;");
-        if !self.pooled() {
-            message.push_str(&format!("\nSET {APPLIED} = '{}';", m.version()));
-        }
+        message.push_str(&self.end_of_message(m.version()));
         (message, prefix_chars)
+    }
+
+    /// The end of the message of migration `version`: commit, and put the
+    /// session back as it was.
+    fn end_of_message(&self, version: i64) -> String {
+        let mut end = "COMMIT;\nRESET ALL;".to_owned();
+        if !self.pooled() {
+            end.push_str(&format!("\nSET {APPLIED} = '{version}';"));
+        }
+        end
+    }
+
+    /// Send the last migration's message, which ends asking what of the
+    /// schema snapshot to read again, then read it and commit. An error
+    /// of the first message comes with `prefix_chars` (its place in the
+    /// file can be found), one of the second without.
+    async fn run_last_message(
+        &self,
+        sql: &str,
+        prefix_chars: usize,
+        version: i64,
+    ) -> Result<(), (tokio_postgres::Error, Option<usize>)> {
+        let answer = self
+            .run_message_answer(sql)
+            .await
+            .map_err(|e| (e, Some(prefix_chars)))?;
+        let refresh = Refresh::parse(answer.as_deref());
+        let rest = self.history.refresh_sql(&refresh, self.schema_snapshot)
+            + &self.end_of_message(version);
+        self.run_message(&rest).await.map_err(|e| (e, None))?;
+        self.snapshot_whole.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Store the schema snapshot in a transaction of its own (after a
+    /// no-transaction migration, a repeatable one, or a stamp).
+    pub(crate) async fn store_snapshot(&self) -> Result<()> {
+        let whole = self.snapshot_whole.load(Ordering::Relaxed);
+        let refresh = if whole {
+            Ok(Refresh::Whole)
+        } else {
+            let plan = format!(
+                "BEGIN;\n{}",
+                self.history.refresh_plan_sql(self.schema_snapshot)
+            );
+            self.run_message_answer(&plan)
+                .await
+                .map(|answer| Refresh::parse(answer.as_deref()))
+        };
+        let stored = match refresh {
+            Ok(refresh) => {
+                let sql = format!(
+                    "{}{}COMMIT;",
+                    if whole { "BEGIN;\n" } else { "" },
+                    self.history.refresh_sql(&refresh, self.schema_snapshot)
+                );
+                self.client.batch_execute(&sql).await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = stored {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(Error::postgres("store the schema snapshot")(error));
+        }
+        self.snapshot_whole.store(false, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Apply `pending` (all transactional), pipelined: one round trip for
@@ -588,7 +673,18 @@ impl Session<'_> {
                     i < last,
                     restore_search_path,
                 );
-                async move { self.run_message(&sql).await.map_err(|e| (e, prefix_chars)) }
+                let (version, asks) = (
+                    pending[i].version(),
+                    i == last && !self.snapshot_whole.load(Ordering::Relaxed),
+                );
+                async move {
+                    if asks {
+                        self.run_last_message(&sql, prefix_chars, version).await
+                    } else {
+                        let sent = self.run_message(&sql).await;
+                        sent.map_err(|e| (e, Some(prefix_chars)))
+                    }
+                }
             })
             .buffered(self.window())
             .enumerate();
@@ -622,7 +718,7 @@ impl Session<'_> {
         let _ = self.client.simple_query("ROLLBACK").await;
         let m = pending[failed];
         let position = error_position(&error)
-            .and_then(|p| position_in_sql(m.sql(), p.checked_sub(prefix_chars + 1)?));
+            .and_then(|p| position_in_sql(m.sql(), p.checked_sub(prefix_chars? + 1)?));
         let applied = pending[..failed].iter().map(|m| m.version()).collect();
         let not_applied = pending[failed + 1..].iter().map(|m| m.version()).collect();
         (
@@ -639,6 +735,21 @@ impl Session<'_> {
         futures_util::pin_mut!(answer);
         while answer.try_next().await?.is_some() {}
         Ok(())
+    }
+
+    /// [`run_message`](Self::run_message), keeping the first column of the
+    /// last row answered: that of its last statement, when that statement
+    /// answers one.
+    async fn run_message_answer(&self, sql: &str) -> Result<Option<String>, tokio_postgres::Error> {
+        let answer = self.client.simple_query_raw(sql).await?;
+        futures_util::pin_mut!(answer);
+        let mut last = None;
+        while let Some(message) = answer.try_next().await? {
+            if let SimpleQueryMessage::Row(row) = message {
+                last = row.get(0).map(str::to_owned);
+            }
+        }
+        Ok(last)
     }
 
     /// Apply one `-- dbprep:no-transaction` migration: its history row is

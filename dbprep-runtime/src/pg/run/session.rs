@@ -18,6 +18,7 @@ use crate::pg::report::LockWait;
 use crate::pg::sql::{column, literal, rows};
 use crate::pg::store::digest::HistoryDigest;
 use crate::pg::store::relation_exists;
+use crate::pg::store::snapshot::SnapshotTable;
 
 /// The session facts a run needs, read once it has work to do.
 const SESSION_FACTS: &str =
@@ -221,10 +222,13 @@ impl Migrator<'_> {
             }
             return Ok(Turn::DoneByPeer(wait));
         }
-        if let Err(error) = self.ensure_tables(client, adopting).await {
-            let _ = lock.release(client).await;
-            return Err(error);
-        }
+        let snapshot_whole = match self.ensure_tables(client, adopting).await {
+            Ok(snapshot_whole) => snapshot_whole,
+            Err(error) => {
+                let _ = lock.release(client).await;
+                return Err(error);
+            }
+        };
         let session = Session::new(
             client,
             &self.history,
@@ -233,14 +237,17 @@ impl Migrator<'_> {
             self.schema_snapshot,
             self.progress.as_deref(),
         )
-        .with_lock_timeout(self.lock_timeout);
+        .with_lock_timeout(self.lock_timeout)
+        .taking_snapshot_whole(snapshot_whole);
         Ok(Turn::Ours(Box::new(session), wait))
     }
 
     /// Under the lock: create the history table and its digest if missing
     /// (in one transaction), or the digest alone for a history that has
-    /// none (made before it, or dropped by hand).
-    async fn ensure_tables(&self, client: &Client, adopting: bool) -> Result<()> {
+    /// none (made before it, or dropped by hand), and the snapshot table.
+    /// Whether no schema snapshot is stored (its table is new), so that
+    /// the run takes it whole without asking what changed.
+    async fn ensure_tables(&self, client: &Client, adopting: bool) -> Result<bool> {
         let history = &self.history;
         let mut sql = if !history.exists(client).await? {
             // Its digest without the history (the digest is this history's
@@ -264,8 +271,8 @@ impl Migrator<'_> {
         } else {
             String::new()
         };
-        let old_layout = history.snapshot_has_old_layout(client).await?;
-        sql.push_str(&history.create_snapshot_sql(old_layout));
+        let snapshot = history.snapshot_table_state(client).await?;
+        sql.push_str(&history.create_snapshot_sql(snapshot == SnapshotTable::OldLayout));
         // No need to wait for the disk: what the run commits next is
         // flushed with it (the WAL is written in order), and a run that
         // commits nothing loses nothing if these tables are made again.
@@ -284,20 +291,14 @@ impl Migrator<'_> {
             .map_err(Error::postgres(format!(
                 "create the history table {}",
                 history.qualified()
-            )))
+            )))?;
+        Ok(snapshot != SnapshotTable::Current)
     }
 
     /// Store the schema snapshot in a transaction of its own (after a
     /// no-transaction migration, or a stamp).
     pub(super) async fn store_snapshot(&self, session: &Session<'_>) -> Result<()> {
-        session
-            .client
-            .batch_execute(&format!(
-                "BEGIN;\n{}COMMIT;",
-                self.history.store_snapshot_sql(self.schema_snapshot)
-            ))
-            .await
-            .map_err(Error::postgres("store the schema snapshot"))
+        session.store_snapshot().await
     }
 
     /// Under the lock, after a run: put the session back as it was, read

@@ -9,10 +9,23 @@
 
 use tokio_postgres::Client;
 
-use super::{query_bool, HistoryTable};
+use super::HistoryTable;
+use crate::pg::drift::changed::Refresh;
 use crate::pg::drift::snapshot::{Owners, CATALOG_SETTINGS};
-use crate::pg::error::Result;
-use crate::pg::sql::literal;
+use crate::pg::error::{Error, Result};
+use crate::pg::sql::{column, literal, rows};
+
+/// Whether the snapshot table exists, and in which layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapshotTable {
+    /// Not made yet.
+    Missing,
+    /// One row holding the whole document, as an earlier version kept it:
+    /// replaced by the next run.
+    OldLayout,
+    /// One row per object.
+    Current,
+}
 
 /// The setting that carries the owners to read again from the statement
 /// that finds them to those that replace their rows.
@@ -53,15 +66,23 @@ impl HistoryTable {
         )
     }
 
-    /// Whether the snapshot table exists in the layout of an earlier
-    /// version (one row with the whole document).
-    pub(crate) async fn snapshot_has_old_layout(&self, client: &Client) -> Result<bool> {
-        query_bool(
-            client,
-            &self.snapshot_layout_sql("only_row"),
-            "look at the schema snapshot table",
-        )
-        .await
+    /// Whether the snapshot table exists, and in which layout.
+    pub(crate) async fn snapshot_table_state(&self, client: &Client) -> Result<SnapshotTable> {
+        let sql = format!(
+            "SELECT CASE WHEN pg_catalog.to_regclass({}) IS NULL THEN 'missing' \
+             WHEN ({}) THEN 'old' ELSE 'current' END",
+            literal(&self.snapshot_table()),
+            self.snapshot_layout_sql("only_row")
+        );
+        let answer = client
+            .simple_query(&sql)
+            .await
+            .map_err(Error::postgres("look at the schema snapshot table"))?;
+        Ok(match rows(answer).first().and_then(|r| column(r, 0)) {
+            Some("missing") => SnapshotTable::Missing,
+            Some("old") => SnapshotTable::OldLayout,
+            _ => SnapshotTable::Current,
+        })
     }
 
     /// A boolean expression: the snapshot table has the column `column`.
@@ -75,44 +96,111 @@ impl HistoryTable {
     }
 
     /// Statements that bring the stored snapshot up to the live schema for
-    /// the history's head version, in the transaction of the last
-    /// migration of a run: the objects that may have changed since the
-    /// stored one are read again (all of them the first time); with
-    /// `itemize` false, which objects exist but not their definitions
-    /// (`verify` can then tell that the schema changed, not how).
+    /// the history's head version in one message, for a script run by
+    /// `psql` (a run asks first, with [`refresh_plan_sql`]): the objects
+    /// that may have changed since the stored one are read again (all of
+    /// them the first time); with `itemize` false, which objects exist but
+    /// not their definitions (`verify` can then tell that the schema
+    /// changed, not how).
     ///
-    /// The rows written since and the new `seen` are found in one
-    /// statement, so under one catalog snapshot: what a transaction
-    /// committing meanwhile wrote is newer than `seen`, and found by the
-    /// next run or `verify`.
+    /// [`refresh_plan_sql`]: Self::refresh_plan_sql
     pub(crate) fn store_snapshot_sql(&self, itemize: bool) -> String {
-        let table = self.snapshot_table();
         let refresh_list = current(REFRESH);
         let refresh = Owners::Listed(&refresh_list);
-        let head = format!(
-            "(SELECT max(version) FROM {} WHERE success)",
-            self.qualified()
-        );
         format!(
-            "{CATALOG_SETTINGS}
-SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true), pg_catalog.set_config('{WRITTEN}', {written}, true);
-SELECT pg_catalog.set_config('{REFRESH}', {changed}, true);
+            "{plan}SELECT pg_catalog.set_config('{REFRESH}', {changed}, true);
 {with}DELETE FROM {table} WHERE section <> '' AND {refreshed};
-INSERT INTO {table} (section, name, owner, definition)
-{objects}
-ON CONFLICT (section, name) DO UPDATE SET owner = EXCLUDED.owner, definition = EXCLUDED.definition;
-INSERT INTO {table} (section, name, owner, definition)
-SELECT '', '', 0, pg_catalog.json_build_object('version', {head},
-    'server_major', pg_catalog.current_setting('server_version_num')::integer / 10000,
-    'seen', {seen}, 'own', pg_catalog.txid_current_if_assigned(),
-    'itemized', {itemize}, 'taken_at', pg_catalog.clock_timestamp())
-ON CONFLICT (section, name) DO UPDATE SET definition = EXCLUDED.definition;\n",
-            seen = current(SEEN),
-            written = self.written_since_sql(),
+{store}",
+            plan = self.seen_and_written_sql(),
             changed = self.changed_owners_sql(&current(WRITTEN), Some(itemize)),
+            table = self.snapshot_table(),
             with = refresh.with(),
             refreshed = refresh.admit("owner"),
-            objects = self.objects_sql(refresh, itemize),
+            store = self.store_objects_sql(refresh, itemize),
+        )
+    }
+
+    /// Statements that find what a run reads again of the stored snapshot,
+    /// in the transaction of its last migration; the last answers one row
+    /// for [`Refresh::parse`]. [`refresh_sql`](Self::refresh_sql) then
+    /// reads it, in the same transaction.
+    ///
+    /// Asked apart so that the statement that reads the objects is written
+    /// for them: their OIDs in it, and only their sections (planning a
+    /// query of every section, for a list the planner cannot see, took
+    /// longer than reading a new table's objects).
+    pub(crate) fn refresh_plan_sql(&self, itemize: bool) -> String {
+        format!(
+            "{}SELECT {};\n",
+            self.seen_and_written_sql(),
+            self.refresh_of_sql(&self.changed_owners_sql(&current(WRITTEN), Some(itemize)))
+        )
+    }
+
+    /// Statements that read again what `refresh` says of the stored
+    /// snapshot: after [`refresh_plan_sql`](Self::refresh_plan_sql) in the
+    /// same transaction, or alone to take it whole.
+    pub(crate) fn refresh_sql(&self, refresh: &Refresh, itemize: bool) -> String {
+        let table = self.snapshot_table();
+        match refresh {
+            // What was seen is taken before the objects are read: what
+            // commits in between is read again next time, not missed.
+            Refresh::Whole => format!(
+                "{CATALOG_SETTINGS}
+SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true);
+DELETE FROM {table} WHERE section <> '';
+{}",
+                self.store_objects_sql(Owners::All, itemize)
+            ),
+            Refresh::Owners { owners, sections } => {
+                let these = Owners::These { owners, sections };
+                let delete = if owners.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "DELETE FROM {table} WHERE section <> '' AND {};\n",
+                        these.admit("owner")
+                    )
+                };
+                format!("{delete}{}", self.store_objects_sql(these, itemize))
+            }
+        }
+    }
+
+    /// The statement that finds the new `seen` and the owners of the rows
+    /// written since the stored one, both under one catalog snapshot: what
+    /// a transaction committing meanwhile wrote is newer than `seen`, and
+    /// found by the next run or `verify`.
+    fn seen_and_written_sql(&self) -> String {
+        format!(
+            "{CATALOG_SETTINGS}
+SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true), pg_catalog.set_config('{WRITTEN}', {}, true);\n",
+            self.written_since_sql()
+        )
+    }
+
+    /// Statements that store the objects of `owners` (their earlier rows
+    /// deleted) and the row about the snapshot.
+    fn store_objects_sql(&self, owners: Owners<'_>, itemize: bool) -> String {
+        let table = self.snapshot_table();
+        let objects = match owners {
+            Owners::These { sections, .. } if sections.is_empty() => String::new(),
+            _ => format!(
+                "INSERT INTO {table} (section, name, owner, definition)
+{}
+ON CONFLICT (section, name) DO UPDATE SET owner = EXCLUDED.owner, definition = EXCLUDED.definition;\n",
+                self.objects_sql(owners, itemize)
+            ),
+        };
+        format!(
+            "{objects}INSERT INTO {table} (section, name, owner, definition)
+SELECT '', '', 0, pg_catalog.json_build_object('version', (SELECT max(version) FROM {} WHERE success),
+    'server_major', pg_catalog.current_setting('server_version_num')::integer / 10000,
+    'seen', {}, 'own', pg_catalog.txid_current_if_assigned(),
+    'itemized', {itemize}, 'taken_at', pg_catalog.clock_timestamp())
+ON CONFLICT (section, name) DO UPDATE SET definition = EXCLUDED.definition;\n",
+            self.qualified(),
+            current(SEEN),
         )
     }
 
