@@ -431,6 +431,53 @@ async fn lock_wait_gives_up_naming_the_holder_and_writes_nothing() {
     assert!(!exists(&holder, "dbprep_schema_history").await);
 }
 
+/// The history a run read before waiting for the lock is reused under it
+/// only while its digest stays the same: one edited meanwhile (here an
+/// applied migration's checksum, as a peer or a hand could) is read again,
+/// and the run refuses it rather than applying from what it read before.
+#[tokio::test]
+async fn a_history_changed_while_the_run_waits_for_the_lock_is_read_again() {
+    let db = database().await;
+    let first = migrations(&[("V1__a.sql", "CREATE TABLE a (id int);")]);
+    let both = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+    ]);
+    Migrator::new(&first).run(db.pool()).await.unwrap();
+    let holder = db.connect().await.unwrap();
+    let key = Migrator::new(&both).history().lock_key();
+    holder
+        .batch_execute(&format!("SELECT pg_advisory_lock({key})"))
+        .await
+        .unwrap();
+    let waiting = {
+        let pool = db.pool().clone();
+        tokio::spawn(async move { Migrator::new(&both).run(&pool).await })
+    };
+    assert!(
+        eventually(
+            &holder,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'dbprep migrator %'",
+            "1",
+            10
+        )
+        .await
+    );
+    holder
+        .batch_execute(&format!(
+            "UPDATE dbprep_schema_history SET checksum = '\\x00' WHERE version = 1;
+             SELECT pg_advisory_unlock({key});"
+        ))
+        .await
+        .unwrap();
+    let error = waiting.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&error, Error::Drift(d) if matches!(d[..], [Drift::Edited { version: 1, .. }])),
+        "{error}"
+    );
+    assert!(!exists(&holder, "b").await);
+}
+
 #[tokio::test]
 async fn a_migrator_in_the_middle_of_a_batch_is_named_as_the_holder() {
     // Every migration's message starts with RESET ALL, which would also

@@ -64,6 +64,23 @@ pub struct Migrator<'m> {
     pub(crate) progress: Option<std::sync::Arc<Progress>>,
 }
 
+/// The history as a run read it before taking the lock, and the digest
+/// that summed it up then: under the lock, a digest still the same spares
+/// reading it again.
+pub(super) struct ReadBefore {
+    digest: HistoryDigest,
+    rows: Vec<HistoryRow>,
+}
+
+/// What the history read without the lock says.
+enum Unlocked {
+    /// Nothing to apply: the database is at this version.
+    AtVersion(Option<i64>),
+    /// Something may be due, to be seen under the lock; the rows as read,
+    /// when the digest summed them up faithfully.
+    Due(Option<ReadBefore>),
+}
+
 impl std::fmt::Debug for Migrator<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Migrator")
@@ -354,17 +371,21 @@ impl<'m> Migrator<'m> {
             );
             return Ok(Report::nothing_applied(version, started.elapsed(), None));
         }
+        let mut read_before = None;
         if let Some(digest) = digest.filter(|_| !versions_current) {
-            if let Some(version) = self.needs_nothing(client, digest).await? {
-                if self.repeatables_due(client).await? {
-                    return self.run_locked(client, started, &[]).await;
+            match self.look_without_lock(client, digest).await? {
+                Unlocked::AtVersion(version) => {
+                    if self.repeatables_due(client).await? {
+                        return self.run_locked(client, started, &[], None).await;
+                    }
+                    tracing::info!(
+                        "database at version {}, nothing to apply ({:?})",
+                        show(version),
+                        started.elapsed()
+                    );
+                    return Ok(Report::nothing_applied(version, started.elapsed(), None));
                 }
-                tracing::info!(
-                    "database at version {}, nothing to apply ({:?})",
-                    show(version),
-                    started.elapsed()
-                );
-                return Ok(Report::nothing_applied(version, started.elapsed(), None));
+                Unlocked::Due(read) => read_before = read,
             }
         }
         if digest.is_none() && self.migrations.is_empty() {
@@ -378,16 +399,18 @@ impl<'m> Migrator<'m> {
         } else {
             &expected
         };
-        self.run_locked(client, started, done).await
+        self.run_locked(client, started, done, read_before).await
     }
 
     /// The run under the lock (unless a peer leaves the history at one of
-    /// the digests `done` while this run waits for it).
+    /// the digests `done` while this run waits for it), with the history
+    /// as read before it, if it was.
     async fn run_locked(
         &self,
         client: &Client,
         started: Instant,
         done: &[HistoryDigest],
+        read_before: Option<ReadBefore>,
     ) -> Result<Report> {
         let guard = CancelOnDrop(Some(client.cancel_token()));
         let step = Instant::now();
@@ -401,7 +424,9 @@ impl<'m> Migrator<'m> {
                 step.elapsed()
             );
             let mut retries = Vec::new();
-            let result = self.apply_with_retries(&session, &mut retries).await;
+            let result = self
+                .apply_with_retries(&session, &mut retries, read_before)
+                .await;
             let repeated = match result {
                 Ok(_) => self.apply_repeatables(&session).await,
                 Err(_) => Ok(Vec::new()),
@@ -472,21 +497,21 @@ impl<'m> Migrator<'m> {
     /// rollback), which the policies may accept. Only when the digest is a
     /// faithful summary of the rows (not a run's "in progress", not stale),
     /// nothing is pending and no row is unfinished; anything else is left
-    /// to the run under the lock, which reads the history again. `Some`
-    /// with the version the database is at.
-    async fn needs_nothing(
-        &self,
-        client: &Client,
-        digest: HistoryDigest,
-    ) -> Result<Option<Option<i64>>> {
+    /// to the run under the lock, which reads the history again unless
+    /// the digest is still the one of these rows.
+    async fn look_without_lock(&self, client: &Client, digest: HistoryDigest) -> Result<Unlocked> {
         let rows = self.history.read(client).await?;
-        if HistoryDigest::of_rows(&rows) != digest || rows.iter().any(|r| !r.success) {
-            return Ok(None);
+        if HistoryDigest::of_rows(&rows) != digest {
+            return Ok(Unlocked::Due(None));
         }
-        match Plan::new(self.migrations, &rows, self.target, self.policies) {
-            Ok(plan) if plan.pending.is_empty() => Ok(Some(rows.iter().map(|r| r.version).max())),
-            _ => Ok(None),
+        if !rows.iter().any(|r| !r.success) {
+            if let Ok(plan) = Plan::new(self.migrations, &rows, self.target, self.policies) {
+                if plan.pending.is_empty() {
+                    return Ok(Unlocked::AtVersion(rows.iter().map(|r| r.version).max()));
+                }
+            }
         }
+        Ok(Unlocked::Due(Some(ReadBefore { digest, rows })))
     }
 
     pub(super) fn find(&self, version: i64) -> Option<&'m Migration> {
@@ -498,10 +523,21 @@ impl<'m> Migrator<'m> {
         })
     }
 
-    /// Under the lock: read the history again, plan, apply. A first try
+    /// Under the lock: read the history again (unless its digest is still
+    /// that of the rows `read_before` the lock), plan, apply. A first try
     /// warns first about long transactions (a retry has just named them).
-    pub(super) async fn apply(&self, session: &Session<'_>, first_try: bool) -> Result<Vec<Done>> {
-        let rows = self.history.read(session.client).await?;
+    pub(super) async fn apply(
+        &self,
+        session: &Session<'_>,
+        first_try: bool,
+        read_before: Option<ReadBefore>,
+    ) -> Result<Vec<Done>> {
+        let rows = match read_before {
+            Some(read) if self.history.digest(session.client).await? == Some(read.digest) => {
+                read.rows
+            }
+            _ => self.history.read(session.client).await?,
+        };
         let plan = match Plan::new(self.migrations, &rows, self.target, self.policies) {
             Ok(plan) => plan,
             // Under the lock nobody else is running it: dirty, and what it

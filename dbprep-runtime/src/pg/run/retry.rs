@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 
 use super::batch::{Done, Session};
 use super::lock::Jitter;
-use super::migrator::Migrator;
+use super::migrator::{Migrator, ReadBefore};
 use crate::pg::error::{Error, Result};
 use crate::pg::sql::{column, rows};
 
@@ -89,18 +89,23 @@ pub struct LockRetry {
 
 impl Migrator<'_> {
     /// [`apply`](Self::apply), tried again after a migration's
-    /// `lock_timeout` ran out, at most `lock_retries` times. The migrations
-    /// applied by every try, and the retries.
+    /// `lock_timeout` ran out, at most `lock_retries` times; the first try
+    /// with the history `read_before` the lock. The migrations applied by
+    /// every try, and the retries.
     pub(super) async fn apply_with_retries(
         &self,
         session: &Session<'_>,
         retries: &mut Vec<LockRetry>,
+        mut read_before: Option<ReadBefore>,
     ) -> Result<Vec<Done>> {
         let mut done: Vec<Done> = Vec::new();
         let mut pause = FIRST_PAUSE;
         let mut jitter = Jitter::new();
         loop {
-            let failure = match self.apply(session, retries.is_empty()).await {
+            let failure = match self
+                .apply(session, retries.is_empty(), read_before.take())
+                .await
+            {
                 Ok(mut more) => {
                     done.append(&mut more);
                     return Ok(done);
