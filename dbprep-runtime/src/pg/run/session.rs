@@ -272,6 +272,9 @@ impl Migrator<'_> {
             String::new()
         };
         let snapshot = history.snapshot_table_state(client).await?;
+        if snapshot == SnapshotTable::Current && sql.is_empty() {
+            return Ok(false);
+        }
         sql.push_str(&history.create_snapshot_sql(snapshot == SnapshotTable::OldLayout));
         // No need to wait for the disk: what the run commits next is
         // flushed with it (the WAL is written in order), and a run that
