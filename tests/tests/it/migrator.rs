@@ -443,7 +443,7 @@ async fn a_history_changed_while_the_run_waits_for_the_lock_is_read_again() {
         ("V1__a.sql", "CREATE TABLE a (id int);"),
         ("V2__b.sql", "CREATE TABLE b (id int);"),
     ]);
-    Migrator::new(&first).run(db.pool()).await.unwrap();
+    let _ = Migrator::new(&first).run(db.pool()).await.unwrap();
     let holder = db.connect().await.unwrap();
     let key = Migrator::new(&both).history().lock_key();
     holder
