@@ -560,37 +560,26 @@ impl Session<'_> {
         let refresh = Refresh::parse(answer.as_deref());
         let rest = self.history.refresh_sql(&refresh, self.schema_snapshot)
             + &self.end_of_message(version);
-        self.run_message(&rest).await.map_err(|e| (e, None))?;
-        self.snapshot_whole.store(false, Ordering::Relaxed);
-        Ok(())
+        self.run_message(&rest).await.map_err(|e| (e, None))
     }
 
     /// Store the schema snapshot in a transaction of its own (after a
     /// no-transaction migration, a repeatable one, or a stamp).
     pub(crate) async fn store_snapshot(&self) -> Result<()> {
-        let whole = self.snapshot_whole.load(Ordering::Relaxed);
-        let refresh = if whole {
-            Ok(Refresh::Whole)
-        } else {
-            let plan = format!(
-                "BEGIN;\n{}",
-                self.history.refresh_plan_sql(self.schema_snapshot)
-            );
-            self.run_message_answer(&plan)
+        let stored = async {
+            let (refresh, begin) = if self.snapshot_whole.load(Ordering::Relaxed) {
+                (Refresh::Whole, "BEGIN;\n")
+            } else {
+                let plan = self.history.refresh_plan_sql(self.schema_snapshot);
+                let answer = self.run_message_answer(&format!("BEGIN;\n{plan}")).await?;
+                (Refresh::parse(answer.as_deref()), "")
+            };
+            let refresh = self.history.refresh_sql(&refresh, self.schema_snapshot);
+            self.client
+                .batch_execute(&format!("{begin}{refresh}COMMIT;"))
                 .await
-                .map(|answer| Refresh::parse(answer.as_deref()))
-        };
-        let stored = match refresh {
-            Ok(refresh) => {
-                let sql = format!(
-                    "{}{}COMMIT;",
-                    if whole { "BEGIN;\n" } else { "" },
-                    self.history.refresh_sql(&refresh, self.schema_snapshot)
-                );
-                self.client.batch_execute(&sql).await
-            }
-            Err(error) => Err(error),
-        };
+        }
+        .await;
         if let Err(error) = stored {
             let _ = self.client.batch_execute("ROLLBACK").await;
             return Err(Error::postgres("store the schema snapshot")(error));
@@ -710,6 +699,8 @@ impl Session<'_> {
         // dropping the stream discards their replies.
         drop(replies);
         let Some((failed, (error, prefix_chars))) = failure else {
+            // The last message stored a snapshot.
+            self.snapshot_whole.store(false, Ordering::Relaxed);
             return (Ok(()), done);
         };
         // The session is in a failed transaction (or idle): end it. What
