@@ -41,11 +41,31 @@ impl Checksum {
     pub fn short(&self) -> String {
         self.to_string()[..12].to_owned()
     }
+
+    /// Whether `hex` is this checksum as the history stores it (lowercase
+    /// hex), compared without allocating: a run compares every applied
+    /// version's.
+    pub(crate) fn matches_hex(&self, hex: &str) -> bool {
+        hex.as_bytes() == self.hex_digits()
+    }
+
+    /// The 64 lowercase hex digits. A table, not `write!` per byte: the
+    /// history of a long-lived project has thousands to compare.
+    fn hex_digits(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        hex
+    }
 }
 
 impl fmt::Display for Checksum {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        let hex = self.hex_digits();
+        f.write_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"))
     }
 }
 
@@ -98,6 +118,18 @@ mod tests {
             Checksum::of(b"").to_string(),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn a_checksum_matches_its_lowercase_hex_only() {
+        let sum = Checksum::of(b"");
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert!(sum.matches_hex(hex));
+        assert!(!sum.matches_hex(&hex.to_uppercase()));
+        assert!(!sum.matches_hex(&hex[..63]));
+        assert!(!sum.matches_hex(""));
+        assert!(!Checksum::of(b"x").matches_hex(hex));
+        assert_eq!(hex.parse::<Checksum>().unwrap(), sum);
     }
 
     #[test]

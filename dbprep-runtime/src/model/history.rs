@@ -185,13 +185,16 @@ pub fn reconcile<'a>(migrations: &'a Migrations, rows: &'a [HistoryRow]) -> Vec<
                     newer_than_binary: head.is_none_or(|h| row.version > h),
                 },
                 Some(m) => {
-                    let embedded = m.checksum().to_string();
-                    if row.checksum.as_deref() == Some(embedded.as_str()) {
+                    if row
+                        .checksum
+                        .as_deref()
+                        .is_some_and(|hex| m.checksum().matches_hex(hex))
+                    {
                         VersionState::Applied
                     } else {
                         VersionState::Edited {
                             applied: row.checksum.clone().unwrap_or_default(),
-                            embedded,
+                            embedded: m.checksum().to_string(),
                         }
                     }
                 }

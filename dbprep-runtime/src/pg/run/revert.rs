@@ -166,7 +166,11 @@ impl<'m> Migrator<'m> {
                 )),
                 RowKind::Migration => {}
             }
-            if row.checksum.as_deref() != Some(m.checksum().to_string().as_str()) {
+            if !row
+                .checksum
+                .as_deref()
+                .is_some_and(|hex| m.checksum().matches_hex(hex))
+            {
                 problems.push(format!(
                     "version {v} ({}) was applied from another version of the file; its down may not undo it",
                     m.file()
