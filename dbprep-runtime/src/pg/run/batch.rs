@@ -124,6 +124,9 @@ pub(crate) struct Session<'a> {
     /// changed: none is stored (its table was just made) until the run
     /// stores one.
     snapshot_whole: AtomicBool,
+    /// Whether the run made the history table: it is empty until the run
+    /// writes to it.
+    history_made: bool,
     /// Called after each migration with (done, total) of the run.
     progress: Option<&'a Progress>,
     /// Migrations of the run done so far, and in all (atomics: the run's
@@ -157,6 +160,7 @@ impl<'a> Session<'a> {
             facts,
             schema_snapshot,
             snapshot_whole: AtomicBool::new(false),
+            history_made: false,
             progress,
             done: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
@@ -169,6 +173,19 @@ impl<'a> Session<'a> {
     pub(crate) fn taking_snapshot_whole(self, whole: bool) -> Self {
         self.snapshot_whole.store(whole, Ordering::Relaxed);
         self
+    }
+
+    /// The session of a run that made the history table (see
+    /// [`history_made`](Self::history_made)).
+    pub(crate) fn having_made_history(mut self, made: bool) -> Self {
+        self.history_made = made;
+        self
+    }
+
+    /// Whether the run made the history table under its lock: until the
+    /// run writes to it, it has no row to read.
+    pub(crate) fn history_made(&self) -> bool {
+        self.history_made
     }
 
     /// The session with transactional migrations waiting at most

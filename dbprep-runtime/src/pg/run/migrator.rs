@@ -536,6 +536,8 @@ impl<'m> Migrator<'m> {
             Some(read) if self.history.digest(session.client).await? == Some(read.digest) => {
                 read.rows
             }
+            // Made by this run, which has not written to it yet.
+            _ if first_try && session.history_made() => Vec::new(),
             _ => self.history.read(session.client).await?,
         };
         let plan = match Plan::new(self.migrations, &rows, self.target, self.policies) {

@@ -17,7 +17,6 @@ use crate::pg::error::{is_sqlstate, Error, Result};
 use crate::pg::report::LockWait;
 use crate::pg::sql::{column, literal, rows};
 use crate::pg::store::digest::HistoryDigest;
-use crate::pg::store::relation_exists;
 use crate::pg::store::snapshot::SnapshotTable;
 
 /// The session facts a run needs, read once it has work to do.
@@ -142,6 +141,15 @@ pub(super) enum Turn<'c> {
     DoneByPeer(LockWait),
 }
 
+/// What a run made of dbprep's tables under the lock.
+#[derive(Debug, Clone, Copy)]
+struct Made {
+    /// The history table (empty, with its digest).
+    history: bool,
+    /// The snapshot table (no snapshot stored yet).
+    snapshot_table: bool,
+}
+
 /// A name for one run, unique enough among the runs of a database: its
 /// start in nanoseconds and the process id.
 pub(crate) fn run_id() -> String {
@@ -222,8 +230,8 @@ impl Migrator<'_> {
             }
             return Ok(Turn::DoneByPeer(wait));
         }
-        let snapshot_whole = match self.ensure_tables(client, adopting).await {
-            Ok(snapshot_whole) => snapshot_whole,
+        let made = match self.ensure_tables(client, adopting).await {
+            Ok(made) => made,
             Err(error) => {
                 let _ = lock.release(client).await;
                 return Err(error);
@@ -238,23 +246,25 @@ impl Migrator<'_> {
             self.progress.as_deref(),
         )
         .with_lock_timeout(self.lock_timeout)
-        .taking_snapshot_whole(snapshot_whole);
+        // A snapshot table just made holds no snapshot to refresh.
+        .taking_snapshot_whole(made.snapshot_table)
+        .having_made_history(made.history);
         Ok(Turn::Ours(Box::new(session), wait))
     }
 
     /// Under the lock: create the history table and its digest if missing
     /// (in one transaction), or the digest alone for a history that has
     /// none (made before it, or dropped by hand), and the snapshot table.
-    /// Whether no schema snapshot is stored (its table is new), so that
-    /// the run takes it whole without asking what changed.
-    async fn ensure_tables(&self, client: &Client, adopting: bool) -> Result<bool> {
+    /// What it made.
+    async fn ensure_tables(&self, client: &Client, adopting: bool) -> Result<Made> {
         let history = &self.history;
-        let mut sql = if !history.exists(client).await? {
+        let tables = history.look_at_tables(client).await?;
+        let mut sql = if !tables.history {
             // Its digest without the history (the digest is this history's
             // alone; the snapshot table may serve another history of the
             // schema): it was dropped by hand, and running every migration
             // again on the schema would be a guess.
-            if !adopting && relation_exists(client, &history.digest_table()).await? {
+            if !adopting && tables.digest {
                 return Err(Error::DamagedHistory {
                     table: history.qualified(),
                     detail: format!(
@@ -264,18 +274,24 @@ impl Migrator<'_> {
                 });
             }
             tracing::info!("creating the history table {}", history.qualified());
-            let create_schema = !history.schema_exists(client).await?;
-            history.create_sql(create_schema) + &history.create_digest_sql(HistoryDigest::default())
-        } else if !history.digest_is_current(client).await? {
+            history.create_sql(!tables.schema)
+                + &history.create_digest_sql(HistoryDigest::default())
+        } else if !(tables.digest
+            && tables.digest_trigger_current
+            && history.digest_row_exists(client).await?)
+        {
             history.create_digest_sql(HistoryDigest::of_rows(&history.read(client).await?))
         } else {
             String::new()
         };
-        let snapshot = history.snapshot_table_state(client).await?;
-        if snapshot == SnapshotTable::Current && sql.is_empty() {
-            return Ok(false);
+        let made = Made {
+            history: !tables.history,
+            snapshot_table: tables.snapshot != SnapshotTable::Current,
+        };
+        if !made.snapshot_table && sql.is_empty() {
+            return Ok(made);
         }
-        sql.push_str(&history.create_snapshot_sql(snapshot == SnapshotTable::OldLayout));
+        sql.push_str(&history.create_snapshot_sql(tables.snapshot == SnapshotTable::OldLayout));
         // No need to wait for the disk: what the run commits next is
         // flushed with it (the WAL is written in order), and a run that
         // commits nothing loses nothing if these tables are made again.
@@ -295,7 +311,7 @@ impl Migrator<'_> {
                 "create the history table {}",
                 history.qualified()
             )))?;
-        Ok(snapshot != SnapshotTable::Current)
+        Ok(made)
     }
 
     /// Store the schema snapshot in a transaction of its own (after a

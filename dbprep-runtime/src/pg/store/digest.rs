@@ -162,24 +162,23 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
         }))
     }
 
-    /// Whether the digest table exists with the trigger this version of
-    /// dbprep expects: one whose `WHEN` leaves a batch's inserts to the run
-    /// (an older one would count those rows twice).
-    pub(crate) async fn digest_is_current(&self, client: &Client) -> Result<bool> {
-        let sql = format!(
-            "SELECT pg_catalog.to_regclass({d}) IS NOT NULL AND EXISTS (\
-             SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({t}) \
+    /// A boolean expression: the history has the digest trigger this
+    /// version of dbprep expects, one whose `WHEN` leaves a batch's inserts
+    /// to the run (an older one would count those rows twice).
+    pub(crate) fn digest_trigger_current_sql(&self) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = pg_catalog.to_regclass({t}) \
              AND tgname = {trigger} AND tgqual IS NOT NULL)",
-            d = literal(&self.digest_table()),
             t = literal(&self.qualified()),
             trigger = literal(&format!("{}_digest", self.table)),
-        );
-        if !query_bool(client, &sql, "look for the history digest").await? {
-            return Ok(false);
-        }
-        // Its one row may have been deleted by hand.
-        let row = format!("SELECT EXISTS (SELECT FROM {})", self.digest_table());
-        query_bool(client, &row, "look for the history digest").await
+        )
+    }
+
+    /// Whether the digest table has its one row (it may have been deleted
+    /// by hand). The table must exist.
+    pub(crate) async fn digest_row_exists(&self, client: &Client) -> Result<bool> {
+        let sql = format!("SELECT EXISTS (SELECT FROM {})", self.digest_table());
+        query_bool(client, &sql, "look for the history digest").await
     }
 
     /// The statement a batch starts with: a digest that no history can

@@ -20,6 +20,7 @@ pub(crate) mod snapshot;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
+use self::snapshot::SnapshotTable;
 use crate::pg::error::{Error, Result};
 use crate::pg::sql::{column, ident, literal, rows};
 
@@ -131,6 +132,36 @@ impl HistoryTable {
         relation_exists(client, &self.qualified()).await
     }
 
+    /// What a run finds of dbprep's tables under the lock, in one
+    /// statement (one round trip, one plan, instead of one for each).
+    pub(crate) async fn look_at_tables(&self, client: &Client) -> Result<Tables> {
+        let exists = |name: &str| format!("pg_catalog.to_regclass({}) IS NOT NULL", literal(name));
+        let sql = format!(
+            "SELECT {history}, pg_catalog.to_regnamespace({schema}) IS NOT NULL, {digest}, {trigger}, {snapshot}",
+            history = exists(&self.qualified()),
+            schema = literal(&ident(&self.schema)),
+            digest = exists(&self.digest_table()),
+            trigger = self.digest_trigger_current_sql(),
+            snapshot = self.snapshot_table_state_sql(),
+        );
+        let answer = client
+            .simple_query(&sql)
+            .await
+            .map_err(Error::postgres("look at the history tables"))?;
+        let rows = rows(answer);
+        let row = rows.first().ok_or_else(|| {
+            Error::Unexpected("the look at the history tables answered no row".into())
+        })?;
+        let yes = |i| column(row, i) == Some("t");
+        Ok(Tables {
+            history: yes(0),
+            schema: yes(1),
+            digest: yes(2),
+            digest_trigger_current: yes(3),
+            snapshot: SnapshotTable::parse(column(row, 4)),
+        })
+    }
+
     /// The advisory-lock key of this table: the first 8 bytes of the SHA-256
     /// of its qualified name, so that two histories in one database do not
     /// block each other.
@@ -138,6 +169,22 @@ impl HistoryTable {
         let digest = Sha256::digest(format!("dbprep:{}", self.qualified()).as_bytes());
         i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
     }
+}
+
+/// dbprep's tables as a run finds them under the lock
+/// ([`HistoryTable::look_at_tables`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tables {
+    /// The history table exists.
+    pub(crate) history: bool,
+    /// Its schema exists.
+    pub(crate) schema: bool,
+    /// The digest table exists.
+    pub(crate) digest: bool,
+    /// The history has the digest trigger of this version of dbprep.
+    pub(crate) digest_trigger_current: bool,
+    /// The snapshot table's state.
+    pub(crate) snapshot: SnapshotTable,
 }
 
 /// Whether a (qualified, quoted) relation exists.

@@ -7,13 +7,10 @@
 //! changed since. What a snapshot *is* (the catalog query, the diff) is
 //! drift's business; this is where it is kept.
 
-use tokio_postgres::Client;
-
 use super::HistoryTable;
 use crate::pg::drift::changed::Refresh;
 use crate::pg::drift::snapshot::{Owners, CATALOG_SETTINGS};
-use crate::pg::error::{Error, Result};
-use crate::pg::sql::{column, literal, rows};
+use crate::pg::sql::literal;
 
 /// Whether the snapshot table exists, and in which layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +22,17 @@ pub(crate) enum SnapshotTable {
     OldLayout,
     /// One row per object.
     Current,
+}
+
+impl SnapshotTable {
+    /// The state [`HistoryTable::snapshot_table_state_sql`] answers.
+    pub(crate) fn parse(answer: Option<&str>) -> SnapshotTable {
+        match answer {
+            Some("missing") => SnapshotTable::Missing,
+            Some("old") => SnapshotTable::OldLayout,
+            _ => SnapshotTable::Current,
+        }
+    }
 }
 
 /// The setting that carries the owners to read again from the statement
@@ -66,23 +74,15 @@ impl HistoryTable {
         )
     }
 
-    /// Whether the snapshot table exists, and in which layout.
-    pub(crate) async fn snapshot_table_state(&self, client: &Client) -> Result<SnapshotTable> {
-        let sql = format!(
-            "SELECT CASE WHEN pg_catalog.to_regclass({}) IS NULL THEN 'missing' \
+    /// An expression of type text: the state of the snapshot table, as
+    /// [`SnapshotTable::parse`] reads it.
+    pub(crate) fn snapshot_table_state_sql(&self) -> String {
+        format!(
+            "CASE WHEN pg_catalog.to_regclass({}) IS NULL THEN 'missing' \
              WHEN ({}) THEN 'old' ELSE 'current' END",
             literal(&self.snapshot_table()),
             self.snapshot_layout_sql("only_row")
-        );
-        let answer = client
-            .simple_query(&sql)
-            .await
-            .map_err(Error::postgres("look at the schema snapshot table"))?;
-        Ok(match rows(answer).first().and_then(|r| column(r, 0)) {
-            Some("missing") => SnapshotTable::Missing,
-            Some("old") => SnapshotTable::OldLayout,
-            _ => SnapshotTable::Current,
-        })
+        )
     }
 
     /// A boolean expression: the snapshot table has the column `column`.
