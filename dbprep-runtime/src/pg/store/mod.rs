@@ -113,12 +113,17 @@ impl HistoryTable {
         }
     }
 
+    /// A boolean expression: the table's schema exists.
+    fn schema_exists_sql(&self) -> String {
+        format!(
+            "pg_catalog.to_regnamespace({}) IS NOT NULL",
+            literal(&ident(&self.schema))
+        )
+    }
+
     /// Whether the table's schema exists.
     pub(crate) async fn schema_exists(&self, client: &Client) -> Result<bool> {
-        let sql = format!(
-            "SELECT pg_catalog.to_regnamespace({}) IS NOT NULL",
-            literal(&ident(&self.schema))
-        );
+        let sql = format!("SELECT {}", self.schema_exists_sql());
         query_bool(
             client,
             &sql,
@@ -135,12 +140,11 @@ impl HistoryTable {
     /// What a run finds of dbprep's tables under the lock, in one
     /// statement (one round trip, one plan, instead of one for each).
     pub(crate) async fn look_at_tables(&self, client: &Client) -> Result<Tables> {
-        let exists = |name: &str| format!("pg_catalog.to_regclass({}) IS NOT NULL", literal(name));
         let sql = format!(
-            "SELECT {history}, pg_catalog.to_regnamespace({schema}) IS NOT NULL, {digest}, {trigger}, {snapshot}",
-            history = exists(&self.qualified()),
-            schema = literal(&ident(&self.schema)),
-            digest = exists(&self.digest_table()),
+            "SELECT {history}, {schema}, {digest}, {trigger}, {snapshot}",
+            history = relation_exists_sql(&self.qualified()),
+            schema = self.schema_exists_sql(),
+            digest = relation_exists_sql(&self.digest_table()),
             trigger = self.digest_trigger_current_sql(),
             snapshot = self.snapshot_table_state_sql(),
         );
@@ -187,12 +191,14 @@ pub(crate) struct Tables {
     pub(crate) snapshot: SnapshotTable,
 }
 
+/// A boolean expression: a (qualified, quoted) relation exists.
+fn relation_exists_sql(relation: &str) -> String {
+    format!("pg_catalog.to_regclass({}) IS NOT NULL", literal(relation))
+}
+
 /// Whether a (qualified, quoted) relation exists.
 pub(crate) async fn relation_exists(client: &Client, relation: &str) -> Result<bool> {
-    let sql = format!(
-        "SELECT pg_catalog.to_regclass({}) IS NOT NULL",
-        literal(relation)
-    );
+    let sql = format!("SELECT {}", relation_exists_sql(relation));
     query_bool(client, &sql, &format!("look for {relation}")).await
 }
 
