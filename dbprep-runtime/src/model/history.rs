@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use super::checksum::Checksum;
 use super::migration::{Migration, Migrations};
 
 /// How a history row came to be.
@@ -70,6 +71,15 @@ pub struct HistoryRow {
     pub execution_ms: i32,
     /// Who applied it.
     pub applied_by: String,
+}
+
+impl HistoryRow {
+    /// Whether the row recorded `checksum`.
+    pub(crate) fn recorded(&self, checksum: Checksum) -> bool {
+        self.checksum
+            .as_deref()
+            .is_some_and(|hex| checksum.matches_hex(hex))
+    }
 }
 
 /// Where one version stands between the binary and the database.
@@ -185,11 +195,7 @@ pub fn reconcile<'a>(migrations: &'a Migrations, rows: &'a [HistoryRow]) -> Vec<
                     newer_than_binary: head.is_none_or(|h| row.version > h),
                 },
                 Some(m) => {
-                    if row
-                        .checksum
-                        .as_deref()
-                        .is_some_and(|hex| m.checksum().matches_hex(hex))
-                    {
+                    if row.recorded(m.checksum()) {
                         VersionState::Applied
                     } else {
                         VersionState::Edited {

@@ -166,11 +166,7 @@ impl<'m> Migrator<'m> {
                 )),
                 RowKind::Migration => {}
             }
-            if !row
-                .checksum
-                .as_deref()
-                .is_some_and(|hex| m.checksum().matches_hex(hex))
-            {
+            if !row.recorded(m.checksum()) {
                 problems.push(format!(
                     "version {v} ({}) was applied from another version of the file; its down may not undo it",
                     m.file()

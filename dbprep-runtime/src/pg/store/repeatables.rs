@@ -130,16 +130,15 @@ pub(crate) fn states(embedded: &[Migration], recorded: &[RepeatableRow]) -> Vec<
     let mut states: Vec<RepeatableStatus> = embedded
         .iter()
         .map(|m| {
-            let embedded = m.checksum().to_string();
             let state = match recorded.iter().find(|r| r.name == m.name()) {
                 None => RepeatableState::Pending,
-                Some(r) if r.checksum == embedded => RepeatableState::Applied {
+                Some(r) if m.checksum().matches_hex(&r.checksum) => RepeatableState::Applied {
                     at: r.applied_at.clone(),
                     duration: std::time::Duration::from_millis(r.execution_ms.max(0) as u64),
                 },
                 Some(r) => RepeatableState::Changed {
                     applied: r.checksum.clone(),
-                    embedded,
+                    embedded: m.checksum().to_string(),
                 },
             };
             RepeatableStatus {
@@ -172,7 +171,7 @@ pub(crate) fn outdated<'m>(
         .filter(|m| {
             !recorded
                 .iter()
-                .any(|r| r.name == m.name() && r.checksum == m.checksum().to_string())
+                .any(|r| r.name == m.name() && m.checksum().matches_hex(&r.checksum))
         })
         .collect()
 }

@@ -299,7 +299,7 @@ fn read_history<'m>(
             None => to_stamp.push(a),
             Some(row)
                 if row.success
-                    && row.checksum.as_deref().is_some_and(|hex| m.checksum().matches_hex(hex)) =>
+                    && row.recorded(m.checksum()) =>
             {
                 already_recorded.push(m.version());
             }
