@@ -219,17 +219,19 @@ pub fn reconcile<'a>(migrations: &'a Migrations, rows: &'a [HistoryRow]) -> Vec<
     entries.into_values().collect()
 }
 
+/// A set of migrations from `files` (name, SQL), for unit tests.
+#[cfg(test)]
+pub(crate) fn set(files: &[(&str, &str)]) -> Migrations {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sql) in files {
+        std::fs::write(dir.path().join(name), sql).unwrap();
+    }
+    Migrations::from_dir(dir.path()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn set(files: &[(&str, &str)]) -> Migrations {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, sql) in files {
-            std::fs::write(dir.path().join(name), sql).unwrap();
-        }
-        Migrations::from_dir(dir.path()).unwrap()
-    }
 
     fn row(m: Option<&Migration>, version: i64, kind: RowKind, success: bool) -> HistoryRow {
         HistoryRow {

@@ -1123,6 +1123,200 @@ async fn a_batch_writes_the_digest_once_at_its_end_even_when_it_fails() {
     assert_eq!(digest_rows(&client).await.as_deref(), Some("5"));
 }
 
+/// The first `count` migrations of `set`, as an older binary embeds them.
+fn first(set: &[(&'static str, &'static str)], count: usize) -> Migrations {
+    migrations(&set[..count])
+}
+
+/// Whether a run of `m` refuses version 1 as pending out of order: the
+/// history lost its row, and the digest says so.
+async fn refuses_version_1_out_of_order(m: &Migrations, db: &TestDatabase) -> bool {
+    match Migrator::new(m).run(db.pool()).await {
+        Err(Error::Drift(drift)) => drift
+            .iter()
+            .any(|d| matches!(d, Drift::OutOfOrder { version: 1, .. })),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn a_deploy_after_an_older_binary_continues_its_history() {
+    // The history is the versions of an older binary: the run knows it
+    // from the digest, and continues the ranks however they were written.
+    let db = database().await;
+    let files = [
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+        ("V3__c.sql", "CREATE TABLE c (id int);"),
+        ("V4__d.sql", "CREATE TABLE d (id int);"),
+    ];
+    let _ = Migrator::new(&first(&files, 2))
+        .run(db.pool())
+        .await
+        .unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("UPDATE dbprep_schema_history SET installed_rank = installed_rank + 10")
+        .await
+        .unwrap();
+    let all = first(&files, 4);
+    let report = Migrator::new(&all).run(db.pool()).await.unwrap();
+    assert_eq!(applied(&report), [3, 4]);
+    assert_eq!(report.version, Some(4));
+    assert_eq!(
+        scalar(&client, "SELECT string_agg(installed_rank::text, ',' ORDER BY version) FROM dbprep_schema_history")
+            .await
+            .as_deref(),
+        Some("11,12,13,14")
+    );
+    assert_eq!(digest_rows(&client).await.as_deref(), Some("4"));
+    assert!(up_to_date(&all, &db).await);
+    // Up to a target, and from an empty history.
+    let db = database().await;
+    let _ = Migrator::new(&first(&files, 1))
+        .run(db.pool())
+        .await
+        .unwrap();
+    let client = db.connect().await.unwrap();
+    client
+        .batch_execute("DELETE FROM dbprep_schema_history; DROP TABLE a;")
+        .await
+        .unwrap();
+    let report = Migrator::new(&all).target(3).run(db.pool()).await.unwrap();
+    assert_eq!(applied(&report), [1, 2, 3]);
+    assert_eq!(report.version, Some(3));
+    assert_eq!(recorded(&client).await, [1, 2, 3]);
+    assert_eq!(digest_rows(&client).await.as_deref(), Some("3"));
+}
+
+/// The history is known from its digest on a deploy, not when the table
+/// was changed by hand: it is read then, and its damage would be named.
+#[test]
+fn a_deploy_reads_no_history_unless_the_table_was_changed_by_hand() {
+    let files = [
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+        ("V3__c.sql", "CREATE TABLE c (id int);"),
+    ];
+    let (older, all) = (first(&files, 2), first(&files, 3));
+    let deploy = |change: &'static str| {
+        logged(tracing::Level::DEBUG, async {
+            let db = database().await;
+            let _ = Migrator::new(&older).run(db.pool()).await.unwrap();
+            let client = db.connect().await.unwrap();
+            client.batch_execute(change).await.unwrap();
+            let report = Migrator::new(&all).run(db.pool()).await.unwrap();
+            assert_eq!(applied(&report), [3]);
+            assert!(up_to_date(&all, &db).await);
+        })
+    };
+    let known = [
+        "the history holds the first 2 migration(s), as its digest says",
+        "the digest is unchanged under the lock: planning from it",
+        "nobody else changed the history: reading this run's rows alone",
+    ];
+    let text = deploy("SELECT 1");
+    for line in known {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    let text = deploy("ALTER TABLE dbprep_schema_history ADD COLUMN note text");
+    assert!(text.contains(known[0]), "{text}");
+    assert!(
+        !text.contains(known[1]) && !text.contains(known[2]),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_migration_that_changes_the_history_moves_the_digest() {
+    let db = database().await;
+    let files = [
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+        (
+            "V3__forget.sql",
+            "DELETE FROM dbprep_schema_history WHERE version = 1;",
+        ),
+    ];
+    let _ = Migrator::new(&first(&files, 2))
+        .run(db.pool())
+        .await
+        .unwrap();
+    let all = first(&files, 3);
+    let report = Migrator::new(&all).run(db.pool()).await.unwrap();
+    assert_eq!(applied(&report), [3]);
+    let client = db.connect().await.unwrap();
+    assert_eq!(recorded(&client).await, [2, 3]);
+    assert!(refuses_version_1_out_of_order(&all, &db).await);
+}
+
+#[tokio::test]
+async fn a_history_changed_by_another_session_during_a_deploy_is_not_hidden() {
+    // While the new migration waits (on an advisory lock the test holds),
+    // another session deletes a row: its trigger waits for the run's
+    // transaction, then the session waits (on a second advisory lock) to
+    // commit until the end of the run has read the digest and tries to
+    // write it. The digest must not claim the deleted row.
+    let db = database().await;
+    let files = [
+        ("V1__a.sql", "CREATE TABLE a (id int);"),
+        ("V2__b.sql", "CREATE TABLE b (id int);"),
+        ("V3__wait.sql", "SELECT pg_advisory_xact_lock(4242);"),
+    ];
+    let _ = Migrator::new(&first(&files, 2))
+        .run(db.pool())
+        .await
+        .unwrap();
+    let all = first(&files, 3);
+    let holder = db.connect().await.unwrap();
+    let meddler = db.connect().await.unwrap();
+    let watcher = db.connect().await.unwrap();
+    holder
+        .batch_execute("SELECT pg_advisory_lock(4242), pg_advisory_lock(4243)")
+        .await
+        .unwrap();
+    let meddler_pid = scalar(&meddler, "SELECT pg_backend_pid()").await.unwrap();
+    let migrator = Migrator::new(&all).lock_timeout(Duration::ZERO);
+    let run = migrator.run(db.pool());
+    let waits_for_a_transaction = |whose: &str| {
+        format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE {whose} \
+             AND wait_event_type = 'Lock' AND wait_event IN ('transactionid', 'tuple')"
+        )
+    };
+    let meddle = async {
+        let migration_waits = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                               AND objid = 4242 AND NOT granted";
+        assert!(eventually(&watcher, migration_waits, "1", 30).await);
+        let delete = meddler.batch_execute(
+            "BEGIN; DELETE FROM dbprep_schema_history WHERE version = 1; \
+             SELECT pg_advisory_xact_lock(4243); COMMIT;",
+        );
+        let release = async {
+            let meddler_waits = waits_for_a_transaction(&format!("pid = {meddler_pid}"));
+            assert!(eventually(&watcher, &meddler_waits, "1", 30).await);
+            holder
+                .batch_execute("SELECT pg_advisory_unlock(4242)")
+                .await
+                .unwrap();
+            let end_of_run_waits = waits_for_a_transaction(&format!(
+                "pid <> {meddler_pid} AND datname = current_database()"
+            ));
+            assert!(eventually(&watcher, &end_of_run_waits, "1", 30).await);
+            holder
+                .batch_execute("SELECT pg_advisory_unlock(4243)")
+                .await
+                .unwrap();
+        };
+        let (deleted, ()) = tokio::join!(delete, release);
+        deleted.unwrap();
+    };
+    let (report, ()) = tokio::join!(run, meddle);
+    assert_eq!(applied(&report.unwrap()), [3]);
+    assert_eq!(recorded(&watcher).await, [2, 3]);
+    assert!(refuses_version_1_out_of_order(&all, &db).await);
+}
+
 #[tokio::test]
 async fn rows_written_by_hand_still_move_the_digest() {
     // Batch inserts keep the digest themselves; everything else goes
@@ -1502,10 +1696,9 @@ async fn a_file_of_comments_alone_is_a_migration_that_changes_nothing() {
     assert!(applied(&again).is_empty());
 }
 
-/// An application's subscriber gets a run and its migrations as spans with
-/// fields, without parsing messages.
-#[test]
-fn a_run_is_a_span_with_a_span_per_migration() {
+/// What `body` logs at `level` and above (with the close of each span),
+/// run on a runtime of its own under a subscriber that captures it.
+fn logged<F: std::future::Future<Output = ()>>(level: tracing::Level, body: F) -> String {
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -1525,24 +1718,43 @@ fn a_run_is_a_span_with_a_span_per_migration() {
     let subscriber = tracing_subscriber::fmt()
         .with_span_events(FmtSpan::CLOSE)
         .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(level)
         .with_writer(move || writer.clone())
         .finish();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    // `tracing` caches whether a callsite is wanted, process-wide: with
+    // one live subscriber it asks the thread that first reaches the
+    // callsite, and a test thread without one would answer "never" for
+    // every thread. With a second one alive it asks them all.
+    let _anchor = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::sink)
+            .finish(),
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::callsite::rebuild_interest_cache();
+        runtime.block_on(body)
+    });
+    let text = capture.0.lock().unwrap().clone();
+    String::from_utf8(text).unwrap()
+}
+
+/// An application's subscriber gets a run and its migrations as spans with
+/// fields, without parsing messages.
+#[test]
+fn a_run_is_a_span_with_a_span_per_migration() {
     let set = migrations(&[
         ("V1__users.sql", "CREATE TABLE users (id int);"),
         ("V2__events.sql", "CREATE TABLE events (id int);"),
     ]);
-    tracing::subscriber::with_default(subscriber, || {
-        runtime.block_on(async {
-            let db = database().await;
-            let _ = Migrator::new(&set).run(db.pool()).await.unwrap();
-        })
+    let text = logged(tracing::Level::INFO, async {
+        let db = database().await;
+        let _ = Migrator::new(&set).run(db.pool()).await.unwrap();
     });
-    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     let closed: Vec<&str> = text.lines().filter(|l| l.contains("close")).collect();
     assert!(
         closed

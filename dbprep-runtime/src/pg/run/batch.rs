@@ -75,9 +75,10 @@
 //! the pipelined messages of a client that died, and hands their replies
 //! to the next client that connects.
 //!
-//! The history digest is not touched per migration: the first message
-//! marks it "in progress" and the run writes it from the rows at its end
-//! (see [`HistoryTable::finish_run_sql`]).
+//! The history digest is not touched per migration: dbprep's own writes
+//! to the history leave it alone (the migration's SQL does not), the first
+//! message marks it "in progress" and the run writes it at its end (see
+//! [`HistoryTable::finish_run_sql`]).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -93,9 +94,22 @@ use crate::pg::drift::changed::Refresh;
 use crate::pg::error::{Error, MigrationError, Result};
 use crate::pg::run::lock::{LockMode, MigrationLock};
 use crate::pg::sql::{ident, literal, set_search_path_sql};
-use crate::pg::store::digest::DIGEST_DEFERRED;
+use crate::pg::store::digest::digest_deferred_sql;
 use crate::pg::store::history::{guarded, NewRow};
 use crate::pg::store::HistoryTable;
+
+/// How a run found the history table under its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HistoryFound {
+    /// Missing: the run made it, and until the run writes to it, it has no
+    /// row to read.
+    Made,
+    /// With the columns dbprep makes, of their types: its digest can stand
+    /// for its rows.
+    AsMade,
+    /// Changed by hand (or not looked at): read it.
+    Altered,
+}
 
 /// The session setting that holds the version of the last migration the
 /// batch committed on the session: the guard of the next (see the module
@@ -124,9 +138,8 @@ pub(crate) struct Session<'a> {
     /// changed: none is stored (its table was just made) until the run
     /// stores one.
     snapshot_whole: AtomicBool,
-    /// Whether the run made the history table: it is empty until the run
-    /// writes to it.
-    history_made: bool,
+    /// How the run found the history table under its lock.
+    history_found: HistoryFound,
     /// Called after each migration with (done, total) of the run.
     progress: Option<&'a Progress>,
     /// Migrations of the run done so far, and in all (atomics: the run's
@@ -160,7 +173,7 @@ impl<'a> Session<'a> {
             facts,
             schema_snapshot,
             snapshot_whole: AtomicBool::new(false),
-            history_made: false,
+            history_found: HistoryFound::Altered,
             progress,
             done: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
@@ -175,17 +188,15 @@ impl<'a> Session<'a> {
         self
     }
 
-    /// The session of a run that made the history table (see
-    /// [`history_made`](Self::history_made)).
-    pub(crate) fn having_made_history(mut self, made: bool) -> Self {
-        self.history_made = made;
+    /// The session of a run that found the history table so.
+    pub(crate) fn having_found_history(mut self, found: HistoryFound) -> Self {
+        self.history_found = found;
         self
     }
 
-    /// Whether the run made the history table under its lock: until the
-    /// run writes to it, it has no row to read.
-    pub(crate) fn history_made(&self) -> bool {
-        self.history_made
+    /// How the run found the history table under its lock.
+    pub(crate) fn history_found(&self) -> HistoryFound {
+        self.history_found
     }
 
     /// The session with transactional migrations waiting at most
@@ -328,7 +339,7 @@ impl Session<'_> {
     /// Settings for one migration's transaction. The history insert leaves
     /// the digest to the end of the run.
     fn transaction_settings(&self, asynchronous_commit: bool) -> String {
-        let mut sql = format!("SET LOCAL {DIGEST_DEFERRED} = on;\n");
+        let mut sql = digest_deferred_sql(true);
         if asynchronous_commit {
             sql.push_str("SET LOCAL synchronous_commit = off;\n");
         }
@@ -524,6 +535,7 @@ impl Session<'_> {
             message.push_str(&self.history.digest_in_progress_sql());
         }
         message.push_str(&self.record_history(m, rank, previous));
+        message.push_str(&digest_deferred_sql(false));
         let prefix_chars = message.chars().count();
         message.push_str(m.sql());
         // A newline ends a trailing `--` comment; the `;` a last statement
@@ -535,6 +547,7 @@ impl Session<'_> {
         // asking what to read again (`run_last_message`).
         if !asynchronous_commit {
             message.push_str(&self.own_settings(true));
+            message.push_str(&digest_deferred_sql(true));
             message.push_str(&self.record_duration(m));
             if !self.snapshot_whole.load(Ordering::Relaxed) {
                 message.push_str(&self.history.refresh_plan_sql(self.schema_snapshot));

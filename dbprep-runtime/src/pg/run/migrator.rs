@@ -15,11 +15,11 @@ use crate::pg::drift::indexes::{self, InvalidIndex};
 use crate::pg::drift::verify::{self, VerifyReport};
 use crate::pg::error::{Drift, Error, Result};
 use crate::pg::report::{show, Applied, LockHolder, RepeatableStatus, Report, Status, StatusEntry};
-use crate::pg::run::batch::{Done, Progress, Session};
+use crate::pg::run::batch::{Done, HistoryFound, Progress, Session};
 use crate::pg::run::lock::LockMode;
 use crate::pg::run::plan::{self, Plan, Policies, Policy};
 use crate::pg::run::retry;
-use crate::pg::store::digest::{up_to_date_digests, HistoryDigest};
+use crate::pg::store::digest::{applied_prefix, up_to_date_digests, HistoryDigest, Prefix};
 use crate::pg::store::fixtures::PopulatedFixture;
 use crate::pg::store::history::HistoryRow;
 use crate::pg::store::HistoryTable;
@@ -64,21 +64,43 @@ pub struct Migrator<'m> {
     pub(crate) progress: Option<std::sync::Arc<Progress>>,
 }
 
-/// The history as a run read it before taking the lock, and the digest
-/// that summed it up then: under the lock, a digest still the same spares
-/// reading it again.
-pub(super) struct ReadBefore {
-    digest: HistoryDigest,
-    rows: Vec<HistoryRow>,
+/// The history as a run knew it before taking the lock: under the lock, a
+/// digest still the same spares reading it (again).
+pub(super) enum KnownBefore {
+    /// The rows as read, and the digest that summed them up.
+    Rows {
+        digest: HistoryDigest,
+        rows: Vec<HistoryRow>,
+    },
+    /// A prefix of the embedded versions, known from the digest alone.
+    Prefix(Prefix),
+}
+
+impl KnownBefore {
+    /// The prefix, when the history was known from its digest alone.
+    pub(super) fn prefix(&self) -> Option<Prefix> {
+        match self {
+            KnownBefore::Prefix(prefix) => Some(*prefix),
+            KnownBefore::Rows { .. } => None,
+        }
+    }
+}
+
+/// The history under the lock, as a run plans from it.
+enum KnownUnderLock {
+    /// Its rows.
+    Rows(Vec<HistoryRow>),
+    /// A prefix of the embedded versions, and the newest `installed_rank`.
+    Prefix { applied: usize, last_rank: i32 },
 }
 
 /// What the history read without the lock says.
 enum Unlocked {
     /// Nothing to apply: the database is at this version.
     AtVersion(Option<i64>),
-    /// Something may be due, to be seen under the lock; the rows as read,
-    /// when the digest summed them up faithfully.
-    Due(Option<ReadBefore>),
+    /// Something may be due, to be seen under the lock; the history as
+    /// known, when the digest summed it up faithfully.
+    Due(Option<KnownBefore>),
 }
 
 impl std::fmt::Debug for Migrator<'_> {
@@ -371,7 +393,7 @@ impl<'m> Migrator<'m> {
             );
             return Ok(Report::nothing_applied(version, started.elapsed(), None));
         }
-        let mut read_before = None;
+        let mut known_before = None;
         if let Some(digest) = digest.filter(|_| !versions_current) {
             match self.look_without_lock(client, digest).await? {
                 Unlocked::AtVersion(version) => {
@@ -385,7 +407,7 @@ impl<'m> Migrator<'m> {
                     );
                     return Ok(Report::nothing_applied(version, started.elapsed(), None));
                 }
-                Unlocked::Due(read) => read_before = read,
+                Unlocked::Due(known) => known_before = known,
             }
         }
         if digest.is_none() && self.migrations.is_empty() {
@@ -399,7 +421,7 @@ impl<'m> Migrator<'m> {
         } else {
             &expected
         };
-        self.run_locked(client, started, done, read_before).await
+        self.run_locked(client, started, done, known_before).await
     }
 
     /// The run under the lock (unless a peer leaves the history at one of
@@ -410,7 +432,7 @@ impl<'m> Migrator<'m> {
         client: &Client,
         started: Instant,
         done: &[HistoryDigest],
-        read_before: Option<ReadBefore>,
+        known_before: Option<KnownBefore>,
     ) -> Result<Report> {
         let guard = CancelOnDrop(Some(client.cancel_token()));
         let step = Instant::now();
@@ -424,8 +446,13 @@ impl<'m> Migrator<'m> {
                 step.elapsed()
             );
             let mut retries = Vec::new();
+            // A history changed by hand is read at the end too.
+            let prefix = known_before
+                .as_ref()
+                .and_then(KnownBefore::prefix)
+                .filter(|_| session.history_found() == HistoryFound::AsMade);
             let result = self
-                .apply_with_retries(&session, &mut retries, read_before)
+                .apply_with_retries(&session, &mut retries, known_before)
                 .await;
             let repeated = match result {
                 Ok(_) => self.apply_repeatables(&session).await,
@@ -435,7 +462,7 @@ impl<'m> Migrator<'m> {
             // session can finish the run even after a failure; closing the
             // connection would release the lock too, but only once the
             // server notices.
-            let finished = self.finish(&session).await;
+            let finished = self.finish(&session, prefix).await;
             Ok::<_, Error>(Ok((result, repeated, finished, lock, retries)))
         }
         .await;
@@ -455,12 +482,12 @@ impl<'m> Migrator<'m> {
         };
         let done = result?;
         let repeatables = repeated?;
-        let rows = finished?;
+        let ended = finished?;
         let applied = done
             .iter()
             .filter_map(|d| {
                 let m = self.find(d.version)?;
-                let row = rows.iter().find(|r| r.version == d.version);
+                let row = ended.rows.iter().find(|r| r.version == d.version);
                 let duration = row.map_or(d.elapsed, |r| {
                     Duration::from_millis(r.execution_ms.max(0) as u64)
                 });
@@ -472,7 +499,7 @@ impl<'m> Migrator<'m> {
                 })
             })
             .collect();
-        let version = rows.iter().filter(|r| r.success).map(|r| r.version).max();
+        let version = ended.version;
         let report = Report {
             applied,
             version,
@@ -500,6 +527,15 @@ impl<'m> Migrator<'m> {
     /// to the run under the lock, which reads the history again unless
     /// the digest is still the one of these rows.
     async fn look_without_lock(&self, client: &Client, digest: HistoryDigest) -> Result<Unlocked> {
+        // The common deploy: the history is the versions of an older
+        // binary, which its digest says without reading it.
+        if let Some(prefix) = applied_prefix(self.migrations, self.target, digest) {
+            tracing::debug!(
+                "the history holds the first {} migration(s), as its digest says",
+                prefix.applied
+            );
+            return Ok(Unlocked::Due(Some(KnownBefore::Prefix(prefix))));
+        }
         let rows = self.history.read(client).await?;
         if HistoryDigest::of_rows(&rows) != digest {
             return Ok(Unlocked::Due(None));
@@ -511,7 +547,7 @@ impl<'m> Migrator<'m> {
                 }
             }
         }
-        Ok(Unlocked::Due(Some(ReadBefore { digest, rows })))
+        Ok(Unlocked::Due(Some(KnownBefore::Rows { digest, rows })))
     }
 
     pub(super) fn find(&self, version: i64) -> Option<&'m Migration> {
@@ -523,40 +559,33 @@ impl<'m> Migrator<'m> {
         })
     }
 
-    /// Under the lock: read the history again (unless its digest is still
-    /// that of the rows `read_before` the lock), plan, apply. A first try
+    /// Under the lock: read the history (unless its digest is still that
+    /// of the history known before the lock), plan, apply. A first try
     /// warns first about long transactions (a retry has just named them).
     pub(super) async fn apply(
         &self,
         session: &Session<'_>,
         first_try: bool,
-        read_before: Option<ReadBefore>,
+        known_before: Option<KnownBefore>,
     ) -> Result<Vec<Done>> {
-        let rows = match read_before {
-            Some(read) if self.history.digest(session.client).await? == Some(read.digest) => {
-                read.rows
-            }
-            // Made by this run, which has not written to it yet.
-            _ if first_try && session.history_made() => Vec::new(),
-            _ => self.history.read(session.client).await?,
+        let known = self
+            .history_under_lock(session, first_try, known_before)
+            .await?;
+        let upto = |m: &&Migration| self.target.is_none_or(|t| m.version() <= t);
+        let (pending, mut rank): (Vec<&Migration>, i32) = match &known {
+            KnownUnderLock::Prefix { applied, last_rank } => (
+                self.migrations.iter().skip(*applied).filter(upto).collect(),
+                last_rank + 1,
+            ),
+            KnownUnderLock::Rows(rows) => (
+                self.plan(session, rows).await?.pending,
+                rows.iter().map(|r| r.installed_rank).max().unwrap_or(0) + 1,
+            ),
         };
-        let plan = match Plan::new(self.migrations, &rows, self.target, self.policies) {
-            Ok(plan) => plan,
-            // Under the lock nobody else is running it: dirty, and what it
-            // left behind is named.
-            Err(Error::Dirty { version, file, .. }) => {
-                return Err(Error::Dirty {
-                    version,
-                    file,
-                    invalid_indexes: indexes::invalid(session.client).await?,
-                })
-            }
-            Err(error) => return Err(error),
-        };
-        if plan.pending.is_empty() {
+        if pending.is_empty() {
             return Ok(Vec::new());
         }
-        tracing::info!("applying {} migration(s)", plan.pending.len());
+        tracing::info!("applying {} migration(s)", pending.len());
         // They will hold up every DDL statement on the tables they locked.
         if first_try {
             for blocker in
@@ -565,15 +594,11 @@ impl<'m> Migrator<'m> {
                 tracing::warn!("a long transaction may block the migrations: {blocker}");
             }
         }
-        session.set_total(plan.pending.len());
+        session.set_total(pending.len());
         let mut done = Vec::new();
-        let mut rank = rows.iter().map(|r| r.installed_rank).max().unwrap_or(0) + 1;
         // Consecutive transactional migrations share one pipelined round
         // trip; a no-transaction migration runs alone.
-        for segment in plan
-            .pending
-            .chunk_by(|a, b| !a.no_transaction() && !b.no_transaction())
-        {
+        for segment in pending.chunk_by(|a, b| !a.no_transaction() && !b.no_transaction()) {
             let step = Instant::now();
             if segment[0].no_transaction() {
                 done.push(session.apply_without_transaction(segment[0], rank).await?);
@@ -582,7 +607,7 @@ impl<'m> Migrator<'m> {
                     segment[0].version(),
                     step.elapsed()
                 );
-                if segment.as_ptr_range().end == plan.pending.as_ptr_range().end {
+                if segment.as_ptr_range().end == pending.as_ptr_range().end {
                     self.store_snapshot(session).await?;
                 }
             } else {
@@ -597,6 +622,60 @@ impl<'m> Migrator<'m> {
             rank += segment.len() as i32;
         }
         Ok(done)
+    }
+
+    /// The history under the lock: the prefix known before it or the rows
+    /// read before it, when the digest is still theirs; none, when the run
+    /// has just made the table; else read.
+    async fn history_under_lock(
+        &self,
+        session: &Session<'_>,
+        first_try: bool,
+        known_before: Option<KnownBefore>,
+    ) -> Result<KnownUnderLock> {
+        let client = session.client;
+        match known_before {
+            // A table changed by hand is read, and its damage named.
+            Some(KnownBefore::Prefix(prefix))
+                if session.history_found() == HistoryFound::AsMade =>
+            {
+                if let Some((digest, last_rank)) = self.history.digest_and_last_rank(client).await?
+                {
+                    if digest == prefix.digest {
+                        tracing::debug!("the digest is unchanged under the lock: planning from it");
+                        return Ok(KnownUnderLock::Prefix {
+                            applied: prefix.applied,
+                            last_rank,
+                        });
+                    }
+                }
+            }
+            Some(KnownBefore::Rows { digest, rows })
+                if self.history.digest(client).await? == Some(digest) =>
+            {
+                return Ok(KnownUnderLock::Rows(rows));
+            }
+            // Made by this run, which has not written to it yet.
+            _ if first_try && session.history_found() == HistoryFound::Made => {
+                return Ok(KnownUnderLock::Rows(Vec::new()));
+            }
+            _ => {}
+        }
+        Ok(KnownUnderLock::Rows(self.history.read(client).await?))
+    }
+
+    /// The plan from the history's `rows`, under the lock: nobody else is
+    /// running an unfinished migration, so it is dirty, and what it left
+    /// behind is named.
+    async fn plan<'p>(&'p self, session: &Session<'_>, rows: &'p [HistoryRow]) -> Result<Plan<'p>> {
+        match Plan::new(self.migrations, rows, self.target, self.policies) {
+            Err(Error::Dirty { version, file, .. }) => Err(Error::Dirty {
+                version,
+                file,
+                invalid_indexes: indexes::invalid(session.client).await?,
+            }),
+            planned => planned,
+        }
     }
 
     /// The state of every version: applied (when, how long), pending,

@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 
 use super::batch::{Done, Session};
 use super::lock::Jitter;
-use super::migrator::{Migrator, ReadBefore};
+use super::migrator::{KnownBefore, Migrator};
 use crate::pg::error::{Error, Result};
 use crate::pg::sql::{column, rows};
 
@@ -90,20 +90,20 @@ pub struct LockRetry {
 impl Migrator<'_> {
     /// [`apply`](Self::apply), tried again after a migration's
     /// `lock_timeout` ran out, at most `lock_retries` times; the first try
-    /// with the history `read_before` the lock. The migrations applied by
+    /// with the history as known before the lock. The migrations applied by
     /// every try, and the retries.
     pub(super) async fn apply_with_retries(
         &self,
         session: &Session<'_>,
         retries: &mut Vec<LockRetry>,
-        mut read_before: Option<ReadBefore>,
+        mut known_before: Option<KnownBefore>,
     ) -> Result<Vec<Done>> {
         let mut done: Vec<Done> = Vec::new();
         let mut pause = FIRST_PAUSE;
         let mut jitter = Jitter::new();
         loop {
             let failure = match self
-                .apply(session, retries.is_empty(), read_before.take())
+                .apply(session, retries.is_empty(), known_before.take())
                 .await
             {
                 Ok(mut more) => {

@@ -125,7 +125,7 @@ impl<'m> Migrator<'m> {
         }
         .await;
         // The lock goes, failed or not; the digest is the trigger's.
-        let finished = self.finish(&session).await;
+        let finished = self.finish(&session, None).await;
         let (rows, undo, durations) = outcome?;
         finished?;
         Ok(self.report(&rows, &undo, durations, false, started))

@@ -9,14 +9,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{CancelToken, Client, NoTls};
 
-use super::batch::Session;
+use super::batch::{HistoryFound, Session};
 use super::lock::{LockMode, MigrationLock};
 use super::migrator::Migrator;
 use crate::model::history::HistoryRow;
 use crate::pg::error::{is_sqlstate, Error, Result};
 use crate::pg::report::LockWait;
 use crate::pg::sql::{column, literal, rows};
-use crate::pg::store::digest::HistoryDigest;
+use crate::pg::store::digest::{HistoryDigest, Prefix};
 use crate::pg::store::snapshot::SnapshotTable;
 
 /// The session facts a run needs, read once it has work to do.
@@ -141,13 +141,13 @@ pub(super) enum Turn<'c> {
     DoneByPeer(LockWait),
 }
 
-/// What a run made of dbprep's tables under the lock.
+/// What a run found, and made, of dbprep's tables under the lock.
 #[derive(Debug, Clone, Copy)]
-struct Made {
-    /// The history table (empty, with its digest).
-    history: bool,
-    /// The snapshot table (no snapshot stored yet).
-    snapshot_table: bool,
+struct Found {
+    /// The history table.
+    history: HistoryFound,
+    /// Whether the run made the snapshot table (no snapshot stored yet).
+    made_snapshot_table: bool,
 }
 
 /// A name for one run, unique enough among the runs of a database: its
@@ -230,8 +230,8 @@ impl Migrator<'_> {
             }
             return Ok(Turn::DoneByPeer(wait));
         }
-        let made = match self.ensure_tables(client, adopting).await {
-            Ok(made) => made,
+        let found = match self.ensure_tables(client, adopting).await {
+            Ok(found) => found,
             Err(error) => {
                 let _ = lock.release(client).await;
                 return Err(error);
@@ -247,16 +247,16 @@ impl Migrator<'_> {
         )
         .with_lock_timeout(self.lock_timeout)
         // A snapshot table just made holds no snapshot to refresh.
-        .taking_snapshot_whole(made.snapshot_table)
-        .having_made_history(made.history);
+        .taking_snapshot_whole(found.made_snapshot_table)
+        .having_found_history(found.history);
         Ok(Turn::Ours(Box::new(session), wait))
     }
 
     /// Under the lock: create the history table and its digest if missing
     /// (in one transaction), or the digest alone for a history that has
     /// none (made before it, or dropped by hand), and the snapshot table.
-    /// What it made.
-    async fn ensure_tables(&self, client: &Client, adopting: bool) -> Result<Made> {
+    /// What it found and made.
+    async fn ensure_tables(&self, client: &Client, adopting: bool) -> Result<Found> {
         let history = &self.history;
         let tables = history.look_at_tables(client).await?;
         let mut sql = if !tables.history {
@@ -284,12 +284,16 @@ impl Migrator<'_> {
         } else {
             String::new()
         };
-        let made = Made {
-            history: !tables.history,
-            snapshot_table: tables.snapshot != SnapshotTable::Current,
+        let found = Found {
+            history: match (tables.history, tables.history_as_made) {
+                (false, _) => HistoryFound::Made,
+                (true, true) => HistoryFound::AsMade,
+                (true, false) => HistoryFound::Altered,
+            },
+            made_snapshot_table: tables.snapshot != SnapshotTable::Current,
         };
-        if !made.snapshot_table && sql.is_empty() {
-            return Ok(made);
+        if !found.made_snapshot_table && sql.is_empty() {
+            return Ok(found);
         }
         sql.push_str(&history.create_snapshot_sql(tables.snapshot == SnapshotTable::OldLayout));
         // No need to wait for the disk: what the run commits next is
@@ -311,7 +315,7 @@ impl Migrator<'_> {
                 "create the history table {}",
                 history.qualified()
             )))?;
-        Ok(made)
+        Ok(found)
     }
 
     /// Store the schema snapshot in a transaction of its own (after a
@@ -323,8 +327,13 @@ impl Migrator<'_> {
     /// Under the lock, after a run: put the session back as it was, read
     /// the history as the run leaves it, write its digest (the batch left it
     /// "in progress"), release the lock and give the session back its
-    /// `application_name`, in three round trips.
-    pub(super) async fn finish(&self, session: &Session<'_>) -> Result<Vec<HistoryRow>> {
+    /// `application_name`. A run that knew the history from its digest
+    /// (`prefix`) reads only its own rows.
+    pub(super) async fn finish(
+        &self,
+        session: &Session<'_>,
+        prefix: Option<Prefix>,
+    ) -> Result<Ended> {
         let client = session.client;
         // A batch leaves the session reset, a failure or a no-transaction
         // migration as the last migration's `SET ROLE`, `search_path` or
@@ -335,18 +344,22 @@ impl Migrator<'_> {
                 .batch_execute(&session.restore_session())
                 .await
                 .map_err(Error::postgres("restore the session after the migrations"))?;
-            self.history.read(client).await
+            self.history_at_end(session, prefix).await
         };
-        let rows = match read.await {
-            Ok(rows) => rows,
+        let (ended, seen) = match read.await {
+            Ok(read) => read,
             Err(error) => {
                 let _ = session.lock.release(client).await;
                 return Err(error);
             }
         };
-        let mut end = self
-            .history
-            .finish_run_sql(&rows, &session.lock.release_sql());
+        // No digest row (deleted by hand during the run): the next run
+        // makes it from the rows.
+        let mut end = match seen {
+            Some(seen) => self.history.finish_run_sql(ended.digest, seen),
+            None => String::new(),
+        };
+        end.push_str(&session.lock.release_sql());
         if session.lock.mode() == LockMode::Session {
             end.push_str(&format!(
                 "\nSELECT pg_catalog.set_config('application_name', {}, false);",
@@ -360,8 +373,54 @@ impl Migrator<'_> {
             let _ = session.lock.release(client).await;
             return Err(Error::postgres("write the history digest")(error));
         }
-        Ok(rows)
+        Ok(ended)
     }
+
+    /// The history as the run leaves it, and the digest seen before it
+    /// was read. From the `prefix` known before the lock and the rows this
+    /// run wrote (whose inserts left the digest alone), when the digest,
+    /// "in progress" or not, is still the prefix's: the trigger adds every
+    /// other change to it, so nobody else changed the history. Else read
+    /// whole.
+    async fn history_at_end(
+        &self,
+        session: &Session<'_>,
+        prefix: Option<Prefix>,
+    ) -> Result<(Ended, Option<HistoryDigest>)> {
+        let client = session.client;
+        let newest =
+            |rows: &[HistoryRow]| rows.iter().filter(|r| r.success).map(|r| r.version).max();
+        let seen = self.history.digest(client).await?;
+        if let Some(prefix) = prefix.filter(|p| seen.map(HistoryDigest::unmarked) == Some(p.digest))
+        {
+            tracing::debug!("nobody else changed the history: reading this run's rows alone");
+            let rows = self.history.read_run(client, session.run_id()).await?;
+            let ended = Ended {
+                digest: prefix.digest.and_rows(&rows),
+                version: newest(&rows).max(prefix.version),
+                rows,
+            };
+            return Ok((ended, seen));
+        }
+        let rows = self.history.read(client).await?;
+        let ended = Ended {
+            digest: HistoryDigest::of_rows(&rows),
+            version: newest(&rows),
+            rows,
+        };
+        Ok((ended, seen))
+    }
+}
+
+/// The history as a run leaves it.
+pub(super) struct Ended {
+    /// Its rows: every one, or, when the run knew the history from its
+    /// digest, the ones the run wrote.
+    pub rows: Vec<HistoryRow>,
+    /// The newest version applied successfully.
+    pub version: Option<i64>,
+    /// The digest of the whole history.
+    pub digest: HistoryDigest,
 }
 
 #[cfg(test)]

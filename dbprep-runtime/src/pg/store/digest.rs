@@ -15,7 +15,22 @@ use crate::pg::sql::{column, ident, literal, rows};
 /// The setting under which the digest trigger leaves a history insert to
 /// the run, which writes the digest when it ends (see
 /// [`HistoryTable::create_digest_sql`]).
-pub(crate) const DIGEST_DEFERRED: &str = "dbprep.digest_deferred";
+const DIGEST_DEFERRED: &str = "dbprep.digest_deferred";
+
+/// What a run's first transaction takes off the digest's row count, to
+/// mark the history "in progress" until the run writes the digest at its
+/// end: no history has a negative count, so every start-up sees the digest
+/// as stale, while the trigger keeps adding what other sessions change.
+const IN_PROGRESS: i64 = 1 << 40;
+
+/// The statement that leaves the history's inserts and updates of the
+/// transaction to the run (`on`), or to the trigger again (`off`): on for
+/// dbprep's own writes alone, so that a migration's SQL that changes the
+/// history moves the digest.
+pub(crate) fn digest_deferred_sql(on: bool) -> String {
+    let value = if on { "on" } else { "off" };
+    format!("SET LOCAL {DIGEST_DEFERRED} = {value};\n")
+}
 
 /// A summary of the history: how many rows, and the XOR of a 64-bit hash of
 /// each (version, checksum, success). XOR lets the trigger update it row by
@@ -36,9 +51,10 @@ impl HistoryDigest {
         }
     }
 
-    /// The digest of history rows as read.
-    pub(crate) fn of_rows(rows: &[HistoryRow]) -> Self {
-        rows.iter().fold(HistoryDigest::default(), |d, r| {
+    /// The digest with `rows` added: what a run's deferred inserts make
+    /// of the digest they did not touch.
+    pub(crate) fn and_rows(self, rows: &[HistoryRow]) -> Self {
+        rows.iter().fold(self, |d, r| {
             d.with(history_row_hash(
                 r.version,
                 r.checksum.as_deref().unwrap_or(""),
@@ -46,6 +62,71 @@ impl HistoryDigest {
             ))
         })
     }
+
+    /// The digest of history rows as read.
+    pub(crate) fn of_rows(rows: &[HistoryRow]) -> Self {
+        HistoryDigest::default().and_rows(rows)
+    }
+
+    /// The digest as it was before a run marked it "in progress" (see
+    /// [`HistoryTable::digest_in_progress_sql`]), with what the trigger
+    /// added since.
+    pub(crate) fn unmarked(self) -> Self {
+        if self.rows < -(IN_PROGRESS / 2) {
+            HistoryDigest {
+                rows: self.rows + IN_PROGRESS,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+}
+
+/// A history known from its digest alone: the first `applied` versioned
+/// migrations, each applied once from its embedded file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Prefix {
+    /// The digest of those rows.
+    pub digest: HistoryDigest,
+    /// How many versioned migrations, from the first, it holds.
+    pub applied: usize,
+    /// The newest of them.
+    pub version: Option<i64>,
+}
+
+/// The prefix of the embedded versions whose digest `digest` is, when
+/// something within `target` follows it: the history then holds exactly
+/// those rows, all successful, with the embedded checksums (the trust the
+/// no-op start-up puts in the digest). `None` for a set with baselines
+/// (whose histories are not prefixes) and for any other digest.
+pub(crate) fn applied_prefix(
+    migrations: &Migrations,
+    target: Option<i64>,
+    digest: HistoryDigest,
+) -> Option<Prefix> {
+    if !migrations.baselines().is_empty() {
+        return None;
+    }
+    let mut prefix = Prefix {
+        digest: HistoryDigest::default(),
+        applied: 0,
+        version: None,
+    };
+    for m in migrations
+        .iter()
+        .take_while(|m| target.is_none_or(|t| m.version() <= t))
+    {
+        if prefix.digest == digest {
+            return Some(prefix);
+        }
+        prefix = Prefix {
+            digest: prefix.digest.with(m.history_hash()),
+            applied: prefix.applied + 1,
+            version: Some(m.version()),
+        };
+    }
+    None
 }
 
 /// The digests of every up-to-date history `migrations` can leave at
@@ -68,6 +149,16 @@ pub(crate) fn up_to_date_digests(
         digests.push(digest(baseline.version()).with(baseline.history_hash()));
     }
     digests
+}
+
+/// The digest in the first two columns of `row`; one that does not read
+/// as numbers (changed by hand) as a stale one.
+fn digest_from(row: &tokio_postgres::SimpleQueryRow) -> HistoryDigest {
+    let text = |i| column(row, i).unwrap_or_default();
+    HistoryDigest {
+        rows: text(0).parse().unwrap_or(-1),
+        hash: text(1).parse().unwrap_or_default(),
+    }
 }
 
 impl HistoryTable {
@@ -153,13 +244,7 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
             }
             Err(e) => return Err(Error::postgres("read the history digest")(e)),
         };
-        Ok(rows(answer).first().map(|row| {
-            let text = |i| column(row, i).unwrap_or_default();
-            HistoryDigest {
-                rows: text(0).parse().unwrap_or(-1),
-                hash: text(1).parse().unwrap_or_default(),
-            }
-        }))
+        Ok(rows(answer).first().map(digest_from))
     }
 
     /// A boolean expression: the history has the digest trigger this
@@ -182,26 +267,197 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
     }
 
     /// The statement a batch starts with: a digest that no history can
-    /// have (`rows = -1`), so that a run killed half-way leaves one that
-    /// every start-up sees as stale; the run writes the real one when it
-    /// ends.
+    /// have (a negative count), so that a run killed half-way leaves one
+    /// that every start-up sees as stale; the run writes the real one when
+    /// it ends. Marking subtracts (once), so that what the trigger adds for
+    /// other sessions meanwhile is kept: at its end a run that knew the
+    /// history from its digest finds it [`unmarked`](HistoryDigest::unmarked)
+    /// and unchanged, or reads the history.
     pub(crate) fn digest_in_progress_sql(&self) -> String {
-        format!("UPDATE {} SET rows = -1, hash = 0;\n", self.digest_table())
+        format!(
+            "UPDATE {} SET rows = rows - {IN_PROGRESS} WHERE rows >= 0;\n",
+            self.digest_table()
+        )
     }
 
-    /// The end of a run, in one message: the digest of `rows` (the history
-    /// as the run leaves it, read under the lock) written without waiting
-    /// for the disk (lost in a crash, it is rebuilt by the next run), then
-    /// the lock released with `unlock`.
-    pub(crate) fn finish_run_sql(&self, rows: &[HistoryRow], unlock: &str) -> String {
-        let digest = HistoryDigest::of_rows(rows);
+    /// The digest and the newest `installed_rank` (0 for an empty
+    /// history), in one statement. The tables must exist.
+    pub(crate) async fn digest_and_last_rank(
+        &self,
+        client: &Client,
+    ) -> Result<Option<(HistoryDigest, i32)>> {
+        let sql = format!(
+            "SELECT rows, hash, (SELECT coalesce(max(installed_rank), 0) FROM {}) FROM {}",
+            self.qualified(),
+            self.digest_table()
+        );
+        let answer = client
+            .simple_query(&sql)
+            .await
+            .map_err(Error::postgres("read the history digest"))?;
+        rows(answer)
+            .first()
+            .map(|row| {
+                let rank = column(row, 2).and_then(|r| r.parse().ok()).ok_or_else(|| {
+                    Error::Unexpected(format!(
+                        "the newest installed_rank of {} is not an integer",
+                        self.qualified()
+                    ))
+                })?;
+                Ok((digest_from(row), rank))
+            })
+            .transpose()
+    }
+
+    /// The end of a run: `digest` (of the history as the
+    /// run leaves it, under the lock) written without waiting for the disk
+    /// (lost in a crash, it is rebuilt by the next run). Written only over the digest `seen` before
+    /// the history was read: a session that changed the history since (its
+    /// trigger moved the digest) would otherwise be overwritten with a
+    /// digest that misses its change; the digest then stays "in progress",
+    /// or the trigger's, and the next run reads the history.
+    pub(crate) fn finish_run_sql(&self, digest: HistoryDigest, seen: HistoryDigest) -> String {
         format!(
             "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL search_path = pg_catalog;\n\
-             UPDATE {d} SET rows = {rows}, hash = {hash} WHERE rows IS DISTINCT FROM {rows} OR hash IS DISTINCT FROM {hash};\n\
-             COMMIT;\n{unlock}",
+             UPDATE {d} SET rows = {rows}, hash = {hash} WHERE rows = {seen_rows} AND hash = {seen_hash} \
+             AND (rows, hash) IS DISTINCT FROM ({rows}::int8, {hash}::int8);\n\
+             COMMIT;\n",
             d = self.digest_table(),
             rows = digest.rows,
             hash = digest.hash,
+            seen_rows = seen.rows,
+            seen_hash = seen.hash,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::history::{set, RowKind};
+
+    fn applied(m: &Migration) -> HistoryRow {
+        HistoryRow {
+            version: m.version(),
+            name: m.name().to_owned(),
+            checksum: Some(m.checksum().to_string()),
+            kind: RowKind::Migration,
+            success: true,
+            installed_rank: 1,
+            applied_at: "2026-12-07 10:00:00+00".into(),
+            execution_ms: 1,
+            applied_by: "app".into(),
+        }
+    }
+
+    fn three() -> Migrations {
+        set(&[
+            ("V1__a.sql", "CREATE TABLE a ();"),
+            ("V2__b.sql", "CREATE TABLE b ();"),
+            ("V3__c.sql", "CREATE TABLE c ();"),
+        ])
+    }
+
+    #[test]
+    fn a_history_of_the_first_versions_is_known_from_its_digest() {
+        let set = three();
+        let rows: Vec<HistoryRow> = set.iter().map(applied).collect();
+        for applied_rows in 0..3 {
+            let digest = HistoryDigest::of_rows(&rows[..applied_rows]);
+            let prefix = applied_prefix(&set, None, digest).unwrap();
+            assert_eq!(prefix.applied, applied_rows);
+            assert_eq!(prefix.digest, digest);
+            assert_eq!(
+                prefix.version,
+                applied_rows.checked_sub(1).map(|i| rows[i].version)
+            );
+        }
+        // Up to date, or at the target: nothing follows within it.
+        assert_eq!(
+            applied_prefix(&set, None, HistoryDigest::of_rows(&rows)),
+            None
+        );
+        let two = HistoryDigest::of_rows(&rows[..2]);
+        assert_eq!(applied_prefix(&set, Some(2), two), None);
+        assert_eq!(
+            applied_prefix(&set, Some(2), HistoryDigest::of_rows(&rows[..1])).map(|p| p.applied),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn any_other_history_is_not_a_prefix() {
+        let set = three();
+        let rows: Vec<HistoryRow> = set.iter().map(applied).collect();
+        // A gap, a failed row, an edited file, an unknown version.
+        let gap = [rows[0].clone(), rows[2].clone()];
+        let failed = [
+            rows[0].clone(),
+            HistoryRow {
+                success: false,
+                ..rows[1].clone()
+            },
+        ];
+        let edited = [HistoryRow {
+            checksum: Some("00".repeat(32)),
+            ..rows[0].clone()
+        }];
+        let unknown = [HistoryRow {
+            version: 9,
+            ..rows[0].clone()
+        }];
+        for history in [&gap[..], &failed, &edited, &unknown] {
+            assert_eq!(
+                applied_prefix(&set, None, HistoryDigest::of_rows(history)),
+                None
+            );
+        }
+        // A run's mark, which no history has.
+        let marked = HistoryDigest {
+            rows: 1 - IN_PROGRESS,
+            ..HistoryDigest::of_rows(&rows[..1])
+        };
+        assert_eq!(applied_prefix(&set, None, marked), None);
+        // A set with baselines keeps reading its history.
+        let with_baseline = set_with_baseline();
+        let first = applied(with_baseline.iter().next().unwrap());
+        assert_eq!(
+            applied_prefix(&with_baseline, None, HistoryDigest::of_rows(&[first])),
+            None
+        );
+    }
+
+    fn set_with_baseline() -> Migrations {
+        set(&[
+            ("V1__a.sql", "CREATE TABLE a ();"),
+            ("V2__b.sql", "CREATE TABLE b ();"),
+            ("B2__base.sql", "CREATE TABLE a (); CREATE TABLE b ();"),
+        ])
+    }
+
+    #[test]
+    fn a_mark_keeps_what_the_trigger_adds_and_comes_off() {
+        let set = three();
+        let rows: Vec<HistoryRow> = set.iter().map(applied).collect();
+        let before = HistoryDigest::of_rows(&rows[..2]);
+        let marked = HistoryDigest {
+            rows: before.rows - IN_PROGRESS,
+            ..before
+        };
+        assert!(marked.rows < 0);
+        assert_eq!(marked.unmarked(), before);
+        assert_eq!(before.unmarked(), before);
+        // A row another session deletes meanwhile, through the trigger.
+        let hash =
+            |r: &HistoryRow| history_row_hash(r.version, r.checksum.as_deref().unwrap(), true);
+        let deleted = HistoryDigest {
+            rows: marked.rows - 1,
+            hash: marked.hash ^ hash(&rows[1]),
+        };
+        assert_eq!(deleted.unmarked(), HistoryDigest::of_rows(&rows[..1]));
+        // A digest the run adds its own rows to.
+        assert_eq!(before.and_rows(&rows[2..]), HistoryDigest::of_rows(&rows));
+        // The mark of an older version of dbprep is no history's either.
+        assert_eq!(HistoryDigest { rows: -1, hash: 0 }.unmarked().rows, -1);
     }
 }

@@ -47,11 +47,42 @@ impl HistoryTable {
         )
     }
 
+    /// A boolean expression: the table has the columns [`create_sql`]
+    /// gives it, of their types, and no other (a table changed by hand is
+    /// read, and its damage named, never known from its digest alone).
+    ///
+    /// [`create_sql`]: Self::create_sql
+    pub(crate) fn columns_as_made_sql(&self) -> String {
+        let made: Vec<String> = COLUMN_TYPES
+            .iter()
+            .map(|(name, ty)| format!("{name} {ty}"))
+            .collect();
+        format!(
+            "(SELECT pg_catalog.string_agg(a.attname OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) \
+             pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attname) \
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass({}) \
+             AND a.attnum > 0 AND NOT a.attisdropped) = {}",
+            literal(&self.qualified()),
+            literal(&made.join(", "))
+        )
+    }
+
     /// Read every row, in version order.
     pub(crate) async fn read(&self, client: &Client) -> Result<Vec<HistoryRow>> {
+        self.read_where(client, "true").await
+    }
+
+    /// Read the rows the run `run_id` wrote, in version order.
+    pub(crate) async fn read_run(&self, client: &Client, run_id: &str) -> Result<Vec<HistoryRow>> {
+        self.read_where(client, &format!("run_id = {}", literal(run_id)))
+            .await
+    }
+
+    /// Read the rows that meet `condition` (SQL), in version order.
+    async fn read_where(&self, client: &Client, condition: &str) -> Result<Vec<HistoryRow>> {
         let sql = format!(
             "SELECT version, name, pg_catalog.encode(checksum, 'hex'), kind, success, installed_rank, applied_at, execution_ms, applied_by \
-             FROM {} ORDER BY version",
+             FROM {} WHERE {condition} ORDER BY version",
             self.qualified()
         );
         let answer = client
@@ -99,6 +130,22 @@ fn row_from(table: &str, row: &tokio_postgres::SimpleQueryRow) -> Result<History
         applied_by: text(8).to_owned(),
     })
 }
+
+/// The history's columns as [`HistoryTable::create_sql`] makes them, by
+/// name, with their types as `format_type` prints them.
+const COLUMN_TYPES: [(&str, &str); 11] = [
+    ("applied_at", "timestamp with time zone"),
+    ("applied_by", "text"),
+    ("checksum", "bytea"),
+    ("execution_ms", "integer"),
+    ("installed_rank", "integer"),
+    ("kind", "text"),
+    ("name", "text"),
+    ("previous_version", "bigint"),
+    ("run_id", "text"),
+    ("success", "boolean"),
+    ("version", "bigint"),
+];
 
 /// The columns dbprep's inserts write, in the order of [`NewRow`]'s values.
 const INSERT_COLUMNS: &str = "installed_rank, version, name, checksum, kind, applied_at, \

@@ -141,8 +141,9 @@ impl HistoryTable {
     /// statement (one round trip, one plan, instead of one for each).
     pub(crate) async fn look_at_tables(&self, client: &Client) -> Result<Tables> {
         let sql = format!(
-            "SELECT {history}, {schema}, {digest}, {trigger}, {snapshot}",
+            "SELECT {history}, {schema}, {digest}, {trigger}, {snapshot}, {columns}",
             history = relation_exists_sql(&self.qualified()),
+            columns = self.columns_as_made_sql(),
             schema = self.schema_exists_sql(),
             digest = relation_exists_sql(&self.digest_table()),
             trigger = self.digest_trigger_current_sql(),
@@ -163,6 +164,7 @@ impl HistoryTable {
             digest: yes(2),
             digest_trigger_current: yes(3),
             snapshot: SnapshotTable::parse(column(row, 4)),
+            history_as_made: yes(5),
         })
     }
 
@@ -189,6 +191,8 @@ pub(crate) struct Tables {
     pub(crate) digest_trigger_current: bool,
     /// The snapshot table's state.
     pub(crate) snapshot: SnapshotTable,
+    /// The history has the columns dbprep makes, of their types.
+    pub(crate) history_as_made: bool,
 }
 
 /// A boolean expression: a (qualified, quoted) relation exists.
