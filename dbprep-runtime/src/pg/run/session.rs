@@ -394,7 +394,11 @@ impl Migrator<'_> {
         if let Some(prefix) = prefix.filter(|p| seen.map(HistoryDigest::unmarked) == Some(p.digest))
         {
             tracing::debug!("nobody else changed the history: reading this run's rows alone");
-            let rows = self.history.read_run(client, session.run_id()).await?;
+            // The run applied what follows the prefix.
+            let rows = self
+                .history
+                .read_run(client, session.run_id(), prefix.version)
+                .await?;
             let ended = Ended {
                 digest: prefix.digest.and_rows(&rows),
                 version: newest(&rows).max(prefix.version),

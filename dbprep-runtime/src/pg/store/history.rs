@@ -72,9 +72,16 @@ impl HistoryTable {
         self.read_where(client, "true").await
     }
 
-    /// Read the rows the run `run_id` wrote, in version order.
-    pub(crate) async fn read_run(&self, client: &Client, run_id: &str) -> Result<Vec<HistoryRow>> {
-        self.read_where(client, &format!("run_id = {}", literal(run_id)))
+    /// Read the rows the run `run_id` wrote, all of them above `after`
+    /// (the primary key finds them), in version order.
+    pub(crate) async fn read_run(
+        &self,
+        client: &Client,
+        run_id: &str,
+        after: Option<i64>,
+    ) -> Result<Vec<HistoryRow>> {
+        let after = after.map_or(String::new(), |v| format!("version > {v} AND "));
+        self.read_where(client, &format!("{after}run_id = {}", literal(run_id)))
             .await
     }
 
