@@ -446,11 +446,12 @@ impl<'m> Migrator<'m> {
                 step.elapsed()
             );
             let mut retries = Vec::new();
-            // A history changed by hand is read at the end too.
-            let prefix = known_before
-                .as_ref()
-                .and_then(KnownBefore::prefix)
-                .filter(|_| session.history_found() == HistoryFound::AsMade);
+            // A history table changed by hand is read (and its damage
+            // named), never known from its digest alone.
+            let known_before = known_before.filter(|known| {
+                known.prefix().is_none() || session.history_found() == HistoryFound::AsMade
+            });
+            let prefix = known_before.as_ref().and_then(KnownBefore::prefix);
             let result = self
                 .apply_with_retries(&session, &mut retries, known_before)
                 .await;
@@ -635,10 +636,7 @@ impl<'m> Migrator<'m> {
     ) -> Result<KnownUnderLock> {
         let client = session.client;
         match known_before {
-            // A table changed by hand is read, and its damage named.
-            Some(KnownBefore::Prefix(prefix))
-                if session.history_found() == HistoryFound::AsMade =>
-            {
+            Some(KnownBefore::Prefix(prefix)) => {
                 if let Some((digest, last_rank)) = self.history.digest_and_last_rank(client).await?
                 {
                     if digest == prefix.digest {
