@@ -1123,9 +1123,16 @@ async fn a_batch_writes_the_digest_once_at_its_end_even_when_it_fails() {
     assert_eq!(digest_rows(&client).await.as_deref(), Some("5"));
 }
 
-/// The first `count` migrations of `set`, as an older binary embeds them.
-fn first(set: &[(&'static str, &'static str)], count: usize) -> Migrations {
-    migrations(&set[..count])
+/// A new database migrated by an older binary, which embeds the first
+/// `applied` of `files`, and the set of the newer binary: all of them.
+async fn migrated_by_an_older_binary(
+    files: &[(&str, &str)],
+    applied: usize,
+) -> (TestDatabase, Migrations) {
+    let db = database().await;
+    let older = migrations(&files[..applied]);
+    let _ = Migrator::new(&older).run(db.pool()).await.unwrap();
+    (db, migrations(files))
 }
 
 /// Whether a run of `m` refuses version 1 as pending out of order: the
@@ -1143,23 +1150,18 @@ async fn refuses_version_1_out_of_order(m: &Migrations, db: &TestDatabase) -> bo
 async fn a_deploy_after_an_older_binary_continues_its_history() {
     // The history is the versions of an older binary: the run knows it
     // from the digest, and continues the ranks however they were written.
-    let db = database().await;
     let files = [
         ("V1__a.sql", "CREATE TABLE a (id int);"),
         ("V2__b.sql", "CREATE TABLE b (id int);"),
         ("V3__c.sql", "CREATE TABLE c (id int);"),
         ("V4__d.sql", "CREATE TABLE d (id int);"),
     ];
-    let _ = Migrator::new(&first(&files, 2))
-        .run(db.pool())
-        .await
-        .unwrap();
+    let (db, all) = migrated_by_an_older_binary(&files, 2).await;
     let client = db.connect().await.unwrap();
     client
         .batch_execute("UPDATE dbprep_schema_history SET installed_rank = installed_rank + 10")
         .await
         .unwrap();
-    let all = first(&files, 4);
     let report = Migrator::new(&all).run(db.pool()).await.unwrap();
     assert_eq!(applied(&report), [3, 4]);
     assert_eq!(report.version, Some(4));
@@ -1172,11 +1174,7 @@ async fn a_deploy_after_an_older_binary_continues_its_history() {
     assert_eq!(digest_rows(&client).await.as_deref(), Some("4"));
     assert!(up_to_date(&all, &db).await);
     // Up to a target, and from an empty history.
-    let db = database().await;
-    let _ = Migrator::new(&first(&files, 1))
-        .run(db.pool())
-        .await
-        .unwrap();
+    let (db, _) = migrated_by_an_older_binary(&files, 1).await;
     let client = db.connect().await.unwrap();
     client
         .batch_execute("DELETE FROM dbprep_schema_history; DROP TABLE a;")
@@ -1198,11 +1196,9 @@ fn a_deploy_reads_no_history_unless_the_table_was_changed_by_hand() {
         ("V2__b.sql", "CREATE TABLE b (id int);"),
         ("V3__c.sql", "CREATE TABLE c (id int);"),
     ];
-    let (older, all) = (first(&files, 2), first(&files, 3));
     let deploy = |change: &'static str| {
         logged(tracing::Level::DEBUG, async {
-            let db = database().await;
-            let _ = Migrator::new(&older).run(db.pool()).await.unwrap();
+            let (db, all) = migrated_by_an_older_binary(&files, 2).await;
             let client = db.connect().await.unwrap();
             client.batch_execute(change).await.unwrap();
             let report = Migrator::new(&all).run(db.pool()).await.unwrap();
@@ -1229,7 +1225,6 @@ fn a_deploy_reads_no_history_unless_the_table_was_changed_by_hand() {
 
 #[tokio::test]
 async fn a_migration_that_changes_the_history_moves_the_digest() {
-    let db = database().await;
     let files = [
         ("V1__a.sql", "CREATE TABLE a (id int);"),
         ("V2__b.sql", "CREATE TABLE b (id int);"),
@@ -1238,11 +1233,7 @@ async fn a_migration_that_changes_the_history_moves_the_digest() {
             "DELETE FROM dbprep_schema_history WHERE version = 1;",
         ),
     ];
-    let _ = Migrator::new(&first(&files, 2))
-        .run(db.pool())
-        .await
-        .unwrap();
-    let all = first(&files, 3);
+    let (db, all) = migrated_by_an_older_binary(&files, 2).await;
     let report = Migrator::new(&all).run(db.pool()).await.unwrap();
     assert_eq!(applied(&report), [3]);
     let client = db.connect().await.unwrap();
@@ -1257,17 +1248,12 @@ async fn a_history_changed_by_another_session_during_a_deploy_is_not_hidden() {
     // transaction, then the session waits (on a second advisory lock) to
     // commit until the end of the run has read the digest and tries to
     // write it. The digest must not claim the deleted row.
-    let db = database().await;
     let files = [
         ("V1__a.sql", "CREATE TABLE a (id int);"),
         ("V2__b.sql", "CREATE TABLE b (id int);"),
         ("V3__wait.sql", "SELECT pg_advisory_xact_lock(4242);"),
     ];
-    let _ = Migrator::new(&first(&files, 2))
-        .run(db.pool())
-        .await
-        .unwrap();
-    let all = first(&files, 3);
+    let (db, all) = migrated_by_an_older_binary(&files, 2).await;
     let holder = db.connect().await.unwrap();
     let meddler = db.connect().await.unwrap();
     let watcher = db.connect().await.unwrap();
