@@ -137,17 +137,13 @@ SELECT CASE WHEN NOT EXISTS (SELECT FROM w WHERE w.seen IS NOT NULL)
             Some(itemized) => format!(" AND h.itemized = {itemized}"),
             None => String::new(),
         };
-        let live = [
-            "pg_class",
-            "pg_constraint",
-            "pg_trigger",
-            "pg_proc",
-            "pg_type",
-        ]
-        .map(|catalog| {
-            format!("SELECT oid FROM pg_catalog.{catalog} WHERE oid >= {FIRST_USER_OID}")
-        })
-        .join(" UNION ALL ");
+        // Every owner is a row of one of the catalogs sections are read
+        // from: one it is in no longer was dropped.
+        let live = SECTION_OF
+            .map(|(catalog, _)| {
+                format!("SELECT oid FROM pg_catalog.{catalog} WHERE oid >= {FIRST_USER_OID}")
+            })
+            .join(" UNION ALL ");
         format!(
             "(WITH RECURSIVE h AS MATERIALIZED (
     SELECT (d.definition ->> 'server_major')::integer AS server_major, (d.definition ->> 'itemized')::boolean AS itemized
