@@ -61,7 +61,7 @@ impl Migrator<'_> {
             .batch_execute(&sql)
             .await
             .map_err(Error::postgres("stamp the history"))?;
-        migrator.store_snapshot(&session).await?;
+        session.store_snapshot().await?;
         session.lock.release(&client).await?;
         let applied = plan
             .pending

@@ -609,7 +609,7 @@ impl<'m> Migrator<'m> {
                     step.elapsed()
                 );
                 if segment.as_ptr_range().end == pending.as_ptr_range().end {
-                    self.store_snapshot(session).await?;
+                    session.store_snapshot().await?;
                 }
             } else {
                 done.append(&mut session.apply_pipelined(segment, rank).await?);

@@ -101,7 +101,7 @@ impl Migrator<'_> {
                 "record the durations of the repeatable migrations".to_owned(),
             )
             .await?;
-        self.store_snapshot(session).await?;
+        session.store_snapshot().await?;
         Ok(applied)
     }
 }

@@ -119,7 +119,7 @@ impl<'m> Migrator<'m> {
                 durations.push(elapsed);
             }
             if !undo.is_empty() {
-                self.store_snapshot(&session).await?;
+                session.store_snapshot().await?;
             }
             Ok::<_, Error>((rows, undo, durations))
         }

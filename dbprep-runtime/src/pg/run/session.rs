@@ -318,12 +318,6 @@ impl Migrator<'_> {
         Ok(found)
     }
 
-    /// Store the schema snapshot in a transaction of its own (after a
-    /// no-transaction migration, or a stamp).
-    pub(super) async fn store_snapshot(&self, session: &Session<'_>) -> Result<()> {
-        session.store_snapshot().await
-    }
-
     /// Under the lock, after a run: put the session back as it was, read
     /// the history as the run leaves it, write its digest (the batch left it
     /// "in progress"), release the lock and give the session back its

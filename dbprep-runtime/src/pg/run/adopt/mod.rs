@@ -443,7 +443,7 @@ impl Migrator<'_> {
                 .batch_execute(&sql)
                 .await
                 .map_err(Error::postgres("stamp the adopted versions"))?;
-            self.store_snapshot(session).await?;
+            session.store_snapshot().await?;
             session.lock.release(&client).await?;
         }
         let mut recorded_versions: Vec<i64> = recorded
