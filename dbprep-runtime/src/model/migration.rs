@@ -50,6 +50,13 @@ impl Migration {
         self.version
     }
 
+    /// Whether a run to `target` applies it: its version is at most the
+    /// target (none: the newest version, so every migration).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn within(&self, target: Option<i64>) -> bool {
+        target.is_none_or(|t| self.version <= t)
+    }
+
     /// The description, e.g. `add_users`.
     pub fn name(&self) -> &str {
         &self.name

@@ -572,10 +572,13 @@ impl<'m> Migrator<'m> {
         let known = self
             .history_under_lock(session, first_try, known_before)
             .await?;
-        let upto = |m: &&Migration| self.target.is_none_or(|t| m.version() <= t);
         let (pending, mut rank): (Vec<&Migration>, i32) = match &known {
             KnownUnderLock::Prefix { applied, last_rank } => (
-                self.migrations.iter().skip(*applied).filter(upto).collect(),
+                self.migrations
+                    .iter()
+                    .skip(*applied)
+                    .filter(|m| m.within(self.target))
+                    .collect(),
                 last_rank + 1,
             ),
             KnownUnderLock::Rows(rows) => (

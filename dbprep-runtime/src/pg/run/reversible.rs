@@ -120,10 +120,7 @@ impl Migrator<'_> {
         };
         let mut report = ReversibleReport::default();
         let mut previous = 0;
-        for m in replay
-            .iter()
-            .filter(|m| self.target.is_none_or(|t| m.version() <= t))
-        {
+        for m in replay.iter().filter(|m| m.within(self.target)) {
             let v = m.version();
             let before = snapshot().await?;
             let _ = at(v).run(pool).await?;

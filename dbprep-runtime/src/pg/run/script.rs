@@ -88,7 +88,7 @@ impl Migrator<'_> {
             Some(from) => self
                 .migrations
                 .iter()
-                .filter(|m| m.version() > from && self.target.is_none_or(|t| m.version() <= t))
+                .filter(|m| m.version() > from && m.within(self.target))
                 .collect(),
         };
         let script = Script {

@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 use super::{query_bool, HistoryTable};
 use crate::model::checksum::history_row_hash;
 use crate::model::history::HistoryRow;
-use crate::model::migration::{Migration, Migrations};
+use crate::model::migration::Migrations;
 use crate::pg::error::{is_sqlstate, Error, Result};
 use crate::pg::sql::{column, ident, literal, rows};
 
@@ -113,10 +113,7 @@ pub(crate) fn applied_prefix(
         applied: 0,
         version: None,
     };
-    for m in migrations
-        .iter()
-        .take_while(|m| target.is_none_or(|t| m.version() <= t))
-    {
+    for m in migrations.iter().take_while(|m| m.within(target)) {
         if prefix.digest == digest {
             return Some(prefix);
         }
@@ -136,16 +133,14 @@ pub(crate) fn up_to_date_digests(
     migrations: &Migrations,
     target: Option<i64>,
 ) -> Vec<HistoryDigest> {
-    let upto = |m: &&Migration| target.is_none_or(|t| m.version() <= t);
     let digest = |from: i64| {
         migrations
             .iter()
-            .filter(upto)
-            .filter(|m| m.version() > from)
+            .filter(|m| m.within(target) && m.version() > from)
             .fold(HistoryDigest::default(), |d, m| d.with(m.history_hash()))
     };
     let mut digests = vec![digest(i64::MIN)];
-    for baseline in migrations.baselines().iter().filter(upto) {
+    for baseline in migrations.baselines().iter().filter(|b| b.within(target)) {
         digests.push(digest(baseline.version()).with(baseline.history_hash()));
     }
     digests
@@ -335,6 +330,7 @@ INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
 mod tests {
     use super::*;
     use crate::model::history::{set, RowKind};
+    use crate::model::migration::Migration;
 
     fn applied(m: &Migration) -> HistoryRow {
         HistoryRow {
