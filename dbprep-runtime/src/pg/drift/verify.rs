@@ -267,9 +267,10 @@ async fn schema(client: &Client, history: &HistoryTable) -> Result<SchemaCheck> 
         document(&parse(column(row, 0))),
         document(&parse(column(row, 1))),
     );
+    let live_names = names(&live);
     let changes = if itemized {
         diff(&stored, &live)
-    } else if names(&stored) != names(&live) || (owners != "*" && !names(&live).is_empty()) {
+    } else if names(&stored) != live_names || (owners != "*" && !live_names.is_empty()) {
         vec!["the schema changed since the last run; it stored no snapshot (schema_snapshot(false)) to say what changed".to_owned()]
     } else {
         Vec::new()
