@@ -25,15 +25,21 @@
 //! - `postgres` (default): the engine, on tokio-postgres and deadpool-postgres.
 //! - `testing`: throwaway PostgreSQL clusters and a fresh database per test.
 #![warn(missing_docs)]
+#![warn(unnameable_types)]
 
 mod model;
 #[cfg(feature = "postgres")]
 pub mod pg;
 
-pub use model::checksum::Checksum;
-pub use model::fixture::{Fixture, FixtureError, Fixtures};
+pub use model::check::{ProblemKind, SqlProblem};
+pub use model::checksum::{Checksum, ParseChecksumError};
+pub use model::fixture::{
+    Fixture, FixtureContent, FixtureError, FixtureTable, Fixtures, Mode as FixtureMode,
+};
 pub use model::history::{reconcile, HistoryRow, RowKind, VersionEntry, VersionState};
+pub use model::lint::{LintFinding, Rule};
 pub use model::migration::{DirMismatch, Migration, Migrations};
+pub use model::name::NameError;
 pub use model::source::{SourceError, SourceErrors};
 pub use model::sum::write_sum_file;
 #[cfg(feature = "postgres")]
@@ -87,7 +93,7 @@ pub mod __private {
     pub use crate::model::fixture::{read_fixtures, FixtureSource};
     pub use crate::model::folder::read_migrations;
     pub use crate::model::fuzz;
-    pub use crate::model::lexer::split;
+    pub use crate::model::lexer::{split, MetaCommand, Script, Statement, Unterminated};
     pub use crate::model::lint::lint;
     pub use crate::model::migration::EmbeddedColumns;
     pub use crate::model::source::MigrationSource;

@@ -496,7 +496,7 @@ impl Migrations {
     }
 
     /// Lint the migrations for DDL that blocks the application's traffic
-    /// (see [`Rule`](super::lint::Rule)), skipping every version at or below
+    /// (see [`Rule`](crate::Rule)), skipping every version at or below
     /// `since` and below the newest baseline (applied long ago, or
     /// replaced by the baseline). Down files are not linted.
     pub fn lint_since(&self, since: Option<i64>) -> Vec<super::lint::LintFinding> {
