@@ -198,13 +198,13 @@ pub(crate) fn list(blockers: &[Blocker]) -> String {
 /// here), and the query is tidied here rather than by a regular expression
 /// on the server.
 pub(crate) async fn blockers(client: &Client, older_than: Duration) -> Result<Vec<Blocker>> {
-    let older_than = format!(
+    let age = format!(
         "pg_catalog.make_interval(secs => {})",
         older_than.as_secs_f64()
     );
     let any_old = format!(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_get_backend_idset() AS b \
-         WHERE pg_catalog.pg_stat_get_backend_xact_start(b) < pg_catalog.clock_timestamp() - {older_than} \
+         WHERE pg_catalog.pg_stat_get_backend_xact_start(b) < pg_catalog.clock_timestamp() - {age} \
          AND pg_catalog.pg_stat_get_backend_pid(b) <> pg_catalog.pg_backend_pid())"
     );
     if !query_bool(client, &any_old, "look for long transactions").await? {
@@ -216,7 +216,7 @@ pub(crate) async fn blockers(client: &Client, older_than: Duration) -> Result<Ve
          FROM pg_catalog.pg_stat_get_activity(NULL) AS a \
          WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
          AND a.pid <> pg_catalog.pg_backend_pid() \
-         AND a.xact_start < pg_catalog.clock_timestamp() - {older_than} \
+         AND a.xact_start < pg_catalog.clock_timestamp() - {age} \
          AND a.pid IN (SELECT l.pid FROM pg_catalog.pg_lock_status() AS l WHERE l.granted AND l.locktype = 'relation') \
          ORDER BY a.xact_start"
     );
