@@ -72,6 +72,26 @@ fn served_while_blocked(queries: &[(Instant, Instant)], from: Instant, until: In
         .count()
 }
 
+/// When the migration was first seen waiting for its lock on `users`:
+/// the queries that start after it are the ones it may hold up. (A fixed
+/// delay instead would count queries that ran before it got there, on a
+/// loaded machine.)
+async fn queued_behind_the_blocker(db: &TestDatabase) -> Instant {
+    let client = db.connect().await.unwrap();
+    let waiting = "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() \
+                   AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' \
+                   AND query LIKE '%ALTER TABLE users ADD COLUMN nickname%')";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while scalar(&client, waiting).await.as_deref() != Some("t") {
+        assert!(
+            Instant::now() < deadline,
+            "the migration never waited for its lock"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Instant::now()
+}
+
 /// Migrate to version 2 while a long transaction holds `users` for a
 /// while: the application's queries served meanwhile, and the report.
 async fn migrate_behind_a_long_transaction(
@@ -96,16 +116,16 @@ async fn migrate_behind_a_long_transaction(
                 .await
         }
     });
-    // Long enough for the migration to queue (and, with a timeout, to give
-    // up and retry a few times).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let queued = queued_behind_the_blocker(&db).await;
+    // Long enough, from the start, for the migration to wait (and, with a
+    // timeout, to give up and retry a few times).
+    tokio::time::sleep_until((migrating + Duration::from_millis(1500)).into()).await;
     let committed = Instant::now();
     blocking.batch_execute("COMMIT").await.unwrap();
     let report = run.await.unwrap().unwrap();
     stop.store(true, Ordering::Relaxed);
     let queries = app.await.unwrap();
-    // The migration is given a moment to reach the table first.
-    let served = served_while_blocked(&queries, migrating + Duration::from_millis(50), committed);
+    let served = served_while_blocked(&queries, queued, committed);
     println!(
         "lock_timeout {lock_timeout:?}: {served} application queries served while the migration waited, {} retries",
         report.lock_retries.len()
