@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use dbprep_runtime::testing::TestDatabase;
 use dbprep_runtime::{Error, Migrations, Migrator};
 
-use crate::support::{database, migrations, scalar};
+use crate::support::{database, eventually, migrations, scalar};
 
 fn set() -> Migrations {
     migrations(&[
@@ -81,14 +81,10 @@ async fn queued_behind_the_blocker(db: &TestDatabase) -> Instant {
     let waiting = "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() \
                    AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' \
                    AND query LIKE '%ALTER TABLE users ADD COLUMN nickname%')";
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while scalar(&client, waiting).await.as_deref() != Some("t") {
-        assert!(
-            Instant::now() < deadline,
-            "the migration never waited for its lock"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    assert!(
+        eventually(&client, waiting, "t", 30).await,
+        "the migration never waited for its lock"
+    );
     Instant::now()
 }
 
