@@ -20,12 +20,13 @@ fn three() -> Migrations {
     ])
 }
 
-/// Add a column to `t` by hand, then verify: the schema changes found (and
-/// nothing else).
-async fn hand_made_column(db: &TestDatabase, migrator: &Migrator<'_>) -> Vec<String> {
-    let client = db.connect().await.unwrap();
-    client
-        .batch_execute("ALTER TABLE t ADD COLUMN by_hand int")
+/// Run `sql` by hand, then verify: the schema changes found (and nothing
+/// else).
+async fn changes_after(db: &TestDatabase, migrator: &Migrator<'_>, sql: &str) -> Vec<String> {
+    db.connect()
+        .await
+        .unwrap()
+        .batch_execute(sql)
         .await
         .unwrap();
     let report = migrator.verify(db.pool()).await.unwrap();
@@ -33,6 +34,11 @@ async fn hand_made_column(db: &TestDatabase, migrator: &Migrator<'_>) -> Vec<Str
         panic!("{report}")
     };
     changes.clone()
+}
+
+/// Add a column to `t` by hand, then verify: the schema changes found.
+async fn hand_made_column(db: &TestDatabase, migrator: &Migrator<'_>) -> Vec<String> {
+    changes_after(db, migrator, "ALTER TABLE t ADD COLUMN by_hand int").await
 }
 
 #[tokio::test]
@@ -238,29 +244,23 @@ async fn hand_made_schema_changes_are_itemized() {
         ),
     ]);
     let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
-    let client = db.connect().await.unwrap();
-    client
-        .batch_execute(
-            "ALTER TABLE users ADD COLUMN nickname text;
-             DROP INDEX ix_users_email;
-             CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 2';
-             CREATE TRIGGER users_audit BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION audit();",
-        )
-        .await
-        .unwrap();
-    let report = Migrator::new(&m).verify(db.pool()).await.unwrap();
-    let [Drift::Schema { changes }] = &report.errors().collect::<Vec<_>>()[..] else {
-        panic!("{report}")
-    };
+    let changes = changes_after(
+        &db,
+        &Migrator::new(&m),
+        "ALTER TABLE users ADD COLUMN nickname text;
+         DROP INDEX ix_users_email;
+         CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 2';
+         CREATE TRIGGER users_audit BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION audit();",
+    )
+    .await;
     assert_eq!(
         changes,
-        &[
+        [
             "column public.users.nickname added",
             "index public.ix_users_email dropped",
             "trigger public.users.users_audit added",
             "function public.f() body changed",
-        ],
-        "{report}"
+        ]
     );
     // run checks the schema only when asked.
     assert!(Migrator::new(&m).run(db.pool()).await.is_ok());
@@ -655,5 +655,44 @@ async fn a_snapshot_refreshed_run_by_run_equals_one_taken_whole() {
             "enum shop.mood added",
         ],
         "{report}"
+    );
+}
+
+/// A snapshot taken whole reads only the sections the schema has objects
+/// in: objects of the others, made by hand afterwards, are itemized as
+/// added like any other change.
+#[tokio::test]
+async fn a_whole_snapshot_of_tables_alone_still_sees_every_kind_made_later() {
+    let db = database().await;
+    let m = migrations(&[("V1__users.sql", USERS)]);
+    let _ = Migrator::new(&m).run(db.pool()).await.unwrap();
+    let client = db.connect().await.unwrap();
+    let sections = "SELECT string_agg(DISTINCT section, ' ' ORDER BY section) \
+                    FROM public.dbprep_schema_snapshot WHERE section <> ''";
+    assert_eq!(
+        scalar(&client, sections).await.unwrap(),
+        "constraints indexes tables"
+    );
+    let changes = changes_after(
+        &db,
+        &Migrator::new(&m),
+        "CREATE VIEW v AS SELECT id FROM users;
+         CREATE SEQUENCE s;
+         CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+         CREATE TRIGGER tr BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION f();
+         CREATE TYPE mood AS ENUM ('a');
+         CREATE DOMAIN positive AS int CHECK (VALUE > 0);",
+    )
+    .await;
+    assert_eq!(
+        changes,
+        [
+            "view public.v added",
+            "sequence public.s added",
+            "trigger public.users.tr added",
+            "function public.f() added",
+            "enum public.mood added",
+            "domain public.positive added",
+        ]
     );
 }

@@ -26,7 +26,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::pg::drift::snapshot::FIRST_USER_OID;
+use crate::pg::drift::snapshot::{FIRST_USER_OID, SECTIONS};
 use crate::pg::store::HistoryTable;
 
 /// Above this many owners to read again, the whole snapshot is taken: each
@@ -197,6 +197,10 @@ const SECTION_OF: [(&str, &str); 5] = [
 pub(crate) enum Refresh {
     /// Every object: the snapshot is taken whole.
     Whole,
+    /// Every object, in these sections alone (no other has any): the
+    /// snapshot is taken whole, under the `seen` taken before they were
+    /// asked for.
+    Sections(BTreeSet<String>),
     /// The rows of `owners` are replaced by what they describe now, which
     /// is in `sections` (none: the owners were dropped, or nothing
     /// changed at all).
@@ -208,12 +212,24 @@ pub(crate) enum Refresh {
 
 impl Refresh {
     /// The refresh an answer of [`HistoryTable::refresh_of_sql`] says:
-    /// `*`, or words `section:oid`. Anything else (no answer, a word that
-    /// is not one) takes the snapshot whole, which is never wrong.
+    /// `*` and the sections that have objects (as
+    /// [`HistoryTable::present_sections_sql`] says them), or words
+    /// `section:oid`. Anything else (no answer, a word that is not one)
+    /// takes the snapshot whole, which is never wrong.
     pub(crate) fn parse(answer: Option<&str>) -> Refresh {
         let Some(answer) = answer.filter(|a| *a != "*") else {
             return Refresh::Whole;
         };
+        if let Some(present) = answer.strip_prefix("* ") {
+            let sections: BTreeSet<String> =
+                present.split_whitespace().map(str::to_owned).collect();
+            let known = |s: &String| SECTIONS.iter().any(|(section, _)| section == s);
+            return if sections.iter().all(known) {
+                Refresh::Sections(sections)
+            } else {
+                Refresh::Whole
+            };
+        }
         let mut owners = BTreeSet::new();
         let mut sections = BTreeSet::new();
         for word in answer.split_whitespace() {
@@ -238,8 +254,9 @@ impl Refresh {
 impl HistoryTable {
     /// An expression of type text: the owners of `changed` (the text of
     /// [`changed_owners_sql`](Self::changed_owners_sql)) each with the
-    /// section its object is in, for [`Refresh::parse`]: `*`, or words
-    /// `section:oid` separated by spaces. Every owner is also said as
+    /// section its object is in, for [`Refresh::parse`]: `*` and the
+    /// sections that have objects, or words `section:oid` separated by
+    /// spaces. Every owner is also said as
     /// `-:oid` (its rows are replaced even when nothing describes it any
     /// more), so that the run reads only the sections that have changed
     /// objects: planning all nine for a new table took longer than
@@ -259,12 +276,13 @@ impl HistoryTable {
         format!(
             "(WITH c AS MATERIALIZED (SELECT {changed} AS list),
   l AS MATERIALIZED (SELECT c.list, CASE WHEN c.list = '*' THEN '{{}}' ELSE '{{' || c.list || '}}' END::pg_catalog.oid[] AS owners FROM c)
-SELECT CASE WHEN l.list = '*' THEN '*' ELSE (
+SELECT CASE WHEN l.list = '*' THEN {present} ELSE (
     SELECT coalesce(pg_catalog.string_agg(k.section || ':' || k.o, ' '), '') FROM (
       SELECT u.o, '-' FROM pg_catalog.unnest(l.owners) AS u (o)
       {sections}) AS k (o, section))
   END
-FROM l)"
+FROM l)",
+            present = self.present_sections_sql(),
         )
     }
 }
@@ -278,6 +296,15 @@ mod tests {
         assert_eq!(Refresh::parse(Some("*")), Refresh::Whole);
         assert_eq!(Refresh::parse(None), Refresh::Whole);
         assert_eq!(Refresh::parse(Some("tables:x")), Refresh::Whole);
+        assert_eq!(
+            Refresh::parse(Some("* tables indexes constraints enums")),
+            Refresh::Sections(
+                ["constraints", "enums", "indexes", "tables"]
+                    .map(str::to_owned)
+                    .into()
+            )
+        );
+        assert_eq!(Refresh::parse(Some("* tables rules")), Refresh::Whole);
         assert_eq!(
             Refresh::parse(Some("")),
             Refresh::Owners {

@@ -66,6 +66,9 @@ pub(crate) const CATALOG_SETTINGS: &str =
 pub(crate) enum Owners<'a> {
     /// Every object the snapshot describes.
     All,
+    /// Every object of these sections, which are all that have objects:
+    /// the others are not even planned.
+    AllIn(&'a BTreeSet<String>),
     /// An SQL expression of type text: `*` for every object, else the
     /// owners' OIDs separated by commas (empty: none), as
     /// [`HistoryTable::changed_owners_sql`] says them.
@@ -84,7 +87,7 @@ impl Owners<'_> {
     /// for all objects.
     fn cte(self) -> Option<String> {
         match self {
-            Owners::All | Owners::These { .. } => None,
+            Owners::All | Owners::AllIn(_) | Owners::These { .. } => None,
             Owners::Listed(list) => Some(format!(
                 "wanted AS MATERIALIZED (SELECT l.list = '*' AS everything, \
                  CASE WHEN l.list = '*' THEN '{{}}' ELSE '{{' || l.list || '}}' END::pg_catalog.oid[] AS owners \
@@ -104,7 +107,7 @@ impl Owners<'_> {
     /// (the `wanted` CTE), not for every catalog row.
     pub(crate) fn admit(self, oid: &str) -> String {
         match self {
-            Owners::All => "true".to_owned(),
+            Owners::All | Owners::AllIn(_) => "true".to_owned(),
             Owners::Listed(_) => format!(
                 "((SELECT everything FROM wanted) OR {oid} = ANY ((SELECT owners FROM wanted)::pg_catalog.oid[]))"
             ),
@@ -119,12 +122,63 @@ impl Owners<'_> {
     fn reads(self, section: &str) -> bool {
         match self {
             Owners::All | Owners::Listed(_) => true,
-            Owners::These { sections, .. } => sections.contains(section),
+            Owners::AllIn(sections) | Owners::These { sections, .. } => sections.contains(section),
         }
     }
 }
 
+/// The sections a whole snapshot always reads: nearly every schema has
+/// objects in them, and asking costs more than planning them.
+const ALWAYS_READ: [&str; 3] = ["tables", "indexes", "constraints"];
+
 impl HistoryTable {
+    /// An expression of type text: `*` followed by the sections that may
+    /// have objects, for [`Refresh::parse`](super::changed::Refresh::parse)
+    /// to take a snapshot whole without planning the others. A section is
+    /// left out only when no catalog row could be one of its objects; one
+    /// read for nothing costs time, never correctness. Must run with
+    /// `search_path = pg_catalog`, after the `seen` stored with the
+    /// snapshot was taken: what commits in between is then read again by
+    /// the next run, not missed.
+    pub(crate) fn present_sections_sql(&self) -> String {
+        let own = self.own_relations();
+        let any = |section: &str, rows: &str| {
+            format!("CASE WHEN EXISTS (SELECT FROM {rows}) THEN ' {section}' ELSE '' END")
+        };
+        let relations = |kinds: &str| {
+            format!(
+                "pg_catalog.pg_class c WHERE c.oid >= {FIRST_USER_OID} AND c.relkind IN ({kinds})"
+            )
+        };
+        let types = |typtype: &str| {
+            format!(
+                "pg_catalog.pg_type ty WHERE ty.oid >= {FIRST_USER_OID} AND ty.typtype = '{typtype}'"
+            )
+        };
+        let present = [
+            any("views", &relations("'v', 'm'")),
+            any("sequences", &relations("'S'")),
+            any(
+                "triggers",
+                &format!(
+                    "pg_catalog.pg_trigger tg WHERE tg.oid >= {FIRST_USER_OID} AND NOT tg.tgisinternal \
+                     AND tg.tgrelid <> ALL ({own})"
+                ),
+            ),
+            // As the functions' section reads them: not dbprep's own.
+            any(
+                "functions",
+                &format!(
+                    "pg_catalog.pg_proc p WHERE p.oid >= {FIRST_USER_OID} AND p.prokind IN ('f', 'p') \
+                     AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger tg WHERE tg.tgfoid = p.oid AND tg.tgrelid = ANY ({own}))"
+                ),
+            ),
+            any("enums", &types("e")),
+            any("domains", &types("d")),
+        ];
+        format!("'* {}' || {}", ALWAYS_READ.join(" "), present.join(" || "))
+    }
+
     /// The condition on `n.nspname` that keeps the schemas the snapshot
     /// describes: [`HistoryTable::snapshot_schemas`], else every user schema.
     pub(crate) fn described_schemas(&self) -> String {

@@ -22,9 +22,11 @@
 //! whatever its `SET ROLE`, `SET search_path` or `SET statement_timeout`
 //! did cannot redirect or stop dbprep's row, with no statement to put the
 //! session back in between (that statement was a third of dbprep's cost
-//! per migration). The last message of a batch also stores the schema
-//! snapshot: after its SQL it puts dbprep's settings back, writes its own
-//! duration and takes the snapshot.
+//! per migration). The last message of a batch also starts storing the
+//! schema snapshot: after its SQL it puts dbprep's settings back, writes
+//! its own duration and asks what of the schema to read (which sections
+//! have objects, or what changed since the stored snapshot); a second
+//! message, in the same transaction, reads it and commits.
 //!
 //! `RESET ALL` ends each message (and the one before the first) rather
 //! than starting the next: the server reads a whole message before running
@@ -543,24 +545,29 @@ impl Session<'_> {
         message.push_str("\n;\n");
         // The last migration of the batch (the one that commits
         // synchronously, which makes every migration before it durable)
-        // also writes its duration and stores the snapshot: whole, or after
-        // asking what to read again (`run_last_message`).
+        // also writes its duration, then asks what of the snapshot to
+        // read: which sections, to take it whole, or what may have changed
+        // since the stored one (`run_last_message` reads it and commits).
         if !asynchronous_commit {
             message.push_str(&self.own_settings(true));
             message.push_str(&digest_deferred_sql(true));
             message.push_str(&self.record_duration(m));
-            if !self.snapshot_whole.load(Ordering::Relaxed) {
-                message.push_str(&self.history.refresh_plan_sql(self.schema_snapshot));
-                return (message, prefix_chars);
-            }
-            message.push_str(
-                &self
-                    .history
-                    .refresh_sql(&Refresh::Whole, self.schema_snapshot),
-            );
+            message.push_str(&self.snapshot_plan_sql());
+            return (message, prefix_chars);
         }
         message.push_str(&self.end_of_message(m.version()));
         (message, prefix_chars)
+    }
+
+    /// The statements whose last answers what of the schema snapshot to
+    /// read, for [`Refresh::parse`]: the sections that have objects when
+    /// it is taken whole, else what may have changed since the stored one.
+    fn snapshot_plan_sql(&self) -> String {
+        if self.snapshot_whole.load(Ordering::Relaxed) {
+            self.history.whole_plan_sql()
+        } else {
+            self.history.refresh_plan_sql(self.schema_snapshot)
+        }
     }
 
     /// The end of the message of migration `version`: commit, and put the
@@ -597,16 +604,12 @@ impl Session<'_> {
     /// no-transaction migration, a repeatable one, or a stamp).
     pub(crate) async fn store_snapshot(&self) -> Result<()> {
         let stored = async {
-            let (refresh, begin) = if self.snapshot_whole.load(Ordering::Relaxed) {
-                (Refresh::Whole, "BEGIN;\n")
-            } else {
-                let plan = self.history.refresh_plan_sql(self.schema_snapshot);
-                let answer = self.run_message_answer(&format!("BEGIN;\n{plan}")).await?;
-                (Refresh::parse(answer.as_deref()), "")
-            };
+            let plan = self.snapshot_plan_sql();
+            let answer = self.run_message_answer(&format!("BEGIN;\n{plan}")).await?;
+            let refresh = Refresh::parse(answer.as_deref());
             let refresh = self.history.refresh_sql(&refresh, self.schema_snapshot);
             self.client
-                .batch_execute(&format!("{begin}{refresh}COMMIT;"))
+                .batch_execute(&format!("{refresh}COMMIT;"))
                 .await
         }
         .await;
@@ -692,10 +695,7 @@ impl Session<'_> {
                     i < last,
                     restore_search_path,
                 );
-                let (version, asks) = (
-                    pending[i].version(),
-                    i == last && !self.snapshot_whole.load(Ordering::Relaxed),
-                );
+                let (version, asks) = (pending[i].version(), i == last);
                 async move {
                     if asks {
                         self.run_last_message(&sql, prefix_chars, version).await

@@ -137,6 +137,23 @@ impl HistoryTable {
         )
     }
 
+    /// Statements that start taking the snapshot whole, in the
+    /// transaction of a run's last migration: `seen` is taken, then the
+    /// last answers which sections have objects, for [`Refresh::parse`];
+    /// [`refresh_sql`](Self::refresh_sql) then reads them, in the same
+    /// transaction. Asked apart for the same reason as
+    /// [`refresh_plan_sql`](Self::refresh_plan_sql): a statement that
+    /// reads only the sections a schema uses plans in a fraction of the
+    /// time of one that reads all nine.
+    pub(crate) fn whole_plan_sql(&self) -> String {
+        format!(
+            "{CATALOG_SETTINGS}
+SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true);
+SELECT {};\n",
+            self.present_sections_sql()
+        )
+    }
+
     /// Statements that read again what `refresh` says of the stored
     /// snapshot: after [`refresh_plan_sql`](Self::refresh_plan_sql) in the
     /// same transaction, or alone to take it whole.
@@ -151,6 +168,11 @@ SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text,
 DELETE FROM {table} WHERE section <> '';
 {}",
                 self.store_objects_sql(Owners::All, itemize)
+            ),
+            // `seen` was taken before the sections were asked for.
+            Refresh::Sections(sections) => format!(
+                "DELETE FROM {table} WHERE section <> '';\n{}",
+                self.store_objects_sql(Owners::AllIn(sections), itemize)
             ),
             Refresh::Owners { owners, sections } => {
                 let these = Owners::These { owners, sections };
