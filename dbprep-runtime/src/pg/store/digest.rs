@@ -165,6 +165,11 @@ impl HistoryTable {
     /// and the run writes the digest once, from the rows, when it ends
     /// ([`HistoryTable::finish_run_sql`]); no PL/pgSQL call, SHA-256 or
     /// digest update per migration.
+    ///
+    /// The table has no primary key: its one row is written by dbprep
+    /// alone, under the lock, replaced whole rather than upserted, and an
+    /// index would cost every first run its build, which syncs the new
+    /// file to disk. Tables made by earlier versions keep theirs.
     pub(crate) fn create_digest_sql(&self, digest: HistoryDigest) -> String {
         let t = self.qualified();
         let d = self.digest_table();
@@ -176,7 +181,7 @@ impl HistoryTable {
         };
         format!(
             "CREATE TABLE IF NOT EXISTS {d} (
-    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    only_row boolean NOT NULL DEFAULT true CHECK (only_row),
     rows     bigint NOT NULL,
     hash     bigint NOT NULL
 );
@@ -201,8 +206,8 @@ CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW
     EXECUTE FUNCTION {f}();
 DROP TRIGGER IF EXISTS {truncate_trigger} ON {t};
 CREATE TRIGGER {truncate_trigger} AFTER TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION {f}();
-INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h})
-    ON CONFLICT (only_row) DO UPDATE SET rows = EXCLUDED.rows, hash = EXCLUDED.hash;",
+DELETE FROM {d};
+INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h});",
             old = hash("OLD"),
             new = hash("NEW"),
             rows = digest.rows,
