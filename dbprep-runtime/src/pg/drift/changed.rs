@@ -211,10 +211,10 @@ pub(crate) enum Refresh {
 }
 
 impl Refresh {
-    /// The refresh an answer of [`HistoryTable::refresh_of_sql`] says:
-    /// `*` and the sections that have objects (as
-    /// [`HistoryTable::present_sections_sql`] says them), or words
-    /// `section:oid`. Anything else (no answer, a word that is not one)
+    /// The refresh an answer of [`HistoryTable::refresh_of_sql`] says
+    /// (`*`, or words `section:oid`), or one of
+    /// [`HistoryTable::present_sections_sql`] (`*` and the sections that
+    /// have objects). Anything else (no answer, a word that is not one)
     /// takes the snapshot whole, which is never wrong.
     pub(crate) fn parse(answer: Option<&str>) -> Refresh {
         let Some(answer) = answer.filter(|a| *a != "*") else {
@@ -254,9 +254,8 @@ impl Refresh {
 impl HistoryTable {
     /// An expression of type text: the owners of `changed` (the text of
     /// [`changed_owners_sql`](Self::changed_owners_sql)) each with the
-    /// section its object is in, for [`Refresh::parse`]: `*` and the
-    /// sections that have objects, or words `section:oid` separated by
-    /// spaces. Every owner is also said as
+    /// section its object is in, for [`Refresh::parse`]: `*`, or words
+    /// `section:oid` separated by spaces. Every owner is also said as
     /// `-:oid` (its rows are replaced even when nothing describes it any
     /// more), so that the run reads only the sections that have changed
     /// objects: planning all nine for a new table took longer than
@@ -276,13 +275,12 @@ impl HistoryTable {
         format!(
             "(WITH c AS MATERIALIZED (SELECT {changed} AS list),
   l AS MATERIALIZED (SELECT c.list, CASE WHEN c.list = '*' THEN '{{}}' ELSE '{{' || c.list || '}}' END::pg_catalog.oid[] AS owners FROM c)
-SELECT CASE WHEN l.list = '*' THEN {present} ELSE (
+SELECT CASE WHEN l.list = '*' THEN '*' ELSE (
     SELECT coalesce(pg_catalog.string_agg(k.section || ':' || k.o, ' '), '') FROM (
       SELECT u.o, '-' FROM pg_catalog.unnest(l.owners) AS u (o)
       {sections}) AS k (o, section))
   END
-FROM l)",
-            present = self.present_sections_sql(),
+FROM l)"
         )
     }
 }
