@@ -398,7 +398,7 @@ impl<'m> Migrator<'m> {
             match self.look_without_lock(client, digest).await? {
                 Unlocked::AtVersion(version) => {
                     if self.repeatables_due(client).await? {
-                        return self.run_locked(client, started, &[], None).await;
+                        return self.run_locked(client, started, &[], None, false).await;
                     }
                     tracing::info!(
                         "database at version {}, nothing to apply ({:?})",
@@ -421,23 +421,26 @@ impl<'m> Migrator<'m> {
         } else {
             &expected
         };
-        self.run_locked(client, started, done, known_before).await
+        self.run_locked(client, started, done, known_before, digest.is_none())
+            .await
     }
 
     /// The run under the lock (unless a peer leaves the history at one of
     /// the digests `done` while this run waits for it), with the history
-    /// as read before it, if it was.
+    /// as read before it, if it was, or `digest_missing` when no digest
+    /// was found.
     async fn run_locked(
         &self,
         client: &Client,
         started: Instant,
         done: &[HistoryDigest],
         known_before: Option<KnownBefore>,
+        digest_missing: bool,
     ) -> Result<Report> {
         let guard = CancelOnDrop(Some(client.cancel_token()));
         let step = Instant::now();
         let locked = async {
-            let (session, lock) = match self.take_turn(client, done, false).await? {
+            let (session, lock) = match self.take_turn(client, done, false, digest_missing).await? {
                 Turn::Ours(session, lock) => (session, lock),
                 Turn::DoneByPeer(lock) => return Ok(Err(lock)),
             };

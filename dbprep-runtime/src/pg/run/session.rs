@@ -169,7 +169,7 @@ impl Migrator<'_> {
         &'c self,
         client: &'c Client,
     ) -> Result<(Session<'c>, LockWait)> {
-        match self.take_turn(client, &[], true).await? {
+        match self.take_turn(client, &[], true, false).await? {
             Turn::Ours(session, lock) => Ok((*session, lock)),
             Turn::DoneByPeer(_) => {
                 unreachable!("a wait with no digest to look for ends with the lock")
@@ -180,12 +180,15 @@ impl Migrator<'_> {
     /// [`locked_session`](Self::locked_session), unless the history
     /// reaches one of the digests `done` while the run waits for the lock.
     /// A run that is `adopting` the database (stamp, repair) may find the
-    /// history missing beside dbprep's other tables, and makes it.
+    /// history missing beside dbprep's other tables, and makes it. A run
+    /// that found no digest before the lock says so (`digest_missing`):
+    /// it looks for the tables more cheaply.
     pub(super) async fn take_turn<'c>(
         &'c self,
         client: &'c Client,
         done: &[HistoryDigest],
         adopting: bool,
+        digest_missing: bool,
     ) -> Result<Turn<'c>> {
         let facts = session_facts(client).await?;
         if !facts.outside_transaction {
@@ -230,7 +233,7 @@ impl Migrator<'_> {
             }
             return Ok(Turn::DoneByPeer(wait));
         }
-        let found = match self.ensure_tables(client, adopting).await {
+        let found = match self.ensure_tables(client, adopting, digest_missing).await {
             Ok(found) => found,
             Err(error) => {
                 let _ = lock.release(client).await;
@@ -256,9 +259,14 @@ impl Migrator<'_> {
     /// (in one transaction), or the digest alone for a history that has
     /// none (made before it, or dropped by hand), and the snapshot table.
     /// What it found and made.
-    async fn ensure_tables(&self, client: &Client, adopting: bool) -> Result<Found> {
+    async fn ensure_tables(
+        &self,
+        client: &Client,
+        adopting: bool,
+        digest_missing: bool,
+    ) -> Result<Found> {
         let history = &self.history;
-        let tables = history.look_at_tables(client).await?;
+        let tables = history.look_at_tables(client, digest_missing).await?;
         let mut sql = if !tables.history {
             // Its digest without the history (the digest is this history's
             // alone; the snapshot table may serve another history of the

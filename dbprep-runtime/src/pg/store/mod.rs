@@ -139,7 +139,35 @@ impl HistoryTable {
 
     /// What a run finds of dbprep's tables under the lock, in one
     /// statement (one round trip, one plan, instead of one for each).
-    pub(crate) async fn look_at_tables(&self, client: &Client) -> Result<Tables> {
+    ///
+    /// When the run found no digest before the lock (`digest_missing`: most
+    /// likely the database's first run), it first asks only whether any of
+    /// the tables exists, and looks further when one does: planning the
+    /// whole look, in a new session, cost a first run more than the
+    /// round trip this adds when a table is there after all.
+    pub(crate) async fn look_at_tables(
+        &self,
+        client: &Client,
+        digest_missing: bool,
+    ) -> Result<Tables> {
+        if digest_missing {
+            let sql = format!(
+                "SELECT {} OR {} OR {}, {}",
+                relation_exists_sql(&self.qualified()),
+                relation_exists_sql(&self.digest_table()),
+                relation_exists_sql(&self.snapshot_table()),
+                self.schema_exists_sql(),
+            );
+            let answer = client
+                .simple_query(&sql)
+                .await
+                .map_err(Error::postgres("look for the history tables"))?;
+            let rows = rows(answer);
+            let yes = |i| rows.first().and_then(|row| column(row, i)) == Some("t");
+            if !yes(0) {
+                return Ok(Tables::none(yes(1)));
+            }
+        }
         let sql = format!(
             "SELECT {history}, {schema}, {digest}, {trigger}, {snapshot}, {columns}",
             history = relation_exists_sql(&self.qualified()),
@@ -193,6 +221,20 @@ pub(crate) struct Tables {
     pub(crate) snapshot: SnapshotTable,
     /// The history has the columns dbprep makes, of their types.
     pub(crate) history_as_made: bool,
+}
+
+impl Tables {
+    /// None of dbprep's tables, in a schema that exists or not.
+    fn none(schema: bool) -> Tables {
+        Tables {
+            history: false,
+            schema,
+            digest: false,
+            digest_trigger_current: false,
+            snapshot: SnapshotTable::Missing,
+            history_as_made: false,
+        }
+    }
 }
 
 /// A boolean expression: a (qualified, quoted) relation exists.
