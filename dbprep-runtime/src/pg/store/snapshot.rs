@@ -47,6 +47,15 @@ const WRITTEN: &str = "dbprep.snapshot_written";
 /// read under to the row about the snapshot.
 const SEEN: &str = "dbprep.snapshot_seen";
 
+/// Statements that put the catalog settings in place and take `seen`,
+/// before the objects of a snapshot taken whole are read (or asked about).
+fn take_seen() -> String {
+    format!(
+        "{CATALOG_SETTINGS}
+SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true);\n"
+    )
+}
+
 /// An expression: the value of one of these settings.
 fn current(setting: &str) -> String {
     format!("pg_catalog.current_setting('{setting}')")
@@ -146,12 +155,7 @@ impl HistoryTable {
     /// reads only the sections a schema uses plans in a fraction of the
     /// time of one that reads all nine.
     pub(crate) fn whole_plan_sql(&self) -> String {
-        format!(
-            "{CATALOG_SETTINGS}
-SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true);
-SELECT {};\n",
-            self.present_sections_sql()
-        )
+        format!("{}SELECT {};\n", take_seen(), self.present_sections_sql())
     }
 
     /// Statements that read again what `refresh` says of the stored
@@ -159,21 +163,18 @@ SELECT {};\n",
     /// same transaction, or alone to take it whole.
     pub(crate) fn refresh_sql(&self, refresh: &Refresh, itemize: bool) -> String {
         let table = self.snapshot_table();
+        let replace_all = |owners: Owners<'_>| {
+            format!(
+                "DELETE FROM {table} WHERE section <> '';\n{}",
+                self.store_objects_sql(owners, itemize)
+            )
+        };
         match refresh {
             // What was seen is taken before the objects are read: what
             // commits in between is read again next time, not missed.
-            Refresh::Whole => format!(
-                "{CATALOG_SETTINGS}
-SELECT pg_catalog.set_config('{SEEN}', pg_catalog.txid_current_snapshot()::text, true);
-DELETE FROM {table} WHERE section <> '';
-{}",
-                self.store_objects_sql(Owners::All, itemize)
-            ),
+            Refresh::Whole => take_seen() + &replace_all(Owners::All),
             // `seen` was taken before the sections were asked for.
-            Refresh::Sections(sections) => format!(
-                "DELETE FROM {table} WHERE section <> '';\n{}",
-                self.store_objects_sql(Owners::AllIn(sections), itemize)
-            ),
+            Refresh::Sections(sections) => replace_all(Owners::AllIn(sections)),
             Refresh::Owners { owners, sections } => {
                 let these = Owners::These { owners, sections };
                 let delete = if owners.is_empty() {
