@@ -169,8 +169,8 @@ impl HistoryTable {
             any(
                 "functions",
                 &format!(
-                    "pg_catalog.pg_proc p WHERE p.oid >= {FIRST_USER_OID} AND p.prokind IN ('f', 'p') \
-                     AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger tg WHERE tg.tgfoid = p.oid AND tg.tgrelid = ANY ({own}))"
+                    "pg_catalog.pg_proc p WHERE p.oid >= {FIRST_USER_OID} AND p.prokind IN ('f', 'p') AND {}",
+                    self.not_own_trigger_function("p.oid")
                 ),
             ),
             any("enums", &types("e")),
@@ -187,6 +187,15 @@ impl HistoryTable {
         }
         let names: Vec<String> = self.snapshot_schemas.iter().map(|s| literal(s)).collect();
         format!("n.nspname IN ({})", names.join(", "))
+    }
+
+    /// A condition: the function `oid` is no trigger function of dbprep's
+    /// own relations (the history digest's), which no snapshot describes.
+    fn not_own_trigger_function(&self, oid: &str) -> String {
+        format!(
+            "NOT EXISTS (SELECT FROM pg_catalog.pg_trigger tg WHERE tg.tgfoid = {oid} AND tg.tgrelid = ANY ({}))",
+            self.own_relations()
+        )
     }
 
     /// dbprep's own relations, which no snapshot describes.
@@ -318,9 +327,10 @@ impl HistoryTable {
             format!(
                 "SELECT 'functions', {function}, p.oid, {} FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
   WHERE p.oid >= {FIRST_USER_OID} AND p.prokind IN ('f', 'p') AND {schemas} AND {} AND {ext_proc}
-    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg WHERE tg.tgfoid = p.oid AND tg.tgrelid = ANY ({own}))",
+    AND {}",
                 text("pg_catalog.pg_get_functiondef(p.oid)"),
-                admit("p.oid")
+                admit("p.oid"),
+                self.not_own_trigger_function("p.oid")
             ),
             types(
                 "enums",
