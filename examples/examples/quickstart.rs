@@ -27,7 +27,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         _ => {
             println!("DATABASE_URL is not set: starting a throwaway PostgreSQL from the system's binaries (removed on exit)");
             let cluster = Cluster::start()?;
-            println!("  listening on 127.0.0.1:{}", cluster.port());
+            println!(
+                "  listening on 127.0.0.1:{}, files in {}",
+                cluster.port(),
+                cluster.socket_dir().display()
+            );
             (cluster.config("manager"), Some(cluster))
         }
     };

@@ -463,9 +463,6 @@ fn wait_ready(mut child: Child, data: &Path, port: u16, log: &Path) -> Result<()
     }
 }
 
-/// A shell that outlives this process just long enough to stop the server
-/// and remove its directory once this process closes its pipe (on drop, on
-/// exit, or when killed).
 /// A new temporary directory for a server run by `owner`, and the reaper
 /// that removes it (after stopping the processes it is told of) when this
 /// process ends. The reaper is started first, so that a failure after this
@@ -484,6 +481,9 @@ pub(super) fn server_dir(
     Ok((dir, reaper))
 }
 
+/// A shell that outlives this process just long enough to stop the server
+/// and remove its directory once this process closes its pipe (on drop, on
+/// exit, or when killed).
 #[derive(Debug)]
 pub(super) struct Reaper {
     pub(super) stdin: ChildStdin,

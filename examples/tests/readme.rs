@@ -1,0 +1,253 @@
+//! README's quick start and the demo's seed procedure, run as README
+//! writes them: the programs `cargo test` builds beside this test
+//! (`examples/quickstart`, `examples/manager`) against PostgreSQL clusters
+//! started from the system's binaries, the commands read from README
+//! itself so that the two cannot drift apart.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use dbprep_runtime::testing::{Cluster, TestServer};
+
+/// The workspace's root.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the examples package is in the workspace")
+        .to_path_buf()
+}
+
+/// The program of the example `name`. Cargo builds a package's examples
+/// before it runs the package's tests, into `examples/` beside the tests'
+/// `deps/`.
+fn example(name: &str) -> PathBuf {
+    let test = std::env::current_exe().expect("the test's own path");
+    let profile = test
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from <target>/<profile>/deps");
+    let program = profile
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        program.exists(),
+        "{} is missing: `cargo test` builds the examples before the tests (`cargo build --examples` alone)",
+        program.display()
+    );
+    program
+}
+
+/// README's text.
+fn readme() -> String {
+    std::fs::read_to_string(workspace().join("README.md")).expect("read README.md")
+}
+
+/// The first ```` ```sh ```` block of `readme` after the line that
+/// contains `after`.
+fn sh_block(readme: &str, after: &str) -> String {
+    let start = readme
+        .find(after)
+        .unwrap_or_else(|| panic!("README no longer says {after:?}"));
+    let rest = &readme[start..];
+    let open = rest.find("```sh\n").expect("a ```sh block follows") + "```sh\n".len();
+    let close = rest[open..].find("```").expect("the block ends");
+    rest[open..open + close].to_owned()
+}
+
+/// `command` without the PostgreSQL settings of the environment the tests
+/// run in: the programs must find their server from what README sets.
+fn without_postgres_settings(command: &mut Command) -> &mut Command {
+    for variable in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGHOSTADDR",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGDATABASE",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGSSLMODE",
+        "PGOPTIONS",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+}
+
+/// What a finished program wrote, for an assertion's message.
+fn said(output: &Output) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The suite's throwaway cluster, or `None` when `DATABASE_URL` names
+/// another server: README's procedures make a role and databases of fixed
+/// names (`manager`), and the quick start starts a cluster of its own,
+/// which a machine given a server may not be able to.
+fn throwaway_cluster() -> Option<&'static Cluster> {
+    match TestServer::get().expect("the tests' server") {
+        TestServer::Cluster(cluster) => Some(cluster),
+        TestServer::External(_) => None,
+    }
+}
+
+/// How many versioned migrations the demo set has.
+fn demo_migrations() -> usize {
+    std::fs::read_dir(workspace().join("migrations"))
+        .expect("read the demo migrations")
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.starts_with('V') && name.ends_with(".sql")
+        })
+        .count()
+}
+
+#[test]
+fn the_quick_start_needs_no_configuration() {
+    if throwaway_cluster().is_none() {
+        return;
+    }
+    let quick_start = sh_block(&readme(), "## Quick start");
+    assert!(
+        quick_start.contains("cargo run --example quickstart"),
+        "README's quick start runs the quickstart example:\n{quick_start}"
+    );
+    let output = without_postgres_settings(&mut Command::new(example("quickstart")))
+        .output()
+        .expect("run the quickstart");
+    let text = said(&output);
+    assert!(output.status.success(), "{text}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let migrations = demo_migrations();
+    for expected in [
+        "DATABASE_URL is not set: starting a throwaway PostgreSQL".to_owned(),
+        "created database manager".to_owned(),
+        format!("applied {migrations} migration(s)"),
+        "fixture 'example-keypairs':".to_owned(),
+        format!("second start-up: database up to date at version {migrations}"),
+    ] {
+        assert!(stdout.contains(&expected), "no {expected:?} in:\n{text}");
+    }
+    // The throwaway cluster goes with the program: a process it leaves
+    // behind stops the server and removes its files once the program has
+    // exited (a fast shutdown takes a moment).
+    let files = stdout
+        .lines()
+        .find_map(|line| line.split_once(", files in ").map(|(_, dir)| dir.trim()))
+        .unwrap_or_else(|| panic!("the quickstart names the cluster's files:\n{text}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Path::new(files).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{files} is left behind 30 s after the quickstart"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_quick_start_uses_database_url_and_a_second_start_up_finds_nothing_to_do() {
+    let Some(cluster) = throwaway_cluster() else {
+        return;
+    };
+    let url = cluster.url("quickstart_app");
+    let run = || {
+        let output = without_postgres_settings(&mut Command::new(example("quickstart")))
+            .env("DATABASE_URL", &url)
+            .output()
+            .expect("run the quickstart");
+        assert!(output.status.success(), "{}", said(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let migrations = demo_migrations();
+    let first = run();
+    assert!(first.contains("created database quickstart_app"), "{first}");
+    assert!(
+        first.contains(&format!("applied {migrations} migration(s)")),
+        "{first}"
+    );
+    assert!(!first.contains("throwaway"), "{first}");
+    // The application starting again: the database exists and is current.
+    let second = run();
+    assert!(!second.contains("created database"), "{second}");
+    assert!(
+        second.starts_with(&format!("database up to date at version {migrations}")),
+        "{second}"
+    );
+}
+
+#[tokio::test]
+async fn the_seed_procedure_runs_as_written() {
+    const PASSWORD: &str = "seed-procedure-secret-7f3a";
+    let procedure = sh_block(&readme(), "The seed procedure of the demo application");
+    let Some(cluster) = throwaway_cluster() else {
+        return;
+    };
+    // In the folder of an application checkout: its fixtures beside it.
+    let checkout = tempfile::tempdir().expect("a folder");
+    std::fs::create_dir(checkout.path().join("fixtures")).expect("a fixtures folder");
+    std::fs::copy(
+        workspace().join("fixtures/example-keypairs.json"),
+        checkout.path().join("fixtures/example-keypairs.json"),
+    )
+    .expect("copy the fixture");
+    // README's host is a name of its own; the cluster listens on the
+    // loopback address, at a port the environment gives (libpq's PGPORT,
+    // which a URL without a port takes too). `manager` is the demo's
+    // binary, as README says.
+    let script = format!(
+        "set -euo pipefail\nmanager() {{ \"$MANAGER\" \"$@\"; }}\n{}",
+        procedure.replace("db.internal", "127.0.0.1")
+    );
+    let output = without_postgres_settings(&mut Command::new("bash"))
+        .args(["-c", &script])
+        .current_dir(checkout.path())
+        .env("PGPORT", cluster.port().to_string())
+        .env("APP_PASSWORD", PASSWORD)
+        .env("MANAGER", example("manager"))
+        .output()
+        .expect("run bash");
+    let text = said(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(!text.contains(PASSWORD), "the password was shown:\n{text}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("no drift"),
+        "{text}"
+    );
+
+    // What the procedure leaves: the application's database, owned by its
+    // role, at the newest version, with the operator's copy of the keys.
+    let (client, connection) = cluster
+        .config("manager")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to the application's database");
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT pg_catalog.pg_get_userbyid(d.datdba)::text, \
+             (SELECT max(version) FROM public.dbprep_schema_history WHERE success), \
+             (SELECT rows FROM public.dbprep_fixture_history WHERE name = 'my-keypairs'), \
+             (SELECT count(*) FROM public.keypairs) \
+             FROM pg_catalog.pg_database d WHERE d.datname = 'manager'",
+            &[],
+        )
+        .await
+        .expect("read what the procedure left");
+    let owner: String = row.get(0);
+    let version: i64 = row.get(1);
+    let fixture_rows: i64 = row.get(2);
+    let keypairs: i64 = row.get(3);
+    assert_eq!(owner, "manager");
+    assert_eq!(version, i64::try_from(demo_migrations()).unwrap());
+    assert!(fixture_rows > 0, "the fixture loaded no rows");
+    assert!(keypairs > 0, "no keypair was loaded");
+}
