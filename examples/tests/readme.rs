@@ -77,6 +77,47 @@ fn without_postgres_settings(command: &mut Command) -> &mut Command {
     command
 }
 
+/// Run a README block with bash (stopping at the first failing command)
+/// in `folder`, on `cluster`. README's host is a name of its own: the
+/// cluster listens on the loopback address, at the port the environment
+/// gives (libpq's `PGPORT`, which a URL without a port takes too), with
+/// its `psql` first on the `PATH`. `manager` is the demo's binary, as
+/// README says.
+fn run_block(block: &str, cluster: &Cluster, folder: &Path, env: &[(&str, &str)]) -> Output {
+    let script = format!(
+        "set -euo pipefail\nmanager() {{ \"$MANAGER\" \"$@\"; }}\n{}",
+        block.replace("db.internal", "127.0.0.1")
+    );
+    let path = std::env::join_paths(std::iter::once(cluster.bin_dir().to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("a PATH");
+    without_postgres_settings(&mut Command::new("bash"))
+        .args(["-c", &script])
+        .current_dir(folder)
+        .env("PATH", path)
+        .env("PGPORT", cluster.port().to_string())
+        .env("MANAGER", example("manager"))
+        .envs(env.iter().copied())
+        .output()
+        .expect("run bash")
+}
+
+/// `manager` with `args` on `database` of `cluster`; what it printed.
+fn manager(cluster: &Cluster, database: &str, args: &[&str]) -> String {
+    let output = without_postgres_settings(&mut Command::new(example("manager")))
+        .args(args)
+        .env("DATABASE_URL", cluster.url(database))
+        .output()
+        .expect("run manager");
+    assert!(
+        output.status.success(),
+        "manager {args:?}: {}",
+        said(&output)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// What a finished program wrote, for an assertion's message.
 fn said(output: &Output) -> String {
     format!(
@@ -199,22 +240,12 @@ async fn the_seed_procedure_runs_as_written() {
         checkout.path().join("fixtures/example-keypairs.json"),
     )
     .expect("copy the fixture");
-    // README's host is a name of its own; the cluster listens on the
-    // loopback address, at a port the environment gives (libpq's PGPORT,
-    // which a URL without a port takes too). `manager` is the demo's
-    // binary, as README says.
-    let script = format!(
-        "set -euo pipefail\nmanager() {{ \"$MANAGER\" \"$@\"; }}\n{}",
-        procedure.replace("db.internal", "127.0.0.1")
+    let output = run_block(
+        &procedure,
+        cluster,
+        checkout.path(),
+        &[("APP_PASSWORD", PASSWORD)],
     );
-    let output = without_postgres_settings(&mut Command::new("bash"))
-        .args(["-c", &script])
-        .current_dir(checkout.path())
-        .env("PGPORT", cluster.port().to_string())
-        .env("APP_PASSWORD", PASSWORD)
-        .env("MANAGER", example("manager"))
-        .output()
-        .expect("run bash");
     let text = said(&output);
     assert!(output.status.success(), "{text}");
     assert!(!text.contains(PASSWORD), "the password was shown:\n{text}");
@@ -250,4 +281,52 @@ async fn the_seed_procedure_runs_as_written() {
     assert_eq!(version, i64::try_from(demo_migrations()).unwrap());
     assert!(fixture_rows > 0, "the fixture loaded no rows");
     assert!(keypairs > 0, "no keypair was loaded");
+}
+
+#[test]
+fn the_offline_sql_for_a_dba_runs_as_written() {
+    let procedure = sh_block(&readme(), "### Offline SQL for a DBA");
+    let Some(cluster) = throwaway_cluster() else {
+        return;
+    };
+    // A database at version 3, as the block's comment says.
+    manager(cluster, "postgres", &["create-database", "offline_app"]);
+    manager(cluster, "offline_app", &["upgrade", "--to", "3"]);
+    let folder = tempfile::tempdir().expect("a folder");
+    let output = run_block(
+        &procedure,
+        cluster,
+        folder.path(),
+        // The DBA's psql finds the database from its environment.
+        &[
+            ("PGHOST", "127.0.0.1"),
+            ("PGUSER", "postgres"),
+            ("PGDATABASE", "offline_app"),
+        ],
+    );
+    assert!(output.status.success(), "{}", said(&output));
+    let newest = demo_migrations();
+    // Afterwards verify finds nothing and the next start-up has nothing to
+    // do.
+    let verify = manager(cluster, "offline_app", &["verify"]);
+    assert!(verify.contains("no drift"), "{verify}");
+    let upgrade = manager(cluster, "offline_app", &["upgrade"]);
+    assert!(
+        upgrade.starts_with(&format!("database up to date at version {newest}")),
+        "{upgrade}"
+    );
+    // The install script takes a fresh database to the newest version.
+    manager(cluster, "postgres", &["create-database", "offline_fresh"]);
+    let install = Command::new(cluster.bin_dir().join("psql"))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-f", "install.sql"])
+        .arg(cluster.url("offline_fresh"))
+        .current_dir(folder.path())
+        .output()
+        .expect("run psql");
+    assert!(install.status.success(), "{}", said(&install));
+    let upgrade = manager(cluster, "offline_fresh", &["upgrade"]);
+    assert!(
+        upgrade.starts_with(&format!("database up to date at version {newest}")),
+        "{upgrade}"
+    );
 }
