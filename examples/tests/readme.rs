@@ -330,3 +330,45 @@ fn the_offline_sql_for_a_dba_runs_as_written() {
         "{upgrade}"
     );
 }
+
+#[test]
+fn going_back_runs_as_written() {
+    let procedure = sh_block(&readme(), "### Going back: `downgrade`");
+    let Some(cluster) = throwaway_cluster() else {
+        return;
+    };
+    manager(cluster, "postgres", &["create-database", "going_back"]);
+    manager(cluster, "going_back", &["upgrade"]);
+    let folder = tempfile::tempdir().expect("a folder");
+    let output = run_block(
+        &procedure,
+        cluster,
+        folder.path(),
+        &[("DATABASE_URL", &cluster.url("going_back"))],
+    );
+    let text = said(&output);
+    assert!(output.status.success(), "{text}");
+    let status = manager(cluster, "going_back", &["status"]);
+    let state = |version: &str| {
+        status
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|words| words.first() == Some(&version))
+            .and_then(|words| words.get(2).map(|state| (*state).to_owned()))
+    };
+    assert_eq!(state("3").as_deref(), Some("applied"), "{status}");
+    assert_eq!(state("4").as_deref(), Some("pending"), "{status}");
+    assert_eq!(state("5").as_deref(), Some("pending"), "{status}");
+    // The demo's down files undo what their migrations did: up, down and
+    // up again leave the same schema.
+    let reversible = manager(cluster, "postgres", &["check-reversible"]);
+    let every = format!(
+        "{} reversible, 0 without a down, 0 not reversible",
+        demo_migrations()
+    );
+    assert!(reversible.contains(&every), "{reversible}");
+    let upgrade = manager(cluster, "going_back", &["upgrade"]);
+    assert!(upgrade.contains("applied 2 migration(s)"), "{upgrade}");
+    let verify = manager(cluster, "going_back", &["verify"]);
+    assert!(verify.contains("no drift"), "{verify}");
+}
