@@ -83,7 +83,7 @@ fn without_postgres_settings(command: &mut Command) -> &mut Command {
 /// gives (libpq's `PGPORT`, which a URL without a port takes too), with
 /// its `psql` first on the `PATH`. `manager` is the demo's binary, as
 /// README says.
-fn run_block(block: &str, cluster: &Cluster, folder: &Path, env: &[(&str, &str)]) -> Output {
+fn run_block(block: &str, cluster: &Cluster, folder: &Path, env: &[(&str, &str)]) -> Ran {
     let script = format!(
         "set -euo pipefail\nmanager() {{ \"$MANAGER\" \"$@\"; }}\n{}",
         block.replace("db.internal", "127.0.0.1")
@@ -92,7 +92,7 @@ fn run_block(block: &str, cluster: &Cluster, folder: &Path, env: &[(&str, &str)]
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .expect("a PATH");
-    without_postgres_settings(&mut Command::new("bash"))
+    let output = without_postgres_settings(&mut Command::new("bash"))
         .args(["-c", &script])
         .current_dir(folder)
         .env("PATH", path)
@@ -100,7 +100,31 @@ fn run_block(block: &str, cluster: &Cluster, folder: &Path, env: &[(&str, &str)]
         .env("MANAGER", example("manager"))
         .envs(env.iter().copied())
         .output()
-        .expect("run bash")
+        .expect("run bash");
+    let said = said(&output);
+    assert!(output.status.success(), "{said}");
+    Ran {
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        said,
+    }
+}
+
+/// What a README block that succeeded printed.
+struct Ran {
+    stdout: String,
+    /// Its exit status and both outputs, for an assertion's message.
+    said: String,
+}
+
+/// A connection to `database` of `cluster`.
+async fn connect(cluster: &Cluster, database: &str) -> tokio_postgres::Client {
+    let (client, connection) = cluster
+        .config(database)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {database}: {e}"));
+    tokio::spawn(connection);
+    client
 }
 
 /// `manager` with `args` on `database` of `cluster`; what it printed.
@@ -240,29 +264,23 @@ async fn the_seed_procedure_runs_as_written() {
         checkout.path().join("fixtures/example-keypairs.json"),
     )
     .expect("copy the fixture");
-    let output = run_block(
+    let ran = run_block(
         &procedure,
         cluster,
         checkout.path(),
         &[("APP_PASSWORD", PASSWORD)],
     );
-    let text = said(&output);
-    assert!(output.status.success(), "{text}");
-    assert!(!text.contains(PASSWORD), "the password was shown:\n{text}");
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains("no drift"),
-        "{text}"
+        !ran.said.contains(PASSWORD),
+        "the password was shown:\n{}",
+        ran.said
     );
+    assert!(ran.stdout.contains("no drift"), "{}", ran.said);
 
     // What the procedure leaves: the application's database, owned by its
     // role, at the newest version, with the operator's copy of the keys.
-    let (client, connection) = cluster
-        .config("manager")
-        .connect(tokio_postgres::NoTls)
+    let row = connect(cluster, "manager")
         .await
-        .expect("connect to the application's database");
-    tokio::spawn(connection);
-    let row = client
         .query_one(
             "SELECT pg_catalog.pg_get_userbyid(d.datdba)::text, \
              (SELECT max(version) FROM public.dbprep_schema_history WHERE success), \
@@ -293,7 +311,7 @@ fn the_offline_sql_for_a_dba_runs_as_written() {
     manager(cluster, "postgres", &["create-database", "offline_app"]);
     manager(cluster, "offline_app", &["upgrade", "--to", "3"]);
     let folder = tempfile::tempdir().expect("a folder");
-    let output = run_block(
+    run_block(
         &procedure,
         cluster,
         folder.path(),
@@ -304,7 +322,6 @@ fn the_offline_sql_for_a_dba_runs_as_written() {
             ("PGDATABASE", "offline_app"),
         ],
     );
-    assert!(output.status.success(), "{}", said(&output));
     let newest = demo_migrations();
     // Afterwards verify finds nothing and the next start-up has nothing to
     // do.
@@ -340,14 +357,12 @@ fn going_back_runs_as_written() {
     manager(cluster, "postgres", &["create-database", "going_back"]);
     manager(cluster, "going_back", &["upgrade"]);
     let folder = tempfile::tempdir().expect("a folder");
-    let output = run_block(
+    run_block(
         &procedure,
         cluster,
         folder.path(),
         &[("DATABASE_URL", &cluster.url("going_back"))],
     );
-    let text = said(&output);
-    assert!(output.status.success(), "{text}");
     let status = manager(cluster, "going_back", &["status"]);
     let state = |version: &str| {
         status
@@ -371,4 +386,86 @@ fn going_back_runs_as_written() {
     assert!(upgrade.contains("applied 2 migration(s)"), "{upgrade}");
     let verify = manager(cluster, "going_back", &["verify"]);
     assert!(verify.contains("no drift"), "{verify}");
+}
+
+#[tokio::test]
+async fn many_tenants_run_as_written() {
+    let procedure = sh_block(
+        &readme(),
+        "### Many tenants: `--each-schema`, `--each-database`",
+    );
+    let Some(cluster) = throwaway_cluster() else {
+        return;
+    };
+    // The tenants the block names: schemas of one database, and databases
+    // of the server, which the block's verify reads.
+    manager(cluster, "postgres", &["create-database", "tenants_app"]);
+    let client = connect(cluster, "tenants_app").await;
+    let schemas = [
+        "tenant_1", "tenant_2", "tenant_3", "tenant_4", "tenant_5", "tenant_6", "tenant_7",
+    ];
+    for schema in schemas {
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create a tenant schema");
+    }
+    // `_` is escaped in the pattern: not a tenant.
+    client
+        .batch_execute("CREATE SCHEMA tenantsx")
+        .await
+        .expect("create a schema");
+    for shop in ["shop_1", "shop_2"] {
+        manager(cluster, "postgres", &["create-database", shop]);
+        manager(cluster, shop, &["upgrade"]);
+    }
+    let folder = tempfile::tempdir().expect("a folder");
+    let Ran { stdout, said: text } = run_block(
+        &procedure,
+        cluster,
+        folder.path(),
+        &[("DATABASE_URL", &cluster.url("tenants_app"))],
+    );
+    let tenants = schemas.len();
+    assert!(
+        stdout.contains(&format!("{tenants} tenant(s) in"))
+            && stdout.contains(&format!("{tenants} migrated, 0 failed")),
+        "{text}"
+    );
+    assert!(
+        stdout.contains(&format!("{tenants} up to date, 0 failed")),
+        "{text}"
+    );
+    let verify: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .and_then(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("verify --json prints JSON last:\n{text}"));
+    assert_eq!(verify["counts"]["clean"], 2, "{verify}");
+    assert_eq!(verify["counts"]["failed"], 0, "{verify}");
+
+    // Each tenant's history lives in its schema, at the newest version;
+    // the schema the pattern leaves out has none.
+    let newest = i64::try_from(demo_migrations()).unwrap();
+    for schema in schemas {
+        let version: i64 = client
+            .query_one(
+                &format!("SELECT max(version) FROM {schema}.dbprep_schema_history WHERE success"),
+                &[],
+            )
+            .await
+            .expect("read a tenant's history")
+            .get(0);
+        assert_eq!(version, newest, "{schema}");
+    }
+    let untouched: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'tenantsx'",
+            &[],
+        )
+        .await
+        .expect("look at the schema left out")
+        .get(0);
+    assert_eq!(untouched, 0);
 }
