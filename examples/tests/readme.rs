@@ -18,18 +18,20 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The program of the example `name`. Cargo builds a package's examples
-/// before it runs the package's tests, into `examples/` beside the tests'
-/// `deps/`.
-fn example(name: &str) -> PathBuf {
+/// The folder of the examples' programs. Cargo builds a package's
+/// examples before it runs the package's tests, into `examples/` beside
+/// the tests' `deps/`.
+fn examples_dir() -> PathBuf {
     let test = std::env::current_exe().expect("the test's own path");
-    let profile = test
-        .parent()
+    test.parent()
         .and_then(Path::parent)
-        .expect("tests run from <target>/<profile>/deps");
-    let program = profile
+        .expect("tests run from <target>/<profile>/deps")
         .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+}
+
+/// The program of the example `name`.
+fn example(name: &str) -> PathBuf {
+    let program = examples_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         program.exists(),
         "{} is missing: `cargo test` builds the examples before the tests (`cargo build --examples` alone)",
@@ -82,10 +84,22 @@ fn without_postgres_settings(command: &mut Command) -> &mut Command {
 /// cluster listens on the loopback address, at the port the environment
 /// gives (libpq's `PGPORT`, which a URL without a port takes too), with
 /// its `psql` first on the `PATH`. `manager` is the demo's binary, as
-/// README says.
+/// README says, and `cargo run --example NAME -- …` the example's
+/// program, which `cargo test` has built.
 fn run_block(block: &str, cluster: &Cluster, folder: &Path, env: &[(&str, &str)]) -> Ran {
     let script = format!(
-        "set -euo pipefail\nmanager() {{ \"$MANAGER\" \"$@\"; }}\n{}",
+        r#"set -euo pipefail
+manager() {{ "$MANAGER" "$@"; }}
+cargo() {{
+    if [ "$1" != run ] || [ "$2" != --example ] || [ "$4" != -- ]; then
+        echo "a README block runs cargo as it cannot here: cargo $*" >&2
+        return 2
+    fi
+    local name="$3"
+    shift 4
+    "$EXAMPLES/$name" "$@"
+}}
+{}"#,
         block.replace("db.internal", "127.0.0.1")
     );
     let path = std::env::join_paths(std::iter::once(cluster.bin_dir().to_path_buf()).chain(
@@ -98,6 +112,7 @@ fn run_block(block: &str, cluster: &Cluster, folder: &Path, env: &[(&str, &str)]
         .env("PATH", path)
         .env("PGPORT", cluster.port().to_string())
         .env("MANAGER", example("manager"))
+        .env("EXAMPLES", examples_dir())
         .envs(env.iter().copied())
         .output()
         .expect("run bash");
@@ -468,4 +483,65 @@ async fn many_tenants_run_as_written() {
         .expect("look at the schema left out")
         .get(0);
     assert_eq!(untouched, 0);
+}
+
+#[test]
+fn pinning_checksums_runs_as_written() {
+    let procedure = sh_block(&readme(), "### Pinning checksums: `dbprep.sum`");
+    let Some(cluster) = throwaway_cluster() else {
+        return;
+    };
+    // A checkout of the demo's migrations without their sum file.
+    let checkout = tempfile::tempdir().expect("a folder");
+    let folder = checkout.path().join("migrations");
+    std::fs::create_dir(&folder).expect("a migrations folder");
+    for entry in std::fs::read_dir(workspace().join("migrations")).expect("read the migrations") {
+        let entry = entry.expect("a file");
+        if entry.file_name() != "dbprep.sum" {
+            std::fs::copy(entry.path(), folder.join(entry.file_name())).expect("copy a file");
+        }
+    }
+    let sum = |ran: &Ran| {
+        std::fs::read_to_string(folder.join("dbprep.sum"))
+            .unwrap_or_else(|e| panic!("no dbprep.sum ({e}):\n{}", ran.said))
+    };
+    let written = run_block(&procedure, cluster, checkout.path(), &[]);
+    assert!(
+        written.stdout.contains("migrations/dbprep.sum updated"),
+        "{}",
+        written.said
+    );
+    let committed = std::fs::read_to_string(workspace().join("migrations/dbprep.sum"))
+        .expect("read the demo's dbprep.sum");
+    assert_eq!(
+        sum(&written),
+        committed,
+        "the same file as the one committed"
+    );
+
+    let again = run_block(&procedure, cluster, checkout.path(), &[]);
+    assert!(
+        again.stdout.contains("migrations/dbprep.sum is current"),
+        "{}",
+        again.said
+    );
+    // A new migration is listed once the command runs again.
+    std::fs::write(
+        folder.join("V6__notes.sql"),
+        "CREATE TABLE notes (body text);\n",
+    )
+    .expect("add a migration");
+    let added = run_block(&procedure, cluster, checkout.path(), &[]);
+    assert!(
+        added.stdout.contains("migrations/dbprep.sum updated"),
+        "{}",
+        added.said
+    );
+    let listed = sum(&added);
+    assert!(
+        listed
+            .lines()
+            .any(|line| line.starts_with("V6__notes.sql ")),
+        "{listed}"
+    );
 }
