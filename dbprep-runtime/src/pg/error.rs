@@ -389,6 +389,10 @@ pub struct MigrationError {
     pub applied: Vec<i64>,
     /// Pending versions that were not applied because of the failure.
     pub not_applied: Vec<i64>,
+    /// Whether it ran outside a transaction (`-- dbprep:no-transaction`):
+    /// what its statements before the failing one did stays, and its
+    /// history row is left dirty.
+    pub outside_transaction: bool,
     /// The driver's error.
     pub source: Option<tokio_postgres::Error>,
 }
@@ -426,6 +430,12 @@ impl fmt::Display for MigrationError {
             write!(
                 f,
                 "\n  no answer came for migration {}: whether it committed, the next run reads from the history",
+                self.version
+            )?;
+        } else if self.outside_transaction {
+            write!(
+                f,
+                "\n  migration {} ran outside a transaction: what its statements before this one did stays, and its history row is left dirty (a failed CREATE INDEX CONCURRENTLY leaves an INVALID index); fix the database, then run `repair` (`--drop-invalid-indexes` drops such indexes)",
                 self.version
             )?;
         } else {
@@ -530,6 +540,7 @@ mod tests {
             code: (!code.is_empty()).then(|| SqlState::from_code(code)),
             applied: vec![1],
             not_applied: vec![3],
+            outside_transaction: false,
             source: None,
         }
     }
@@ -540,6 +551,23 @@ mod tests {
             failure("42P01", "relation \"t\" does not exist").to_string(),
             "migration 2 failed: migrations/V2__b.sql: relation \"t\" does not exist (SQLSTATE 42P01)\n  \
              applied before it in this run: 1\n  nothing of migration 2 was kept; not applied: 3"
+        );
+    }
+
+    #[test]
+    fn a_no_transaction_migration_says_what_stays() {
+        let failure = MigrationError {
+            outside_transaction: true,
+            not_applied: Vec::new(),
+            ..failure("23505", "could not create unique index \"ix\"")
+        };
+        assert_eq!(
+            failure.to_string(),
+            "migration 2 failed: migrations/V2__b.sql: could not create unique index \"ix\" (SQLSTATE 23505)\n  \
+             applied before it in this run: 1\n  \
+             migration 2 ran outside a transaction: what its statements before this one did stays, and its history row \
+             is left dirty (a failed CREATE INDEX CONCURRENTLY leaves an INVALID index); fix the database, then run \
+             `repair` (`--drop-invalid-indexes` drops such indexes)"
         );
     }
 

@@ -591,6 +591,14 @@ async fn failed_no_transaction_migration_is_dirty_until_repair() {
         ),
         (2, "23505", Some((2, 1)))
     );
+    // What stays is said, not that nothing was kept.
+    let said = error.to_string();
+    assert!(
+        said.contains("migration 2 ran outside a transaction")
+            && said.contains("its history row is left dirty")
+            && !said.contains("was kept"),
+        "{said}"
+    );
     // Every later run refuses, naming the dirty migration.
     let error = Migrator::new(&broken).run(db.pool()).await.unwrap_err();
     assert!(matches!(&error, Error::Dirty { version: 2, .. }), "{error}");

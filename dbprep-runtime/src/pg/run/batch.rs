@@ -986,6 +986,7 @@ pub(super) fn migration_error(
         code: error.code().cloned(),
         applied,
         not_applied,
+        outside_transaction: m.no_transaction(),
         source: Some(error),
     }))
 }

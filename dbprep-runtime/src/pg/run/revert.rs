@@ -282,6 +282,7 @@ fn down_error(
     match migration_error(m, error, position, Vec::new(), Vec::new()) {
         Error::Migration(mut failure) => {
             failure.file = m.down_file().unwrap_or_else(|| m.file().to_owned());
+            failure.outside_transaction = down_outside_transaction(m);
             Error::Migration(failure)
         }
         other => other,
