@@ -18,15 +18,33 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The folder of the examples' programs. Cargo builds a package's
-/// examples before it runs the package's tests, into `examples/` beside
-/// the tests' `deps/`.
-fn examples_dir() -> PathBuf {
+/// The folder of the programs `cargo test` builds: tests run from its
+/// `deps/`.
+fn profile_dir() -> PathBuf {
     let test = std::env::current_exe().expect("the test's own path");
     test.parent()
         .and_then(Path::parent)
         .expect("tests run from <target>/<profile>/deps")
-        .join("examples")
+        .to_path_buf()
+}
+
+/// The folder of the examples' programs. Cargo builds a package's
+/// examples before it runs the package's tests, into `examples/` beside
+/// the tests' `deps/`.
+fn examples_dir() -> PathBuf {
+    profile_dir().join("examples")
+}
+
+/// The standalone `dbprep` program, which `cargo test --workspace` builds
+/// (the examples turn on its `cli` feature).
+fn dbprep() -> PathBuf {
+    let program = profile_dir().join(format!("dbprep{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        program.exists(),
+        "{} is missing: `cargo test --workspace` builds it (`cargo build -p dbprep-runtime --features cli` alone)",
+        program.display()
+    );
+    program
 }
 
 /// The program of the example `name`.
@@ -84,12 +102,14 @@ fn without_postgres_settings(command: &mut Command) -> &mut Command {
 /// cluster listens on the loopback address, at the port the environment
 /// gives (libpq's `PGPORT`, which a URL without a port takes too), with
 /// its `psql` first on the `PATH`. `manager` is the demo's binary, as
-/// README says, and `cargo run --example NAME -- …` the example's
-/// program, which `cargo test` has built.
+/// README says, `dbprep` the standalone program, and `cargo run
+/// --example NAME -- …` the example's program, which `cargo test` has
+/// built.
 fn run_block(block: &str, cluster: &Cluster, folder: &Path, env: &[(&str, &str)]) -> Ran {
     let script = format!(
         r#"set -euo pipefail
 manager() {{ "$MANAGER" "$@"; }}
+dbprep() {{ "$DBPREP" "$@"; }}
 cargo() {{
     if [ "$1" != run ] || [ "$2" != --example ] || [ "$4" != -- ]; then
         echo "a README block runs cargo as it cannot here: cargo $*" >&2
@@ -113,6 +133,7 @@ cargo() {{
         .env("PGPORT", cluster.port().to_string())
         .env("MANAGER", example("manager"))
         .env("EXAMPLES", examples_dir())
+        .env("DBPREP", dbprep())
         .envs(env.iter().copied())
         .output()
         .expect("run bash");
@@ -544,4 +565,76 @@ fn pinning_checksums_runs_as_written() {
             .any(|line| line.starts_with("V6__notes.sql ")),
         "{listed}"
     );
+}
+
+#[tokio::test]
+async fn the_recovery_from_a_failed_concurrent_index_runs_as_written() {
+    let procedure = sh_block(&readme(), "The recovery:");
+    let Some(cluster) = throwaway_cluster() else {
+        return;
+    };
+    // A unique index built concurrently on rows that are not unique: the
+    // build fails and leaves the index INVALID, the migration dirty.
+    let checkout = tempfile::tempdir().expect("a folder");
+    let folder = checkout.path().join("migrations");
+    std::fs::create_dir(&folder).expect("a migrations folder");
+    std::fs::write(
+        folder.join("V1__codes.sql"),
+        "CREATE TABLE codes (code text);\nINSERT INTO codes VALUES ('a'), ('a');\n",
+    )
+    .expect("write a migration");
+    std::fs::write(
+        folder.join("V2__unique_codes.sql"),
+        "-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS codes_code ON codes (code);\n",
+    )
+    .expect("write a migration");
+    manager(cluster, "postgres", &["create-database", "recovery"]);
+    let url = cluster.url("recovery");
+    let failed = without_postgres_settings(&mut Command::new(dbprep()))
+        .arg("upgrade")
+        .current_dir(checkout.path())
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("run dbprep");
+    let failure = said(&failed);
+    assert!(
+        !failed.status.success() && failure.contains("its history row is left dirty"),
+        "{failure}"
+    );
+    // The cause fixed by hand.
+    let client = connect(cluster, "recovery").await;
+    client
+        .batch_execute("DELETE FROM codes WHERE ctid = (SELECT max(ctid) FROM codes)")
+        .await
+        .expect("remove the duplicate");
+
+    let ran = run_block(
+        &procedure,
+        cluster,
+        checkout.path(),
+        &[("DATABASE_URL", &url)],
+    );
+    for expected in [
+        "dirty",
+        "INVALID index public.codes_code",
+        "dropped the INVALID index public.codes_code",
+        "applied 1 migration(s)",
+        "database at version 2",
+    ] {
+        assert!(
+            ran.stdout.contains(expected),
+            "no {expected:?} in:\n{}",
+            ran.said
+        );
+    }
+    let row = client
+        .query_one(
+            "SELECT i.indisvalid, (SELECT bool_and(success) FROM public.dbprep_schema_history) \
+             FROM pg_catalog.pg_index i WHERE i.indexrelid = 'public.codes_code'::pg_catalog.regclass",
+            &[],
+        )
+        .await
+        .expect("look at the index");
+    let (valid, all_succeeded): (bool, bool) = (row.get(0), row.get(1));
+    assert!(valid && all_succeeded);
 }
