@@ -199,6 +199,20 @@ fn throwaway_cluster() -> Option<&'static Cluster> {
     }
 }
 
+/// A new folder holding a `migrations` folder of `files` (name, text),
+/// and that `migrations` folder.
+fn migrations_checkout(
+    files: impl IntoIterator<Item = (String, String)>,
+) -> (tempfile::TempDir, PathBuf) {
+    let checkout = tempfile::tempdir().expect("a folder");
+    let folder = checkout.path().join("migrations");
+    std::fs::create_dir(&folder).expect("a migrations folder");
+    for (name, text) in files {
+        std::fs::write(folder.join(name), text).expect("write a migration");
+    }
+    (checkout, folder)
+}
+
 /// How many versioned migrations the demo set has.
 fn demo_migrations() -> usize {
     std::fs::read_dir(workspace().join("migrations"))
@@ -513,15 +527,15 @@ fn pinning_checksums_runs_as_written() {
         return;
     };
     // A checkout of the demo's migrations without their sum file.
-    let checkout = tempfile::tempdir().expect("a folder");
-    let folder = checkout.path().join("migrations");
-    std::fs::create_dir(&folder).expect("a migrations folder");
-    for entry in std::fs::read_dir(workspace().join("migrations")).expect("read the migrations") {
-        let entry = entry.expect("a file");
-        if entry.file_name() != "dbprep.sum" {
-            std::fs::copy(entry.path(), folder.join(entry.file_name())).expect("copy a file");
-        }
-    }
+    let demo = std::fs::read_dir(workspace().join("migrations"))
+        .expect("read the migrations")
+        .map(|entry| entry.expect("a file"))
+        .filter(|entry| entry.file_name() != "dbprep.sum")
+        .map(|entry| {
+            let text = std::fs::read_to_string(entry.path()).expect("read a migration");
+            (entry.file_name().to_string_lossy().into_owned(), text)
+        });
+    let (checkout, folder) = migrations_checkout(demo);
     let sum = |ran: &Ran| {
         std::fs::read_to_string(folder.join("dbprep.sum"))
             .unwrap_or_else(|e| panic!("no dbprep.sum ({e}):\n{}", ran.said))
@@ -575,19 +589,17 @@ async fn the_recovery_from_a_failed_concurrent_index_runs_as_written() {
     };
     // A unique index built concurrently on rows that are not unique: the
     // build fails and leaves the index INVALID, the migration dirty.
-    let checkout = tempfile::tempdir().expect("a folder");
-    let folder = checkout.path().join("migrations");
-    std::fs::create_dir(&folder).expect("a migrations folder");
-    std::fs::write(
-        folder.join("V1__codes.sql"),
-        "CREATE TABLE codes (code text);\nINSERT INTO codes VALUES ('a'), ('a');\n",
-    )
-    .expect("write a migration");
-    std::fs::write(
-        folder.join("V2__unique_codes.sql"),
-        "-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS codes_code ON codes (code);\n",
-    )
-    .expect("write a migration");
+    let (checkout, _) = migrations_checkout([
+        (
+            "V1__codes.sql".to_owned(),
+            "CREATE TABLE codes (code text);\nINSERT INTO codes VALUES ('a'), ('a');\n".to_owned(),
+        ),
+        (
+            "V2__unique_codes.sql".to_owned(),
+            "-- dbprep:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS codes_code ON codes (code);\n"
+                .to_owned(),
+        ),
+    ]);
     manager(cluster, "postgres", &["create-database", "recovery"]);
     let url = cluster.url("recovery");
     let failed = without_postgres_settings(&mut Command::new(dbprep()))
