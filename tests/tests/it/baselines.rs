@@ -63,6 +63,12 @@ async fn squash_writes_a_baseline_that_gives_the_schema_the_migrations_give() {
     let db = database().await;
     let report = Migrator::new(&with_baseline).run(db.pool()).await.unwrap();
     assert_eq!(applied(&report), [3, 4]);
+    // The report names what ran: the baseline, not the migration of its
+    // version.
+    assert_eq!(
+        (report.applied[0].name.as_str(), report.applied[0].file.as_str()),
+        ("baseline", with_baseline.baselines()[0].file())
+    );
     let rows = Migrator::new(&with_baseline)
         .history_rows(db.pool())
         .await

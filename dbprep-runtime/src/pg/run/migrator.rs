@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use super::session::{CancelOnDrop, Turn};
 use crate::model::fixture::Fixtures;
-use crate::model::history::reconcile;
+use crate::model::history::{reconcile, RowKind};
 use crate::model::migration::{Migration, Migrations};
 use crate::pg::connect::pool_error;
 use crate::pg::drift::indexes::{self, InvalidIndex};
@@ -490,8 +490,17 @@ impl<'m> Migrator<'m> {
         let applied = done
             .iter()
             .filter_map(|d| {
-                let m = self.find(d.version)?;
                 let row = ended.rows.iter().find(|r| r.version == d.version);
+                // A baseline shares its version with the migration it
+                // stands in for: the row says which of the two ran.
+                let m = match row.map(|r| r.kind) {
+                    Some(RowKind::Baseline) => self
+                        .migrations
+                        .baselines()
+                        .iter()
+                        .find(|b| b.version() == d.version)?,
+                    _ => self.find(d.version)?,
+                };
                 let duration = row.map_or(d.elapsed, |r| {
                     Duration::from_millis(r.execution_ms.max(0) as u64)
                 });
