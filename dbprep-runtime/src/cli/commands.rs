@@ -434,15 +434,27 @@ pub(super) async fn execute(
                         path.clone()
                     };
                     write_whole(&file, baseline.sql.as_bytes())?;
+                    // A folder that pins its checksums lists the baseline
+                    // too: else the next build refuses the file.
+                    let folder = match file.parent() {
+                        Some(parent) if !parent.as_os_str().is_empty() => parent,
+                        _ => Path::new("."),
+                    };
+                    let sum = folder.join(crate::model::sum::SUM_FILE);
+                    let sum_updated = sum.exists() && crate::write_sum_file(folder)?;
                     print(
                         json,
-                        json!({ "version": baseline.version, "file": file }),
+                        json!({ "version": baseline.version, "file": file, "sum_updated": sum_updated }),
                         || {
-                            format!(
+                            let mut text = format!(
                                 "wrote {} (the baseline of version {})",
                                 file.display(),
                                 baseline.version
-                            )
+                            );
+                            if sum_updated {
+                                text.push_str(&format!("; listed it in {}", sum.display()));
+                            }
+                            text
                         },
                     );
                 }

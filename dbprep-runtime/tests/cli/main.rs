@@ -1065,16 +1065,22 @@ async fn a_dba_reviews_the_sql_runs_it_with_psql_and_dbprep_finds_nothing_to_do(
     assert_eq!(json(&upgrade)["version"], 5);
 }
 
-#[tokio::test]
-async fn squash_writes_a_baseline_that_a_fresh_database_starts_from() {
-    let db = database().await;
+/// A copy of the demo's migrations folder, of the files `keep` keeps.
+fn demo_migrations(keep: impl Fn(&Path) -> bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(workspace().join("migrations")).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "sql") {
+        if keep(&path) {
             std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
         }
     }
+    dir
+}
+
+#[tokio::test]
+async fn squash_writes_a_baseline_that_a_fresh_database_starts_from() {
+    let db = database().await;
+    let dir = demo_migrations(|path| path.extension().is_some_and(|e| e == "sql"));
     let folder = dir.path();
     let squash = dbprep_on(
         &db,
@@ -1429,4 +1435,41 @@ async fn upgrade_status_and_verify_over_tenants() {
         let output = dbprep_on(&db, dir.path(), usage, &[]);
         assert_eq!(output.status.code(), Some(2), "{usage:?}");
     }
+}
+
+#[tokio::test]
+async fn squash_lists_the_baseline_in_a_folder_that_pins_its_checksums() {
+    let db = database().await;
+    let dir = demo_migrations(|_| true);
+    let folder = dir.path();
+    let squash = dbprep_on(
+        &db,
+        folder,
+        &[
+            "squash",
+            "--to",
+            "4",
+            "--out",
+            folder.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert_success(&squash);
+    assert_eq!(json(&squash)["sum_updated"], true);
+    let sum = std::fs::read_to_string(folder.join("dbprep.sum")).unwrap();
+    assert!(
+        sum.lines()
+            .any(|line| line.starts_with("B4__baseline.sql ")),
+        "{sum}"
+    );
+    // The folder is accepted as it is: a fresh database starts from the
+    // baseline.
+    let upgrade = dbprep_on(&db, folder, &["upgrade"], &[]);
+    assert_success(&upgrade);
+    assert!(
+        String::from_utf8_lossy(&upgrade.stdout).contains("4  baseline"),
+        "{}",
+        String::from_utf8_lossy(&upgrade.stdout)
+    );
 }
