@@ -650,3 +650,51 @@ async fn the_recovery_from_a_failed_concurrent_index_runs_as_written() {
     let (valid, all_succeeded): (bool, bool) = (row.get(0), row.get(1));
     assert!(valid && all_succeeded);
 }
+
+#[tokio::test]
+async fn baselines_written_for_you_run_as_written() {
+    let procedure = sh_block(&readme(), "### Baselines written for you");
+    let Some(cluster) = throwaway_cluster() else {
+        return;
+    };
+    // A checkout of the demo's migrations, with their sum file.
+    let demo = std::fs::read_dir(workspace().join("migrations"))
+        .expect("read the migrations")
+        .map(|entry| {
+            let entry = entry.expect("a file");
+            let text = std::fs::read_to_string(entry.path()).expect("read a file");
+            (entry.file_name().to_string_lossy().into_owned(), text)
+        });
+    let (checkout, folder) = migrations_checkout(demo);
+    let ran = run_block(
+        &procedure,
+        cluster,
+        checkout.path(),
+        &[("DATABASE_URL", &cluster.url("postgres"))],
+    );
+    assert!(
+        ran.stdout.contains("wrote migrations/B4__baseline.sql"),
+        "{}",
+        ran.said
+    );
+    let baseline = std::fs::read_to_string(folder.join("B4__baseline.sql")).expect("the baseline");
+    assert!(
+        baseline.contains("CREATE TABLE public.keypairs"),
+        "{baseline}"
+    );
+    // The checkout's folder, baseline and sum, is what a fresh database
+    // starts from.
+    manager(cluster, "postgres", &["create-database", "from_baseline"]);
+    let upgrade = without_postgres_settings(&mut Command::new(dbprep()))
+        .arg("upgrade")
+        .current_dir(checkout.path())
+        .env("DATABASE_URL", cluster.url("from_baseline"))
+        .output()
+        .expect("run dbprep");
+    let said = said(&upgrade);
+    assert!(upgrade.status.success(), "{said}");
+    assert!(
+        said.contains("4  baseline") && said.contains("database at version 5"),
+        "{said}"
+    );
+}

@@ -66,7 +66,10 @@ async fn squash_writes_a_baseline_that_gives_the_schema_the_migrations_give() {
     // The report names what ran: the baseline, not the migration of its
     // version.
     assert_eq!(
-        (report.applied[0].name.as_str(), report.applied[0].file.as_str()),
+        (
+            report.applied[0].name.as_str(),
+            report.applied[0].file.as_str()
+        ),
         ("baseline", with_baseline.baselines()[0].file())
     );
     let rows = Migrator::new(&with_baseline)
