@@ -698,3 +698,62 @@ async fn baselines_written_for_you_run_as_written() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn switching_from_sqlx_runs_as_written() {
+    let procedure = sh_block(&readme(), "### Switching from another tool: `adopt`");
+    let Some(cluster) = throwaway_cluster() else {
+        return;
+    };
+    // A database sqlx migrated to version 3 with the demo's files: their
+    // SQL run, and sqlx's history of them (a SHA-384 of each file).
+    manager(cluster, "postgres", &["create-database", "from_sqlx"]);
+    let client = connect(cluster, "from_sqlx").await;
+    client
+        .batch_execute(
+            "CREATE TABLE _sqlx_migrations (
+                version BIGINT PRIMARY KEY,
+                description TEXT NOT NULL,
+                installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+                success BOOLEAN NOT NULL,
+                checksum BYTEA NOT NULL,
+                execution_time BIGINT NOT NULL
+            )",
+        )
+        .await
+        .expect("make sqlx's history");
+    for (version, file) in [
+        (1_i64, "V1__domains_and_groups.sql"),
+        (2, "V2__users.sql"),
+        (3, "V3__keypairs.sql"),
+    ] {
+        let sql = std::fs::read_to_string(workspace().join("migrations").join(file))
+            .expect("read a demo migration");
+        client.batch_execute(&sql).await.expect("apply a migration");
+        client
+            .execute(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES ($1, $2, true, pg_catalog.sha384($3), 1000000)",
+                &[&version, &file, &sql.as_bytes()],
+            )
+            .await
+            .expect("record it as sqlx does");
+    }
+    let folder = tempfile::tempdir().expect("a folder");
+    let ran = run_block(
+        &procedure,
+        cluster,
+        folder.path(),
+        &[("DATABASE_URL", &cluster.url("from_sqlx"))],
+    );
+    assert!(
+        ran.stdout
+            .contains("adopted 3 version(s) from sqlx's history")
+            && ran.stdout.contains("applied 2 migration(s)")
+            && ran.stdout.contains("database at version 5"),
+        "{}",
+        ran.said
+    );
+    let verify = manager(cluster, "from_sqlx", &["verify"]);
+    assert!(verify.contains("no drift"), "{verify}");
+}
