@@ -213,15 +213,23 @@ fn migrations_checkout(
     (checkout, folder)
 }
 
-/// How many versioned migrations the demo set has.
-fn demo_migrations() -> usize {
+/// The files of the demo's migrations folder (name, text).
+fn demo_files() -> Vec<(String, String)> {
     std::fs::read_dir(workspace().join("migrations"))
         .expect("read the demo migrations")
-        .filter_map(Result::ok)
-        .filter(|entry| {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            name.starts_with('V') && name.ends_with(".sql")
+        .map(|entry| {
+            let entry = entry.expect("a file");
+            let text = std::fs::read_to_string(entry.path()).expect("read a file");
+            (entry.file_name().to_string_lossy().into_owned(), text)
         })
+        .collect()
+}
+
+/// How many versioned migrations the demo set has.
+fn demo_migrations() -> usize {
+    demo_files()
+        .iter()
+        .filter(|(name, _)| name.starts_with('V') && name.ends_with(".sql"))
         .count()
 }
 
@@ -527,14 +535,9 @@ fn pinning_checksums_runs_as_written() {
         return;
     };
     // A checkout of the demo's migrations without their sum file.
-    let demo = std::fs::read_dir(workspace().join("migrations"))
-        .expect("read the migrations")
-        .map(|entry| entry.expect("a file"))
-        .filter(|entry| entry.file_name() != "dbprep.sum")
-        .map(|entry| {
-            let text = std::fs::read_to_string(entry.path()).expect("read a migration");
-            (entry.file_name().to_string_lossy().into_owned(), text)
-        });
+    let demo = demo_files()
+        .into_iter()
+        .filter(|(name, _)| name != "dbprep.sum");
     let (checkout, folder) = migrations_checkout(demo);
     let sum = |ran: &Ran| {
         std::fs::read_to_string(folder.join("dbprep.sum"))
@@ -658,14 +661,7 @@ async fn baselines_written_for_you_run_as_written() {
         return;
     };
     // A checkout of the demo's migrations, with their sum file.
-    let demo = std::fs::read_dir(workspace().join("migrations"))
-        .expect("read the migrations")
-        .map(|entry| {
-            let entry = entry.expect("a file");
-            let text = std::fs::read_to_string(entry.path()).expect("read a file");
-            (entry.file_name().to_string_lossy().into_owned(), text)
-        });
-    let (checkout, folder) = migrations_checkout(demo);
+    let (checkout, folder) = migrations_checkout(demo_files());
     let ran = run_block(
         &procedure,
         cluster,
