@@ -16,6 +16,8 @@
 //! rebuilds the crate; a *new* file needs
 //! `println!("cargo:rerun-if-changed=migrations");` in `build.rs`.
 
+#![warn(missing_docs)]
+
 mod args;
 mod expand;
 mod test_attr;
