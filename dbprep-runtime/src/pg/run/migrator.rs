@@ -612,22 +612,33 @@ impl<'m> Migrator<'m> {
         }
         session.set_total(pending.len());
         let mut done = Vec::new();
+        let mut end = 0;
         // Consecutive transactional migrations share one pipelined round
         // trip; a no-transaction migration runs alone.
         for segment in pending.chunk_by(|a, b| !a.no_transaction() && !b.no_transaction()) {
             let step = Instant::now();
+            end += segment.len();
+            let after = &pending[end..];
             if segment[0].no_transaction() {
-                done.push(session.apply_without_transaction(segment[0], rank).await?);
+                let applied = session
+                    .apply_without_transaction(segment[0], rank)
+                    .await
+                    .map_err(|e| in_run(e, &done, after))?;
+                done.push(applied);
                 tracing::info!(
                     "applied migration {} outside a transaction ({:?})",
                     segment[0].version(),
                     step.elapsed()
                 );
-                if segment.as_ptr_range().end == pending.as_ptr_range().end {
+                if after.is_empty() {
                     session.store_snapshot().await?;
                 }
             } else {
-                done.append(&mut session.apply_pipelined(segment, rank).await?);
+                let mut applied = session
+                    .apply_pipelined(segment, rank)
+                    .await
+                    .map_err(|e| in_run(e, &done, after))?;
+                done.append(&mut applied);
                 tracing::info!(
                     "applied migrations {}..={} in one pipelined round trip ({:?})",
                     segment[0].version(),
@@ -890,5 +901,23 @@ fn trace_run(span: &tracing::Span, result: &Result<Report>, elapsed: Duration) {
                 migration(failed.version, "", &failed.file, Duration::ZERO, "failed");
             }
         }
+    }
+}
+
+/// A migration's failure with what the whole run applied before it and
+/// what it leaves pending: a segment (one pipelined batch, or one
+/// no-transaction migration) knows only its own.
+fn in_run(error: Error, before: &[Done], after: &[&Migration]) -> Error {
+    match error {
+        Error::Migration(mut failure) => {
+            failure
+                .applied
+                .splice(0..0, before.iter().map(|d| d.version));
+            failure
+                .not_applied
+                .extend(after.iter().map(|m| m.version()));
+            Error::Migration(failure)
+        }
+        other => other,
     }
 }
