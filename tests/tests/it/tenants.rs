@@ -167,6 +167,15 @@ async fn two_hundred_schemas_with_a_conflict_that_fails_alone() {
         ],
         "{status}"
     );
+    // verify, which finds no drift there, still shows what the failed walk
+    // left behind.
+    let verified = migrator.verify_each(&tenants, 4).await.unwrap().to_string();
+    assert!(
+        verified
+            .lines()
+            .any(|line| line.starts_with("tenant_117") && line.contains(", 5 pending")),
+        "{verified}"
+    );
 
     // The rerun after the conflict is cleared: the 199 cost their check.
     client

@@ -188,12 +188,19 @@ impl TenantSummary for VerifyReport {
     }
 
     fn summary(&self) -> String {
+        // Pending versions are not drift, but they show a tenant that a
+        // failed walk left behind.
+        let pending = if self.pending.is_empty() {
+            String::new()
+        } else {
+            format!(", {} pending", self.pending.len())
+        };
+        let version = show(self.version);
         match self.errors().next() {
-            None => format!("clean at version {}", show(self.version)),
+            None => format!("clean at version {version}{pending}"),
             Some(first) => format!(
-                "{} finding(s) at version {}, first: {first}",
-                self.errors().count(),
-                show(self.version)
+                "{} finding(s) at version {version}{pending}, first: {first}",
+                self.errors().count()
             ),
         }
     }
