@@ -128,7 +128,7 @@ pub enum Error {
         detail: String,
     },
     /// The requested target is not an embedded version.
-    #[error("target version {0} is not one of the embedded migrations; nothing was applied")]
+    #[error("target version {0} is not one of the embedded migrations; nothing was written")]
     UnknownTarget(i64),
     /// The database refused a fixture row; nothing of the fixture was
     /// written.
