@@ -239,12 +239,14 @@ pub(crate) async fn blockers(client: &Client, older_than: Duration) -> Result<Ve
         .collect())
 }
 
-/// `text` on one line (each run of white space one space), cut after
-/// `chars` characters.
+/// `text` on one line (each run of white space one space, no final `;`),
+/// cut after `chars` characters.
 fn one_line(text: &str, chars: usize) -> String {
+    // The blockers are listed with `; ` between them and after them.
     text.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+        .trim_end_matches(|c: char| c == ';' || c.is_whitespace())
         .chars()
         .take(chars)
         .collect()
@@ -259,6 +261,10 @@ mod tests {
         assert_eq!(
             one_line("  SELECT *\n\tFROM   t\n WHERE x", 200),
             "SELECT * FROM t WHERE x"
+        );
+        assert_eq!(
+            one_line("BEGIN; SELECT 1; COMMIT; ", 200),
+            "BEGIN; SELECT 1; COMMIT"
         );
         assert_eq!(one_line("SELECT ünïcode", 8), "SELECT ü");
     }
