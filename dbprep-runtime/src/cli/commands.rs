@@ -511,7 +511,8 @@ pub(super) async fn execute(
                 std::io::stdin().read_line(&mut line).map_err(|e| {
                     Error::config_caused(format!("cannot read the password from stdin: {e}"), e)
                 })?;
-                Some(line.trim_end_matches(['\n', '\r']).to_owned())
+                let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                Some(not_empty(line, "the password read from stdin")?)
             } else if let Some(file) = password_from_file {
                 let text = std::fs::read_to_string(file).map_err(|e| {
                     Error::config_caused(
@@ -519,12 +520,15 @@ pub(super) async fn execute(
                         e,
                     )
                 })?;
-                Some(text.lines().next().unwrap_or_default().to_owned())
+                let first = text.lines().next().unwrap_or_default().to_owned();
+                Some(not_empty(
+                    first,
+                    &format!("the first line of the password file {}", file.display()),
+                )?)
             } else if let Some(var) = password_from_env {
-                Some(
-                    std::env::var(var)
-                        .map_err(|_| Error::config(format!("the variable {var} is not set")))?,
-                )
+                let value = std::env::var(var)
+                    .map_err(|_| Error::config(format!("the variable {var} is not set")))?;
+                Some(not_empty(value, &format!("the variable {var}"))?)
             } else {
                 None
             };
@@ -537,6 +541,7 @@ pub(super) async fn execute(
             .await?;
             // The server receives a SCRAM verifier, never the password
             // itself: statement logs cannot leak it.
+            let new_password = password.is_some();
             let password_clause = password
                 .map(|p| {
                     format!(
@@ -556,15 +561,28 @@ pub(super) async fn execute(
                     "{} role {name}",
                     verb.to_lowercase()
                 )))?;
-            let text = if exists {
-                format!("role {name} already exists (login and password updated)")
-            } else {
-                format!("created role {name}")
+            let text = match (exists, new_password) {
+                (true, true) => format!("role {name} already exists (login and password updated)"),
+                (true, false) => format!("role {name} already exists (login granted)"),
+                (false, _) => format!("created role {name}"),
             };
             print(json, json!({"role": name, "created": !exists}), || text);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `password`, or an error naming where it came from when it is empty.
+/// PostgreSQL stores no password for an empty one (with a notice), so the
+/// role could not log in with a password at all; and an empty line is what
+/// `echo "$UNSET" |` sends.
+fn not_empty(password: String, from: &str) -> Result<String> {
+    if password.is_empty() {
+        return Err(Error::config(format!(
+            "{from} is empty: PostgreSQL would keep no password for the role (nothing was created or changed)"
+        )));
+    }
+    Ok(password)
 }
 
 /// `check`: each step a person would try, in order, with what to do when it

@@ -318,6 +318,95 @@ async fn create_database_and_role_are_idempotent() {
 }
 
 #[tokio::test]
+async fn an_empty_password_is_refused_from_every_source() {
+    let db = database().await;
+    let role = format!("{}_empty", db.name());
+    let url = format!("postgres://postgres@{}/{}", host_port(&db), db.name());
+    let dir = tempfile::tempdir().unwrap();
+    let empty_file = dir.path().join("password");
+    std::fs::write(&empty_file, "\n").unwrap();
+    let empty_file = empty_file.to_str().unwrap().to_owned();
+    // What `echo "$UNSET" | … --password-stdin` sends, an empty file, and
+    // a variable set to nothing.
+    let mut from_stdin = Command::new(DBPREP);
+    from_stdin
+        .args(["create-role", &role, "--password-stdin", "--url", &url])
+        .stdin(std::process::Stdio::piped());
+    let mut child = from_stdin
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    }
+    let stdin = child.wait_with_output().unwrap();
+    let file = Command::new(DBPREP)
+        .args([
+            "create-role",
+            &role,
+            "--password-from-file",
+            &empty_file,
+            "--url",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let env = Command::new(DBPREP)
+        .args([
+            "create-role",
+            &role,
+            "--password-from-env",
+            "APP_PASSWORD",
+            "--url",
+            &url,
+        ])
+        .env("APP_PASSWORD", "")
+        .output()
+        .unwrap();
+    for (source, out) in [
+        ("the password read from stdin", &stdin),
+        ("the first line of the password file", &file),
+        ("the variable APP_PASSWORD", &env),
+    ] {
+        assert!(!out.status.success(), "{source}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(source)
+                && said.contains("is empty")
+                && said.contains("nothing was created"),
+            "{said}"
+        );
+    }
+    let client = db.connect().await.unwrap();
+    let made = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .unwrap();
+    assert!(made.is_none(), "a role was made without its password");
+    // Without any password source the role logs in as before, and says so.
+    let granted = Command::new(DBPREP)
+        .args(["create-role", &role, "--url", &url])
+        .output()
+        .unwrap();
+    assert_success(&granted);
+    let again = Command::new(DBPREP)
+        .args(["create-role", &role, "--url", &url])
+        .output()
+        .unwrap();
+    assert_success(&again);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        format!("role {role} already exists (login granted)")
+    );
+    client
+        .batch_execute(&format!("DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_password_never_appears_in_output() {
     // Every failing command, with the password given each way a user can,
     // in text, --json and -vv logs.
