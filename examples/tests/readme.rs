@@ -753,3 +753,32 @@ async fn switching_from_sqlx_runs_as_written() {
     let verify = manager(cluster, "from_sqlx", &["verify"]);
     assert!(verify.contains("no drift"), "{verify}");
 }
+
+#[test]
+fn an_applications_binary_names_itself_in_its_hints() {
+    // README: an application's binary prints its own commands, under its
+    // name; so do the hints that tell what to run.
+    let Some(cluster) = throwaway_cluster() else {
+        return;
+    };
+    let output = without_postgres_settings(&mut Command::new(example("manager")))
+        .arg("check")
+        .env("DATABASE_URL", cluster.url("not_made_yet"))
+        .output()
+        .expect("run manager");
+    let hint = said(&output);
+    assert!(!output.status.success(), "{hint}");
+    assert!(
+        hint.contains("create it: `manager create-database NAME` or `manager oneshot`"),
+        "{hint}"
+    );
+    let completions = without_postgres_settings(&mut Command::new(example("manager")))
+        .args(["completions", "bash"])
+        .output()
+        .expect("run manager");
+    assert!(
+        String::from_utf8_lossy(&completions.stdout).contains("complete -F _manager"),
+        "{}",
+        said(&completions)
+    );
+}

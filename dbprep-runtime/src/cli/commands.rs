@@ -88,6 +88,7 @@ fn print(json: bool, value: impl serde::Serialize, text: impl FnOnce() -> String
 
 pub(super) async fn execute(
     cli: &Cli,
+    program: &str,
     migrations: &Migrations,
     fixtures: &Fixtures,
 ) -> Result<ExitCode> {
@@ -464,7 +465,7 @@ pub(super) async fn execute(
         Command::Completions { .. } | Command::Man => {}
         Command::Check => {
             let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
-            return Ok(check(&config, &tls, &migrator(), json).await);
+            return Ok(check(&config, &tls, &migrator(), program, json).await);
         }
         Command::CreateDatabase {
             name,
@@ -587,7 +588,13 @@ fn not_empty(password: String, from: &str) -> Result<String> {
 
 /// `check`: each step a person would try, in order, with what to do when it
 /// fails.
-async fn check(config: &Config, tls: &Tls, migrator: &Migrator<'_>, json: bool) -> ExitCode {
+async fn check(
+    config: &Config,
+    tls: &Tls,
+    migrator: &Migrator<'_>,
+    program: &str,
+    json: bool,
+) -> ExitCode {
     let mut steps: Vec<(String, bool, String)> = Vec::new();
     let target = target(config);
     let connector = match tls.connector() {
@@ -621,7 +628,7 @@ async fn check(config: &Config, tls: &Tls, migrator: &Migrator<'_>, json: bool) 
                     "authentication",
                     "check the user and password (PGUSER, PGPASSWORD or --password-file) and pg_hba.conf".to_owned(),
                 ),
-                Some(&SqlState::INVALID_CATALOG_NAME) => ("database exists", "create it: `dbprep create-database NAME` or `dbprep oneshot`".to_owned()),
+                Some(&SqlState::INVALID_CATALOG_NAME) => ("database exists", format!("create it: `{program} create-database NAME` or `{program} oneshot`")),
                 Some(_) => ("server reachable", "the server refused the connection".to_owned()),
                 None if describe(&e).contains("TLS") => (
                     "TLS",

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 /// The name the command was run as (an application embedding the CLI
-/// has its own), else the definition's.
-fn program_name(command: &clap::Command) -> String {
+/// has its own), else the definition's: what help and hints call it.
+pub(super) fn program_name(command: &clap::Command) -> String {
     command
         .get_bin_name()
         .and_then(|path| std::path::Path::new(path).file_stem())

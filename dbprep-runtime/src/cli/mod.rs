@@ -670,7 +670,8 @@ fn execute(
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::execute(&cli, migrations, fixtures)) {
+    let program = describe::program_name(&command);
+    match runtime.block_on(commands::execute(&cli, &program, migrations, fixtures)) {
         Ok(code) => code,
         Err(e) => {
             if cli.global.json {
