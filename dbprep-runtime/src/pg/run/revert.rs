@@ -68,10 +68,32 @@ impl std::fmt::Display for RevertReport {
             "{verb} {} migration(s), database at version {at}",
             self.reverted.len()
         )?;
+        // Columns, as the other reports print them.
+        let name_width = self
+            .reverted
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(0);
+        let file_width = self
+            .reverted
+            .iter()
+            .map(|r| r.file.len())
+            .max()
+            .unwrap_or(0);
         for r in &self.reverted {
-            write!(f, "\n  {:>6}  {}  {}", r.version, r.name, r.file)?;
-            if !self.dry_run {
-                write!(f, "  {:?}", r.duration)?;
+            if self.dry_run {
+                write!(
+                    f,
+                    "\n  {:>6}  {:<name_width$}  {}",
+                    r.version, r.name, r.file
+                )?;
+            } else {
+                write!(
+                    f,
+                    "\n  {:>6}  {:<name_width$}  {:<file_width$}  {:>8.1?}",
+                    r.version, r.name, r.file, r.duration
+                )?;
             }
         }
         Ok(())
@@ -286,5 +308,50 @@ fn down_error(
             Error::Migration(failure)
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revert_lists_its_downs_in_columns() {
+        let reverted = |version, name: &str, file: &str, micros| Reverted {
+            version,
+            name: name.into(),
+            file: file.into(),
+            duration: Duration::from_micros(micros),
+        };
+        let report = RevertReport {
+            reverted: vec![
+                reverted(
+                    5,
+                    "index_keypairs_by_user",
+                    "U5__index_keypairs_by_user.sql",
+                    2900,
+                ),
+                reverted(4, "touch", "U4__touch.sql", 950),
+            ],
+            version: Some(3),
+            dry_run: false,
+            elapsed: Duration::from_millis(4),
+        };
+        assert_eq!(
+            report.to_string(),
+            "reverted 2 migration(s), database at version 3\n\
+             \x20      5  index_keypairs_by_user  U5__index_keypairs_by_user.sql     2.9ms\n\
+             \x20      4  touch                   U4__touch.sql                    950.0µs"
+        );
+        let dry = RevertReport {
+            dry_run: true,
+            ..report
+        };
+        assert_eq!(
+            dry.to_string(),
+            "would revert 2 migration(s), database at version 3\n\
+             \x20      5  index_keypairs_by_user  U5__index_keypairs_by_user.sql\n\
+             \x20      4  touch                   U4__touch.sql"
+        );
     }
 }
