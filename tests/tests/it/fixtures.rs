@@ -295,6 +295,40 @@ async fn conflict_policies_skip_update_or_refuse() {
 }
 
 #[tokio::test]
+async fn an_update_asked_for_writes_what_an_insert_of_the_same_content_skipped() {
+    let (db, migrator) = with_schema().await;
+    let client = db.connect().await.unwrap();
+    let name =
+        |client| async move { scalar(client, "SELECT name FROM parents WHERE id = 1").await };
+    let first = fixture(r#"{"parents": [{"id": 1, "name": "first"}]}"#);
+    let populated = migrator.populate(db.pool(), &first, None).await.unwrap();
+    assert_eq!(populated.rows, 1);
+    // Changed content, in insert mode: the existing key is skipped, and
+    // the new content is recorded as populated.
+    let changed = fixture(r#"{"parents": [{"id": 1, "name": "changed"}]}"#);
+    let skipped = migrator.populate(db.pool(), &changed, None).await.unwrap();
+    assert_eq!(skipped.rows, 0);
+    assert_eq!(name(&client).await.as_deref(), Some("first"));
+    // The same content again under its own mode: nothing to do.
+    let again = migrator.populate(db.pool(), &changed, None).await.unwrap();
+    assert_eq!(again.outcome, Outcome::Unchanged);
+    // An update asked for loads it, though the content is the same.
+    let update = migrator
+        .populate(db.pool(), &changed, Some(Conflict::Update))
+        .await
+        .unwrap();
+    assert_eq!(
+        (update.outcome.clone(), update.rows),
+        (Outcome::Reloaded, 1)
+    );
+    assert!(
+        update.to_string().contains("(loaded again, as asked)"),
+        "{update}"
+    );
+    assert_eq!(name(&client).await.as_deref(), Some("changed"));
+}
+
+#[tokio::test]
 async fn an_empty_table_does_not_stop_the_tables_after_it() {
     let (db, migrator) = with_schema().await;
     let f = fixture(

@@ -94,17 +94,22 @@ pub enum Outcome {
         /// The checksum recorded the last time, as hex.
         previous: String,
     },
+    /// Loaded again with the content of the last time, because the
+    /// caller gave a conflict policy: `update` then writes what an earlier
+    /// load in `insert` mode skipped.
+    Reloaded,
     /// Already loaded with this very content: nothing was written.
     Unchanged,
 }
 
 impl Outcome {
-    /// Its name as `--json` writes it: `populated`, `repopulated` or
-    /// `unchanged`.
+    /// Its name as `--json` writes it: `populated`, `repopulated`,
+    /// `reloaded` or `unchanged`.
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Populated => "populated",
             Outcome::Repopulated { .. } => "repopulated",
+            Outcome::Reloaded => "reloaded",
             Outcome::Unchanged => "unchanged",
         }
     }
@@ -126,10 +131,10 @@ impl fmt::Display for PopulateReport {
                 self.fixture
             ),
             outcome => {
-                let again = if matches!(outcome, Outcome::Repopulated { .. }) {
-                    " (changed since last populated)"
-                } else {
-                    ""
+                let again = match outcome {
+                    Outcome::Repopulated { .. } => " (changed since last populated)",
+                    Outcome::Reloaded => " (loaded again, as asked)",
+                    _ => "",
                 };
                 write!(
                     f,
@@ -199,9 +204,12 @@ fn duplicate_key(rows: &[Row<'_>], primary_key: &[String]) -> Option<(usize, usi
 }
 
 /// Load `fixture` in one transaction. Populating the same content again
-/// writes nothing; changed content is loaded again under the conflict
-/// policy (`conflict`, else the fixture's `__mode`: insert skips existing
-/// keys, update updates them). It runs under the migration lock of
+/// under the fixture's own `__mode` writes nothing; changed content is
+/// loaded again under the conflict policy (`conflict`, else the fixture's
+/// `__mode`: insert skips existing keys, update updates them). A
+/// `conflict` given by the caller always loads: an `update` after a load
+/// in `insert` mode writes what that load skipped, though the content is
+/// the same. It runs under the migration lock of
 /// `history`, taken in `lock_mode` and waited for at most `lock_wait`, so
 /// that replicas loading one fixture at once load it once.
 ///
@@ -283,6 +291,9 @@ async fn load(
     let checksum = fixture.checksum();
     let recorded = history.fixture_checksum(client, &name).await?;
     let outcome = match recorded {
+        Some(previous) if previous == checksum.to_string() && conflict.is_some() => {
+            Outcome::Reloaded
+        }
         Some(previous) if previous == checksum.to_string() => {
             return Ok(PopulateReport {
                 fixture: name,
