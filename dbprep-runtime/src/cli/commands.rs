@@ -292,9 +292,7 @@ pub(super) async fn execute(
             };
             let (_, _, pool) = database()?;
             let report = migrator().stamp(&pool, version).await?;
-            print(json, &report, || {
-                format!("stamped {} version(s); {}", report.applied.len(), report)
-            });
+            print(json, &report, || stamped(&report));
         }
         Command::Verify { tenants } if tenants.given() => {
             let (found, rollout) = tenant_walk(g, tenants, interactive).await?;
@@ -571,6 +569,23 @@ pub(super) async fn execute(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `stamp` says: the versions it recorded (nothing ran, so no
+/// durations), and the version the database is at.
+fn stamped(report: &crate::Report) -> String {
+    let at = crate::pg::report::show(report.version);
+    if report.applied.is_empty() {
+        return format!("nothing to stamp; database at version {at}");
+    }
+    let mut text = format!(
+        "stamped {} version(s), database at version {at}:",
+        report.applied.len()
+    );
+    for a in &report.applied {
+        text.push_str(&format!("\n  {:>6}  {}", a.version, a.name));
+    }
+    text
 }
 
 /// `password`, or an error naming where it came from when it is empty.

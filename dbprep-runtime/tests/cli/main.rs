@@ -180,6 +180,18 @@ async fn stamp_then_repair_and_oneshot() {
     let stamp = dbprep(&db, &["stamp", "3", "--json"]);
     assert_success(&stamp);
     assert_eq!(json(&stamp)["applied"].as_array().unwrap().len(), 3);
+    // In text: what was recorded, with no durations (nothing ran).
+    let head = dbprep(&db, &["stamp", "head"]);
+    assert_success(&head);
+    assert_eq!(
+        String::from_utf8_lossy(&head.stdout).trim_end(),
+        "stamped 2 version(s), database at version 5:\n       4  touch_modified_at\n       5  index_keypairs_by_user"
+    );
+    let again = dbprep(&db, &["stamp", "head"]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim_end(),
+        "nothing to stamp; database at version 5"
+    );
     let bad = dbprep(&db, &["stamp", "latest"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("a version number or `head`"));
