@@ -1,8 +1,9 @@
-//! README's quick start and the demo's seed procedure, run as README
-//! writes them: the programs `cargo test` builds beside this test
-//! (`examples/quickstart`, `examples/manager`) against PostgreSQL clusters
-//! started from the system's binaries, the commands read from README
-//! itself so that the two cannot drift apart.
+//! README's shell blocks, run as README writes them: the quick start and
+//! the operator's procedures, read from README itself so that the two
+//! cannot drift apart, with the programs `cargo test` builds beside this
+//! test (`examples/quickstart`, `examples/manager`, the standalone
+//! `dbprep`) against PostgreSQL clusters started from the system's
+//! binaries.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -35,10 +36,15 @@ fn examples_dir() -> PathBuf {
     profile_dir().join("examples")
 }
 
-/// The standalone `dbprep` program, which `cargo test --workspace` builds
+/// Where `cargo test --workspace` builds the standalone `dbprep` program
 /// (the examples turn on its `cli` feature).
+fn dbprep_path() -> PathBuf {
+    profile_dir().join(format!("dbprep{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// The standalone `dbprep` program.
 fn dbprep() -> PathBuf {
-    let program = profile_dir().join(format!("dbprep{}", std::env::consts::EXE_SUFFIX));
+    let program = dbprep_path();
     assert!(
         program.exists(),
         "{} is missing: `cargo test --workspace` builds it (`cargo build -p dbprep-runtime --features cli` alone)",
@@ -109,7 +115,13 @@ fn run_block(block: &str, cluster: &Cluster, folder: &Path, env: &[(&str, &str)]
     let script = format!(
         r#"set -euo pipefail
 manager() {{ "$MANAGER" "$@"; }}
-dbprep() {{ "$DBPREP" "$@"; }}
+dbprep() {{
+    if [ ! -x "$DBPREP" ]; then
+        echo "$DBPREP is missing: cargo test --workspace builds it" >&2
+        return 2
+    fi
+    "$DBPREP" "$@"
+}}
 cargo() {{
     if [ "$1" != run ] || [ "$2" != --example ] || [ "$4" != -- ]; then
         echo "a README block runs cargo as it cannot here: cargo $*" >&2
@@ -133,7 +145,7 @@ cargo() {{
         .env("PGPORT", cluster.port().to_string())
         .env("MANAGER", example("manager"))
         .env("EXAMPLES", examples_dir())
-        .env("DBPREP", dbprep())
+        .env("DBPREP", dbprep_path())
         .envs(env.iter().copied())
         .output()
         .expect("run bash");
