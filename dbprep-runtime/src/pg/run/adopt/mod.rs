@@ -304,7 +304,7 @@ fn read_history<'m>(
                 already_recorded.push(m.version());
             }
             Some(row) => problems.push(format!(
-                "version {} is already in dbprep's history, {}: run `dbprep verify` and settle it first",
+                "version {} is already in dbprep's history, {}: settle it first (`verify` says how)",
                 m.version(),
                 if row.success {
                     "with another checksum"
