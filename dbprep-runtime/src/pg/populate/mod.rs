@@ -291,17 +291,17 @@ async fn load(
     let checksum = fixture.checksum();
     let recorded = history.fixture_checksum(client, &name).await?;
     let outcome = match recorded {
-        Some(previous) if previous == checksum.to_string() && conflict.is_some() => {
-            Outcome::Reloaded
-        }
         Some(previous) if previous == checksum.to_string() => {
-            return Ok(PopulateReport {
-                fixture: name,
-                outcome: Outcome::Unchanged,
-                tables: Vec::new(),
-                rows: 0,
-                elapsed: started.elapsed(),
-            })
+            if conflict.is_none() {
+                return Ok(PopulateReport {
+                    fixture: name,
+                    outcome: Outcome::Unchanged,
+                    tables: Vec::new(),
+                    rows: 0,
+                    elapsed: started.elapsed(),
+                });
+            }
+            Outcome::Reloaded
         }
         Some(previous) => Outcome::Repopulated { previous },
         None => Outcome::Populated,

@@ -69,18 +69,8 @@ impl std::fmt::Display for RevertReport {
             self.reverted.len()
         )?;
         // Columns, as the other reports print them.
-        let name_width = self
-            .reverted
-            .iter()
-            .map(|r| r.name.len())
-            .max()
-            .unwrap_or(0);
-        let file_width = self
-            .reverted
-            .iter()
-            .map(|r| r.file.len())
-            .max()
-            .unwrap_or(0);
+        let width = |of: fn(&Reverted) -> usize| self.reverted.iter().map(of).max().unwrap_or(0);
+        let (name_width, file_width) = (width(|r| r.name.len()), width(|r| r.file.len()));
         for r in &self.reverted {
             if self.dry_run {
                 write!(
