@@ -794,3 +794,72 @@ fn an_applications_binary_names_itself_in_its_hints() {
         said(&completions)
     );
 }
+
+#[tokio::test]
+async fn moving_a_sqlite_database_in_runs_as_written() {
+    let procedure = sh_block(&readme(), "## Moving a SQLite database in");
+    if throwaway_cluster().is_none() {
+        return;
+    }
+    // A cluster of its own: the block makes a database named `manager`,
+    // as the seed procedure does on the suite's cluster.
+    let cluster = Cluster::start().expect("a throwaway cluster");
+    // What "as above" made: the application's role.
+    connect(&cluster, "postgres")
+        .await
+        .batch_execute("CREATE ROLE manager LOGIN")
+        .await
+        .expect("create the application's role");
+    // The old application's SQLite file, at version 3 of the schema.
+    let folder = tempfile::tempdir().expect("a folder");
+    let file = folder.path().join("manager.db");
+    let sqlite = rusqlite::Connection::open(&file).expect("create a SQLite file");
+    sqlite
+        .execute_batch(
+            "CREATE TABLE domains (name TEXT PRIMARY KEY, description TEXT, is_active INTEGER);
+             INSERT INTO domains VALUES ('default', 'The default domain', 1), ('lab', NULL, 0);
+             CREATE TABLE users (id TEXT PRIMARY KEY, username TEXT, email TEXT, domain_name TEXT);
+             INSERT INTO users VALUES ('f38dea2350fa42a0b5ae338f5f4693f4', 'admin', 'admin@example.com', 'default');
+             CREATE TABLE schema_migrations (version TEXT);",
+        )
+        .expect("fill the SQLite file");
+    drop(sqlite);
+    // README's file is where the old application kept it; the admin
+    // connection is the seed procedure's.
+    let block = procedure.replace("/var/lib/manager/manager.db", file.to_str().unwrap());
+    let ran = run_block(
+        &block,
+        &cluster,
+        folder.path(),
+        &[("PGHOST", "127.0.0.1"), ("PGUSER", "postgres")],
+    );
+    for expected in [
+        "created database manager",
+        "imported 3 rows",
+        "only in SQLite (not copied): schema_migrations",
+        "no drift",
+    ] {
+        assert!(
+            ran.stdout.contains(expected),
+            "no {expected:?} in:\n{}",
+            ran.said
+        );
+    }
+    let client = connect(&cluster, "manager").await;
+    let row = client
+        .query_one(
+            "SELECT (SELECT string_agg(name || ':' || is_active, ',' ORDER BY name) FROM domains), \
+             (SELECT id::text FROM users), \
+             (SELECT max(version) FROM dbprep_schema_history WHERE success), \
+             (SELECT pg_catalog.pg_get_userbyid(datdba)::text FROM pg_catalog.pg_database WHERE datname = 'manager')",
+            &[],
+        )
+        .await
+        .expect("read what was imported");
+    let (domains, user, version, owner): (String, String, i64, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(domains, "default:true,lab:false");
+    assert_eq!(user, "f38dea23-50fa-42a0-b5ae-338f5f4693f4");
+    assert_eq!(version, i64::try_from(demo_migrations()).unwrap());
+    assert_eq!(owner, "manager");
+}
