@@ -9,23 +9,21 @@ use serde_json::json;
 use tokio_postgres::Config;
 
 use super::output::{history_table, status_table, Table};
+use super::server;
 use super::{Cli, Command, FixtureCommand, OnConflict};
 use crate::model::fixture::{Fixture, Fixtures};
 use crate::model::migration::Migrations;
-use tokio_postgres::error::SqlState;
 
-use crate::pg::connect::tls::{SslMode, Tls};
-use crate::pg::connect::DATABASE_EXISTS;
+use crate::pg::connect::tls::Tls;
 use crate::pg::drift::verify::VerifyReport;
-use crate::pg::error::{describe, is_sqlstate, Error, Result};
+use crate::pg::error::{Error, Result};
 use crate::pg::populate::Conflict;
 use crate::pg::report::RepairOptions;
-use crate::pg::sql::{ident, literal};
 use crate::{Migrator, Rollout, Tenants};
 
 /// The connection settings: `url` (else `DATABASE_URL`), the libpq
 /// variables for the rest, and the password file.
-fn connection(url: Option<&str>, password_file: Option<&Path>) -> Result<(Config, Tls)> {
+pub(super) fn connection(url: Option<&str>, password_file: Option<&Path>) -> Result<(Config, Tls)> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let (mut config, tls) = crate::pg::connect::tls::from_vars(|name| match name {
         "DATABASE_URL" => url.map(str::to_owned).or_else(|| env(name)),
@@ -43,25 +41,6 @@ fn connection(url: Option<&str>, password_file: Option<&Path>) -> Result<(Config
     Ok((config, tls))
 }
 
-/// A connection from the admin settings, and whether `sql` (a lookup by
-/// `$1 = name`) finds a row.
-async fn admin_lookup(
-    admin_url: Option<&str>,
-    password_file: Option<&Path>,
-    sql: &str,
-    name: &str,
-) -> Result<(tokio_postgres::Client, bool)> {
-    let (admin, tls) = connection(admin_url, password_file)?;
-    let client =
-        crate::pg::connect::connect_with(&admin, tls.connector()?, Duration::from_secs(10)).await?;
-    let exists = client
-        .query_opt(sql, &[&name])
-        .await
-        .map_err(Error::postgres(format!("look for {name}")))?
-        .is_some();
-    Ok((client, exists))
-}
-
 /// `user@host:port/database`, never with the password.
 pub(super) fn target(config: &Config) -> String {
     let host = match config.get_hosts().first() {
@@ -77,7 +56,8 @@ pub(super) fn target(config: &Config) -> String {
     )
 }
 
-fn print(json: bool, value: impl serde::Serialize, text: impl FnOnce() -> String) {
+/// `value` as JSON, or `text` for a person.
+pub(super) fn print(json: bool, value: impl serde::Serialize, text: impl FnOnce() -> String) {
     if json {
         // dbprep's reports serialize without fail: plain fields, string keys.
         println!("{}", serde_json::to_string(&value).unwrap_or_default());
@@ -463,40 +443,22 @@ pub(super) async fn execute(
         Command::Completions { .. } | Command::Man => {}
         Command::Check => {
             let (config, tls) = connection(g.url.as_deref(), g.password_file.as_deref())?;
-            return Ok(check(&config, &tls, &migrator(), program, json).await);
+            return Ok(server::check(&config, &tls, &migrator(), program, json).await);
         }
         Command::CreateDatabase {
             name,
             owner,
             admin_url,
         } => {
-            let (client, exists) = admin_lookup(
-                admin_url.as_deref().or(g.url.as_deref()),
+            let admin = admin_url.as_deref().or(g.url.as_deref());
+            server::create_database(
+                admin,
                 g.password_file.as_deref(),
-                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
                 name,
+                owner.as_deref(),
+                json,
             )
             .await?;
-            if !exists {
-                let owner_clause = owner
-                    .as_ref()
-                    .map(|o| format!(" OWNER {}", ident(o)))
-                    .unwrap_or_default();
-                match client
-                    .batch_execute(&format!("CREATE DATABASE {}{owner_clause}", ident(name)))
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(e) if is_sqlstate(&e, DATABASE_EXISTS) => {}
-                    Err(e) => return Err(Error::postgres(format!("create database {name}"))(e)),
-                }
-            }
-            let text = if exists {
-                format!("database {name} already exists")
-            } else {
-                format!("created database {name}")
-            };
-            print(json, json!({"database": name, "created": !exists}), || text);
         }
         Command::CreateRole {
             name,
@@ -505,67 +467,13 @@ pub(super) async fn execute(
             password_from_env,
             admin_url,
         } => {
-            let password = if *password_stdin {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map_err(|e| {
-                    Error::config_caused(format!("cannot read the password from stdin: {e}"), e)
-                })?;
-                let line = line.trim_end_matches(['\n', '\r']).to_owned();
-                Some(not_empty(line, "the password read from stdin")?)
-            } else if let Some(file) = password_from_file {
-                let text = std::fs::read_to_string(file).map_err(|e| {
-                    Error::config_caused(
-                        format!("cannot read the password file {}: {e}", file.display()),
-                        e,
-                    )
-                })?;
-                let first = text.lines().next().unwrap_or_default().to_owned();
-                Some(not_empty(
-                    first,
-                    &format!("the first line of the password file {}", file.display()),
-                )?)
-            } else if let Some(var) = password_from_env {
-                let value = std::env::var(var)
-                    .map_err(|_| Error::config(format!("the variable {var} is not set")))?;
-                Some(not_empty(value, &format!("the variable {var}"))?)
-            } else {
-                None
-            };
-            let (client, exists) = admin_lookup(
-                admin_url.as_deref().or(g.url.as_deref()),
-                g.password_file.as_deref(),
-                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
-                name,
-            )
-            .await?;
-            // The server receives a SCRAM verifier, never the password
-            // itself: statement logs cannot leak it.
-            let new_password = password.is_some();
-            let password_clause = password
-                .map(|p| {
-                    format!(
-                        " PASSWORD {}",
-                        literal(&postgres_protocol::password::scram_sha_256(p.as_bytes()))
-                    )
-                })
-                .unwrap_or_default();
-            let verb = if exists { "ALTER" } else { "CREATE" };
-            client
-                .batch_execute(&format!(
-                    "{verb} ROLE {} LOGIN{password_clause}",
-                    ident(name)
-                ))
-                .await
-                .map_err(Error::postgres(format!(
-                    "{} role {name}",
-                    verb.to_lowercase()
-                )))?;
-            let text = match (exists, new_password) {
-                (true, true) => format!("role {name} already exists (login and password updated)"),
-                (true, false) => format!("role {name} already exists (login granted)"),
-                (false, _) => format!("created role {name}"),
-            };
-            print(json, json!({"role": name, "created": !exists}), || text);
+            let password = server::Password::given(
+                *password_stdin,
+                password_from_file.as_deref(),
+                password_from_env.as_deref(),
+            );
+            let admin = admin_url.as_deref().or(g.url.as_deref());
+            server::create_role(admin, g.password_file.as_deref(), name, password, json).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -586,166 +494,6 @@ fn stamped(report: &crate::Report) -> String {
         text.push_str(&format!("\n  {:>6}  {}", a.version, a.name));
     }
     text
-}
-
-/// `password`, or an error naming where it came from when it is empty.
-/// PostgreSQL stores no password for an empty one (with a notice), so the
-/// role could not log in with a password at all; and an empty line is what
-/// `echo "$UNSET" |` sends.
-fn not_empty(password: String, from: &str) -> Result<String> {
-    if password.is_empty() {
-        return Err(Error::config(format!(
-            "{from} is empty: PostgreSQL would keep no password for the role (nothing was created or changed)"
-        )));
-    }
-    Ok(password)
-}
-
-/// `check`: each step a person would try, in order, with what to do when it
-/// fails.
-async fn check(
-    config: &Config,
-    tls: &Tls,
-    migrator: &Migrator<'_>,
-    program: &str,
-    json: bool,
-) -> ExitCode {
-    let mut steps: Vec<(String, bool, String)> = Vec::new();
-    let target = target(config);
-    let connector = match tls.connector() {
-        Ok(connector) => connector,
-        Err(e) => {
-            steps.push(("TLS".into(), false, e.to_string()));
-            return report_steps(&steps, json);
-        }
-    };
-    let result = config.connect(connector).await;
-    let client = match result {
-        Ok((client, connection)) => {
-            tokio::spawn(connection);
-            steps.push(("server reachable".into(), true, target.clone()));
-            steps.push((
-                "authentication".into(),
-                true,
-                format!("as {}", config.get_user().unwrap_or("?")),
-            ));
-            steps.push((
-                "database exists".into(),
-                true,
-                config.get_dbname().unwrap_or("?").to_owned(),
-            ));
-            Some(client)
-        }
-        Err(e) => {
-            let (step, hint) = match e.code() {
-                Some(&SqlState::INVALID_PASSWORD)
-                | Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => (
-                    "authentication",
-                    "check the user and password (PGUSER, PGPASSWORD or --password-file) and pg_hba.conf".to_owned(),
-                ),
-                Some(&SqlState::INVALID_CATALOG_NAME) => ("database exists", format!("create it: `{program} create-database NAME` or `{program} oneshot`")),
-                Some(_) => ("server reachable", "the server refused the connection".to_owned()),
-                None if describe(&e).contains("TLS") => (
-                    "TLS",
-                    format!("check sslmode ({:?}) and sslrootcert, and that the certificate names the host", tls.mode),
-                ),
-                None => ("server reachable", format!("is PostgreSQL running and listening at {target}?")),
-            };
-            if step != "server reachable" {
-                steps.push(("server reachable".into(), true, target.clone()));
-            }
-            if step == "database exists" {
-                steps.push((
-                    "authentication".into(),
-                    true,
-                    format!("as {}", config.get_user().unwrap_or("?")),
-                ));
-            }
-            steps.push((step.into(), false, format!("{}; {hint}", describe(&e))));
-            None
-        }
-    };
-    if let Some(client) = client {
-        let encrypted = client
-            .query_opt("SELECT version FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid() AND ssl", &[])
-            .await;
-        match (encrypted, tls.mode) {
-            (Ok(Some(row)), mode) => steps.push((
-                "TLS".into(),
-                true,
-                format!("encrypted ({}, sslmode {mode:?})", row.get::<_, String>(0)),
-            )),
-            (Ok(None), SslMode::Disable | SslMode::Allow | SslMode::Prefer) => steps.push((
-                "TLS".into(),
-                true,
-                format!("not encrypted (sslmode {:?})", tls.mode),
-            )),
-            (Ok(None), mode) => steps.push((
-                "TLS".into(),
-                false,
-                format!("not encrypted although sslmode is {mode:?}"),
-            )),
-            (Err(e), _) => steps.push(("TLS".into(), false, describe(&e))),
-        }
-        let version = client
-            .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
-            .await;
-        match version {
-            Ok(row) if row.get::<_, i32>(0) >= 120000 => {
-                steps.push(("server version".into(), true, row.get::<_, String>(1)))
-            }
-            Ok(row) => steps.push((
-                "server version".into(),
-                false,
-                format!(
-                    "{} is too old: dbprep needs PostgreSQL 12 or newer",
-                    row.get::<_, String>(1)
-                ),
-            )),
-            Err(e) => steps.push(("server version".into(), false, describe(&e))),
-        }
-        let history = migrator.history();
-        let privileges = client
-            .query_one(
-                "SELECT has_schema_privilege(n.oid, 'CREATE'), to_regclass($2) IS NOT NULL AND has_table_privilege(to_regclass($2), 'SELECT') \
-                 FROM pg_namespace n WHERE n.nspname = $1 UNION ALL SELECT has_database_privilege(current_database(), 'CREATE'), false LIMIT 1",
-                &[&history.schema, &history.qualified()],
-            )
-            .await;
-        match privileges {
-            Ok(row) if row.get::<_, bool>(0) => steps.push(("privileges".into(), true, format!("can create tables in schema {}", history.schema))),
-            Ok(row) if row.get::<_, bool>(1) => steps.push(("privileges".into(), true, "can read the history (verify and status only)".into())),
-            Ok(_) => steps.push((
-                "privileges".into(),
-                false,
-                format!("cannot create tables in schema {}: grant CREATE on it (PostgreSQL 15+ no longer grants it on public) or make the role its owner", history.schema),
-            )),
-            Err(e) => steps.push(("privileges".into(), false, describe(&e))),
-        }
-    }
-    report_steps(&steps, json)
-}
-
-fn report_steps(steps: &[(String, bool, String)], json: bool) -> ExitCode {
-    let ok = steps.iter().all(|(_, passed, _)| *passed);
-    let value: Vec<_> = steps
-        .iter()
-        .map(|(step, passed, detail)| json!({"step": step, "ok": passed, "detail": detail}))
-        .collect();
-    print(json, json!({"ok": ok, "steps": value}), || {
-        steps
-            .iter()
-            .map(|(step, passed, detail)| {
-                format!("{} {step}: {detail}", if *passed { "ok  " } else { "FAIL" })
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
 }
 
 /// `migrator` with a progress bar when the run is `interactive`.

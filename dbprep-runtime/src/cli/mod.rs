@@ -27,6 +27,7 @@
 mod commands;
 mod describe;
 mod output;
+mod server;
 mod settings;
 
 use std::path::PathBuf;
