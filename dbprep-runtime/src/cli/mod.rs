@@ -402,7 +402,8 @@ struct TenantArgs {
     #[arg(long, value_name = "PATTERN", group = "tenants")]
     each_schema: Option<String>,
     /// The tenant schemas are the first column of this query's rows, in
-    /// its order.
+    /// its order; a schema that does not exist yet is created by its first
+    /// run (a new tenant).
     #[arg(long, value_name = "SQL", group = "tenants")]
     schemas_from: Option<String>,
     /// Every database of the server whose name matches this LIKE pattern
