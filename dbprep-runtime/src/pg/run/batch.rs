@@ -208,14 +208,27 @@ impl<'a> Session<'a> {
         self
     }
 
+    /// How long transactional `m` may wait for a lock: its file's
+    /// `-- dbprep:lock-timeout`, else the run's (zero: as long as it takes).
+    fn lock_timeout_of(&self, m: &Migration) -> Duration {
+        crate::model::directive::parse(m.sql())
+            .ok()
+            .and_then(|d| d.lock_timeout)
+            .unwrap_or(self.lock_timeout)
+    }
+
+    /// Whether `m` may wait for other sessions with no timeout of the run's
+    /// to give up and name them: a no-transaction migration, or one whose
+    /// lock timeout is zero.
+    pub(crate) fn waits_unbounded(&self, m: &Migration) -> bool {
+        m.no_transaction() || self.lock_timeout_of(m).is_zero()
+    }
+
     /// The `SET LOCAL lock_timeout` of `m`'s transaction: its file's
     /// `-- dbprep:lock-timeout`, else the run's; nothing when that is zero
     /// (the server's own setting applies).
     fn lock_timeout_sql(&self, m: &Migration) -> String {
-        let timeout = crate::model::directive::parse(m.sql())
-            .ok()
-            .and_then(|d| d.lock_timeout)
-            .unwrap_or(self.lock_timeout);
+        let timeout = self.lock_timeout_of(m);
         if timeout.is_zero() {
             String::new()
         } else {

@@ -602,8 +602,11 @@ impl<'m> Migrator<'m> {
             return Ok(Vec::new());
         }
         tracing::info!("applying {} migration(s)", pending.len());
-        // They will hold up every DDL statement on the tables they locked.
-        if first_try {
+        // Long transactions hold up every DDL statement on the tables they
+        // locked. A migration under a lock timeout names them when it gives
+        // up and is tried again; one that waits as long as it takes would
+        // not, so they are named before it starts.
+        if first_try && pending.iter().any(|m| session.waits_unbounded(m)) {
             for blocker in
                 retry::blockers(session.client, self.lock_timeout.max(LONG_TRANSACTION)).await?
             {
