@@ -208,19 +208,26 @@ impl Migrator<'_> {
         // Through a pooler in transaction mode a session setting would stay
         // on a server connection that serves others next: the lease names
         // the run instead.
-        if self.lock_mode == LockMode::Session {
-            client
-                .simple_query(&format!(
-                    "SELECT pg_catalog.set_config('application_name', {}, false)",
-                    literal(&application_name)
-                ))
-                .await
-                .map_err(Error::postgres("name the session"))?;
-        }
+        let name = async {
+            if self.lock_mode == LockMode::Session {
+                client
+                    .simple_query(&format!(
+                        "SELECT pg_catalog.set_config('application_name', {}, false)",
+                        literal(&application_name)
+                    ))
+                    .await
+                    .map_err(Error::postgres("name the session"))?;
+            }
+            Ok(())
+        };
         let lock = MigrationLock::new(&self.history, self.lock_mode, &run_id, &application_name);
-        let wait = lock
-            .acquire_unless_done(client, self.lock_wait, done)
-            .await?;
+        // Named and trying the lock in one round trip: the server runs them
+        // in order, so a peer that finds the lock taken finds it named.
+        let ((), wait) = futures_util::future::try_join(
+            name,
+            lock.acquire_unless_done(client, self.lock_wait, done),
+        )
+        .await?;
         if wait.done_by_peer {
             if self.lock_mode == LockMode::Session {
                 client
@@ -341,14 +348,16 @@ impl Migrator<'_> {
         // migration as the last migration's `SET ROLE`, `search_path` or
         // timeouts made it: either way, put back the run's session (as
         // before each migration) before dbprep's own statements.
-        let read = async {
+        // One round trip: the server runs them in order, the session put
+        // back first.
+        let restore = async {
             client
                 .batch_execute(&session.restore_session())
                 .await
-                .map_err(Error::postgres("restore the session after the migrations"))?;
-            self.history_at_end(session, prefix).await
+                .map_err(Error::postgres("restore the session after the migrations"))
         };
-        let (ended, seen) = match read.await {
+        let read = futures_util::future::try_join(restore, self.history_at_end(session, prefix));
+        let (ended, seen) = match read.await.map(|((), read)| read) {
             Ok(read) => read,
             Err(error) => {
                 let _ = session.lock.release(client).await;
@@ -383,7 +392,8 @@ impl Migrator<'_> {
     /// run wrote (whose inserts left the digest alone), when the digest,
     /// "in progress" or not, is still the prefix's: the trigger adds every
     /// other change to it, so nobody else changed the history. Else read
-    /// whole.
+    /// whole. The digest and the rows are asked for at once: the digest
+    /// rarely says that the rows read are not enough.
     async fn history_at_end(
         &self,
         session: &Session<'_>,
@@ -392,15 +402,28 @@ impl Migrator<'_> {
         let client = session.client;
         let newest =
             |rows: &[HistoryRow]| rows.iter().filter(|r| r.success).map(|r| r.version).max();
-        let seen = self.history.digest(client).await?;
-        if let Some(prefix) = prefix.filter(|p| seen.map(HistoryDigest::unmarked) == Some(p.digest))
-        {
+        let Some(prefix) = prefix else {
+            let (seen, rows) = futures_util::future::try_join(
+                self.history.digest(client),
+                self.history.read(client),
+            )
+            .await?;
+            let ended = Ended {
+                digest: HistoryDigest::of_rows(&rows),
+                version: newest(&rows),
+                rows,
+            };
+            return Ok((ended, seen));
+        };
+        // The run applied what follows the prefix.
+        let (seen, rows) = futures_util::future::try_join(
+            self.history.digest(client),
+            self.history
+                .read_run(client, session.run_id(), prefix.version),
+        )
+        .await?;
+        if seen.map(HistoryDigest::unmarked) == Some(prefix.digest) {
             tracing::debug!("nobody else changed the history: reading this run's rows alone");
-            // The run applied what follows the prefix.
-            let rows = self
-                .history
-                .read_run(client, session.run_id(), prefix.version)
-                .await?;
             let ended = Ended {
                 digest: prefix.digest.and_rows(&rows),
                 version: newest(&rows).max(prefix.version),
