@@ -10,6 +10,7 @@ use tokio_postgres::Config;
 
 use super::output::{history_table, status_table, Table};
 use super::server;
+use super::stdout;
 use super::{Cli, Command, FixtureCommand, OnConflict};
 use crate::model::fixture::{Fixture, Fixtures};
 use crate::model::migration::Migrations;
@@ -60,9 +61,9 @@ pub(super) fn target(config: &Config) -> String {
 pub(super) fn print(json: bool, value: impl serde::Serialize, text: impl FnOnce() -> String) {
     if json {
         // dbprep's reports serialize without fail: plain fields, string keys.
-        println!("{}", serde_json::to_string(&value).unwrap_or_default());
+        stdout::line(&serde_json::to_string(&value).unwrap_or_default());
     } else {
-        println!("{}", text());
+        stdout::line(&text());
     }
 }
 
@@ -155,10 +156,10 @@ pub(super) async fn execute(
             let created =
                 crate::pg::connect::ensure_database_with(&config, tls.connector()?).await?;
             if created && !json {
-                println!(
+                stdout::line(&format!(
                     "created database {}",
                     config.get_dbname().unwrap_or_default()
-                );
+                ));
             }
             let report = with_progress(migrator(), interactive).run(&pool).await?;
             let mut value = serde_json::to_value(&report).unwrap_or_default();
@@ -231,7 +232,7 @@ pub(super) async fn execute(
             no_schema_snapshot,
         } => {
             let migrator = migrator_to(*to).schema_snapshot(!no_schema_snapshot);
-            print!("{}", migrator.script(*from)?);
+            stdout::write(&migrator.script(*from)?);
         }
         Command::Status { tenants } if tenants.given() => {
             let (found, rollout) = tenant_walk(g, tenants, interactive).await?;
@@ -297,7 +298,7 @@ pub(super) async fn execute(
             let overview = migrator().overview(&pool).await?;
             let page = overview.to_html();
             if html.as_os_str() == "-" {
-                print!("{page}");
+                stdout::write(&page);
             } else {
                 write_whole(html, page.as_bytes())?;
                 print(
@@ -405,7 +406,7 @@ pub(super) async fn execute(
                 .squash_with(&config, tls.connector()?)
                 .await?;
             match out {
-                None => print!("{}", baseline.sql),
+                None => stdout::write(&baseline.sql),
                 Some(path) => {
                     let file = if path.is_dir() {
                         path.join(&baseline.file_name)

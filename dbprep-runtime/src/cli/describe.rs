@@ -3,8 +3,9 @@
 //! so that they list an application's own binary name and, for the
 //! standalone binary, `--migrations` and `--fixtures`.
 
-use std::io::Write;
 use std::process::ExitCode;
+
+use super::stdout;
 
 /// The name the command was run as (an application embedding the CLI
 /// has its own), else the definition's: what help and hints call it.
@@ -22,7 +23,8 @@ pub(super) fn completions(mut command: clap::Command, shell: clap_complete::Shel
     let name = program_name(&command);
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut command, name, &mut out);
-    write_out(&out)
+    stdout::write_bytes(&out);
+    stdout::exit_code(ExitCode::SUCCESS)
 }
 
 /// Print the manual page, in roff.
@@ -31,22 +33,12 @@ pub(super) fn man(command: clap::Command) -> ExitCode {
     let command = command.display_name(name.clone()).bin_name(name);
     let mut out = Vec::new();
     match clap_mangen::Man::new(command).render(&mut out) {
-        Ok(()) => write_out(&out),
+        Ok(()) => {
+            stdout::write_bytes(&out);
+            stdout::exit_code(ExitCode::SUCCESS)
+        }
         Err(e) => {
             eprintln!("error: cannot write the manual page: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Write to standard output; a closed pipe (`| head`) is not an error.
-fn write_out(bytes: &[u8]) -> ExitCode {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: cannot write to standard output: {e}");
             ExitCode::FAILURE
         }
     }

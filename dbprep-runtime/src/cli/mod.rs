@@ -29,6 +29,7 @@ mod describe;
 mod output;
 mod server;
 mod settings;
+mod stdout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -674,10 +675,10 @@ fn execute(
     };
     let program = describe::program_name(&command);
     match runtime.block_on(commands::execute(&cli, &program, migrations, fixtures)) {
-        Ok(code) => code,
+        Ok(code) => stdout::exit_code(code),
         Err(e) => {
             if cli.global.json {
-                println!("{}", serde_json::json!({ "error": e.to_string() }));
+                stdout::line(&serde_json::json!({ "error": e.to_string() }).to_string());
             } else {
                 eprintln!("error: {e}");
             }

@@ -65,6 +65,46 @@ fn bash_completes_subcommands_and_options_from_the_script_it_prints() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values"));
 }
 
+/// `dbprep … | head -1`: the reader goes away before the program has
+/// written everything. Like any Unix tool, it stops writing and exits as
+/// it would have, without a panic; a failure that is not a closed pipe is
+/// reported.
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    let folder = workspace().join("migrations");
+    let folder = folder.to_str().unwrap();
+    for args in [
+        &["--migrations", folder, "sql"][..],
+        &["man"],
+        &["completions", "bash"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(DBPREP)
+            .args(args)
+            .stdout(writer)
+            .output()
+            .expect("run dbprep");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    // A full disk behind `> file` is an error, said once.
+    if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+        let out = Command::new(DBPREP)
+            .args(["--migrations", folder, "sql"])
+            .stdout(full)
+            .output()
+            .expect("run dbprep");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            "error: cannot write to standard output: No space left on device (os error 28)"
+        );
+    }
+}
+
 #[test]
 fn the_manual_page_lists_every_subcommand_and_the_folder_options() {
     let out = dbprep_offline(&["man"]);
