@@ -18,6 +18,7 @@ use crate::pg::report::LockWait;
 use crate::pg::sql::{column, literal, rows};
 use crate::pg::store::digest::{HistoryDigest, Prefix};
 use crate::pg::store::snapshot::SnapshotTable;
+use crate::pg::store::Tables;
 
 /// The session facts a run needs, read once it has work to do.
 const SESSION_FACTS: &str =
@@ -221,13 +222,29 @@ impl Migrator<'_> {
             Ok(())
         };
         let lock = MigrationLock::new(&self.history, self.lock_mode, &run_id, &application_name);
-        // Named and trying the lock in one round trip: the server runs them
-        // in order, so a peer that finds the lock taken finds it named.
-        let ((), wait) = futures_util::future::try_join(
-            name,
-            lock.acquire_unless_done(client, self.lock_wait, done),
+        // With a session lock, the look at dbprep's tables goes with the
+        // first try (a lease is taken in more steps): the server runs them
+        // in order, so when that try takes the lock, the look was under
+        // it; else it is taken again once the lock is.
+        let look_early = self.lock_mode == LockMode::Session;
+        let look = async {
+            if look_early {
+                Some(self.history.look_at_tables(client, digest_missing).await)
+            } else {
+                None
+            }
+        };
+        // Named and trying the lock in one round trip: a peer that finds
+        // the lock taken finds it named.
+        let (named_and_locked, looked) = futures_util::future::join(
+            futures_util::future::try_join(
+                name,
+                lock.acquire_unless_done(client, self.lock_wait, done),
+            ),
+            look,
         )
-        .await?;
+        .await;
+        let ((), wait) = named_and_locked?;
         if wait.done_by_peer {
             if self.lock_mode == LockMode::Session {
                 client
@@ -240,7 +257,11 @@ impl Migrator<'_> {
             }
             return Ok(Turn::DoneByPeer(wait));
         }
-        let found = match self.ensure_tables(client, adopting, digest_missing).await {
+        let looked = looked.filter(|_| wait.tries == 1);
+        let found = match self
+            .ensure_tables(client, adopting, digest_missing, looked)
+            .await
+        {
             Ok(found) => found,
             Err(error) => {
                 let _ = lock.release(client).await;
@@ -265,15 +286,20 @@ impl Migrator<'_> {
     /// Under the lock: create the history table and its digest if missing
     /// (in one transaction), or the digest alone for a history that has
     /// none (made before it, or dropped by hand), and the snapshot table.
-    /// What it found and made.
+    /// What it found and made; `looked`: what a look under the lock found,
+    /// when one was taken.
     async fn ensure_tables(
         &self,
         client: &Client,
         adopting: bool,
         digest_missing: bool,
+        looked: Option<Result<Tables>>,
     ) -> Result<Found> {
         let history = &self.history;
-        let tables = history.look_at_tables(client, digest_missing).await?;
+        let tables = match looked {
+            Some(tables) => tables?,
+            None => history.look_at_tables(client, digest_missing).await?,
+        };
         let mut sql = if !tables.history {
             // Its digest without the history (the digest is this history's
             // alone; the snapshot table may serve another history of the
