@@ -172,7 +172,7 @@ impl Script<'_> {
              RAISE EXCEPTION 'dbprep: this script installs the schema on a fresh database, but % already records versions', {table};\n\
              END IF;\nEND $dbprep$;\nCOMMIT;\n",
             history.create_sql(create_schema),
-            history.create_digest_sql(HistoryDigest::default()),
+            history.create_digest_sql(HistoryDigest::default(), false),
             history.create_snapshot_sql(false),
             t = history.qualified(),
             table = literal(&history.qualified()),

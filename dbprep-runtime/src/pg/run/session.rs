@@ -316,12 +316,12 @@ impl Migrator<'_> {
             }
             tracing::info!("creating the history table {}", history.qualified());
             history.create_sql(!tables.schema)
-                + &history.create_digest_sql(HistoryDigest::default())
+                + &history.create_digest_sql(HistoryDigest::default(), !tables.digest)
         } else if !(tables.digest
             && tables.digest_trigger_current
             && history.digest_row_exists(client).await?)
         {
-            history.create_digest_sql(HistoryDigest::of_rows(&history.read(client).await?))
+            history.create_digest_sql(HistoryDigest::of_rows(&history.read(client).await?), false)
         } else {
             String::new()
         };

@@ -159,6 +159,9 @@ fn digest_from(row: &tokio_postgres::SimpleQueryRow) -> HistoryDigest {
 impl HistoryTable {
     /// The statement that (re)creates the digest table, its trigger, and
     /// sets the digest to `digest` (of the rows the history holds now).
+    /// `fresh`: neither the digest table nor the history existed before
+    /// this transaction, so there is no trigger to replace and no row to
+    /// delete (each of those statements costs a first run its planning).
     ///
     /// The trigger keeps the digest for every change, except the history
     /// inserts of a migration batch: they run with [`DIGEST_DEFERRED`] set,
@@ -170,7 +173,7 @@ impl HistoryTable {
     /// alone, under the lock, replaced whole rather than upserted, and an
     /// index would cost every first run its build, which syncs the new
     /// file to disk. Tables made by earlier versions keep theirs.
-    pub(crate) fn create_digest_sql(&self, digest: HistoryDigest) -> String {
+    pub(crate) fn create_digest_sql(&self, digest: HistoryDigest, fresh: bool) -> String {
         let t = self.qualified();
         let d = self.digest_table();
         let f = self.digest_function();
@@ -179,6 +182,7 @@ impl HistoryTable {
         let hash = |r: &str| {
             format!("('x' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({r}.version::text || ':' || coalesce(pg_catalog.encode({r}.checksum, 'hex'), '') || ':' || {r}.success::text, 'UTF8')), 'hex'), 16))::bit(64)::bigint")
         };
+        let replace = |sql: String| if fresh { String::new() } else { sql };
         format!(
             "CREATE TABLE IF NOT EXISTS {d} (
     only_row boolean NOT NULL DEFAULT true CHECK (only_row),
@@ -200,14 +204,15 @@ BEGIN
     RETURN NULL;
 END
 $dbprep$;
-DROP TRIGGER IF EXISTS {trigger} ON {t};
-CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW
+{drop_trigger}CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW
     WHEN (pg_catalog.current_setting('{DIGEST_DEFERRED}', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION {f}();
-DROP TRIGGER IF EXISTS {truncate_trigger} ON {t};
-CREATE TRIGGER {truncate_trigger} AFTER TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION {f}();
-DELETE FROM {d};
-INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h});",
+{drop_truncate_trigger}CREATE TRIGGER {truncate_trigger} AFTER TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION {f}();
+{delete}INSERT INTO {d} (only_row, rows, hash) VALUES (true, {rows}, {h});",
+            drop_trigger = replace(format!("DROP TRIGGER IF EXISTS {trigger} ON {t};\n")),
+            drop_truncate_trigger =
+                replace(format!("DROP TRIGGER IF EXISTS {truncate_trigger} ON {t};\n")),
+            delete = replace(format!("DELETE FROM {d};\n")),
             old = hash("OLD"),
             new = hash("NEW"),
             rows = digest.rows,
