@@ -41,12 +41,15 @@
 //! insert itself.
 //!
 //! **Durations.** A row written before its migration cannot hold how long
-//! the migration took. The replies come back one per message as the
-//! server finishes each, so the time between two replies is the time of
-//! one migration; once a batch is over, one `UPDATE` writes them all (the
-//! last message writes its own, from `now()`, the start of its
-//! transaction, to the end of its SQL). A run killed in the middle leaves
-//! 0 for the migrations it committed.
+//! the migration took. Its `applied_at` is `now()`, the start of its
+//! transaction; the server starts the next message once it is over, so
+//! the time to the next row's `applied_at` is the migration's. The last
+//! message writes its own (from `now()` to the end of its SQL) and, in the
+//! same transaction, one `UPDATE` writes the others'; it then deallocates
+//! the history insert, so a batch that succeeded needs no message to close
+//! it. After a failure, the closing message writes what committed from
+//! the times between the replies. A run killed in the middle leaves 0 for
+//! the migrations it committed.
 //!
 //! After an error the session may be idle again (a message rejected at
 //! parse time never ran its `BEGIN`; a failed `COMMIT` ends the
@@ -447,29 +450,25 @@ impl Session<'_> {
         )
     }
 
-    /// The closing message of a batch: the statement deallocated, and the
-    /// durations of `timed_by_replies` recorded. After a failure it commits
-    /// synchronously, which makes every migration committed asynchronously
-    /// before it durable.
-    fn close_batch_sql(&self, timed_by_replies: &[Done], failed: bool) -> String {
+    /// The closing message of a batch that failed: the statement
+    /// deallocated, and the durations of `timed_by_replies` (what committed
+    /// before the failure) recorded. It commits synchronously, which makes
+    /// every migration committed asynchronously before it durable.
+    fn close_failed_batch_sql(&self, timed_by_replies: &[Done]) -> String {
         let mut sql = if self.pooled() {
             String::new()
         } else {
             format!("DEALLOCATE {};\n", self.record_statement())
         };
-        if timed_by_replies.is_empty() && !failed {
-            return sql;
-        }
         sql.push_str(&self.restore_session());
         sql.push_str("BEGIN;\n");
         if self.pooled() {
             sql.push_str(&self.restore_statements(false, true));
         }
         // As dbprep's own statements after a migration, and as the
-        // migrations' transactions: the digest left to the end of the run,
-        // the commit asynchronous unless it must make the batch durable.
+        // migrations' transactions: the digest left to the end of the run.
         sql.push_str(&self.own_settings(true));
-        sql.push_str(&self.transaction_settings(!failed));
+        sql.push_str(&self.transaction_settings(false));
         if !timed_by_replies.is_empty() {
             let durations: Vec<(i64, u128)> = timed_by_replies
                 .iter()
@@ -477,11 +476,8 @@ impl Session<'_> {
                 .collect();
             sql.push_str(&self.history.durations_sql(&durations));
         }
-        if failed {
-            // Writes a commit record even when nothing was applied.
-            sql.push_str("SELECT pg_catalog.txid_current();\n");
-        }
-        sql.push_str("COMMIT;");
+        // Writes a commit record even when nothing was applied.
+        sql.push_str("SELECT pg_catalog.txid_current();\nCOMMIT;");
         sql
     }
 
@@ -594,22 +590,30 @@ impl Session<'_> {
     }
 
     /// Send the last migration's message, which ends asking what of the
-    /// schema snapshot to read again, then read it and commit. An error
-    /// of the first message comes with `prefix_chars` (its place in the
-    /// file can be found), one of the second without.
+    /// schema snapshot to read again, then read it and commit, with what
+    /// closes the batch: `durations` (the statement that writes the other
+    /// migrations' durations) in the transaction, the history insert
+    /// deallocated after it. An error of the first message comes with
+    /// `prefix_chars` (its place in the file can be found), one of the
+    /// second without.
     async fn run_last_message(
         &self,
         sql: &str,
         prefix_chars: usize,
         version: i64,
+        durations: &str,
     ) -> Result<(), (tokio_postgres::Error, Option<usize>)> {
         let answer = self
             .run_message_answer(sql)
             .await
             .map_err(|e| (e, Some(prefix_chars)))?;
         let refresh = Refresh::parse(answer.as_deref());
-        let rest = self.history.refresh_sql(&refresh, self.schema_snapshot)
-            + &self.end_of_message(version);
+        let mut rest = durations.to_owned();
+        rest.push_str(&self.history.refresh_sql(&refresh, self.schema_snapshot));
+        rest.push_str(&self.end_of_message(version));
+        if !self.pooled() {
+            rest.push_str(&format!("\nDEALLOCATE {};", self.record_statement()));
+        }
         self.run_message(&rest).await.map_err(|e| (e, None))
     }
 
@@ -667,16 +671,13 @@ impl Session<'_> {
         let (outcome, done) = self
             .apply_prepared(pending, first_rank, restore_search_path)
             .await;
-        // A closed connection took the statement with it, and left nothing
-        // to record.
-        if !self.client.is_closed() {
-            // The last message of a batch that succeeded wrote its own
-            // duration; the others are the times of their replies.
-            let timed_by_replies = match outcome {
-                Ok(_) => &done[..done.len().saturating_sub(1)],
-                Err(_) => &done[..],
-            };
-            let close = self.close_batch_sql(timed_by_replies, outcome.is_err());
+        // The last message of a batch that succeeded closed it. A closed
+        // connection took the statement with it, and left nothing to
+        // record.
+        if outcome.is_err() && !self.client.is_closed() {
+            // What committed before the failure took the time between its
+            // reply and the one before.
+            let close = self.close_failed_batch_sql(&done);
             if let Err(error) = self.client.batch_execute(&close).await {
                 // The migrations are applied: their durations stay 0.
                 tracing::warn!("could not record the durations of the batch: {error}");
@@ -709,9 +710,16 @@ impl Session<'_> {
                     restore_search_path,
                 );
                 let (version, asks) = (pending[i].version(), i == last);
+                let durations = if asks {
+                    let versions: Vec<i64> = pending.iter().map(|m| m.version()).collect();
+                    self.history.batch_durations_sql(&versions)
+                } else {
+                    String::new()
+                };
                 async move {
                     if asks {
-                        self.run_last_message(&sql, prefix_chars, version).await
+                        self.run_last_message(&sql, prefix_chars, version, &durations)
+                            .await
                     } else {
                         let sent = self.run_message(&sql).await;
                         sent.map_err(|e| (e, Some(prefix_chars)))

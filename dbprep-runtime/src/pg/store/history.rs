@@ -276,6 +276,25 @@ impl HistoryTable {
         )
     }
 
+    /// The durations of the migrations of a batch, `versions` in the order
+    /// they ran, each but the last from its `applied_at` to the next one's:
+    /// the start of its transaction to the start of the next, which the
+    /// server began once it was over. Nothing when there is no next.
+    pub(crate) fn batch_durations_sql(&self, versions: &[i64]) -> String {
+        if versions.len() < 2 {
+            return String::new();
+        }
+        let list: Vec<String> = versions.iter().map(i64::to_string).collect();
+        format!(
+            "UPDATE {t} AS h SET execution_ms = (pg_catalog.date_part('epoch', n.next - h.applied_at) * 1000)::pg_catalog.int4 \
+             FROM (SELECT version, pg_catalog.lead(applied_at) OVER (ORDER BY installed_rank) AS next \
+             FROM {t} WHERE version = ANY ('{{{list}}}'::pg_catalog.int8[])) AS n \
+             WHERE h.version = n.version AND n.next IS NOT NULL;\n",
+            t = self.qualified(),
+            list = list.join(","),
+        )
+    }
+
     /// The duration of `version`, the migration of the transaction, from
     /// the transaction's start to now.
     pub(crate) fn duration_so_far_sql(&self, version: i64) -> String {
