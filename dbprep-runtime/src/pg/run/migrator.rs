@@ -454,7 +454,16 @@ impl<'m> Migrator<'m> {
             let known_before = known_before.filter(|known| {
                 known.prefix().is_none() || session.history_found() == HistoryFound::AsMade
             });
-            let prefix = known_before.as_ref().and_then(KnownBefore::prefix);
+            // A history the run has just made is empty before it: the
+            // run's rows are all of it.
+            let prefix = match known_before.as_ref() {
+                None if session.history_found() == HistoryFound::Made => Some(Prefix {
+                    digest: HistoryDigest::default(),
+                    applied: 0,
+                    version: None,
+                }),
+                known => known.and_then(KnownBefore::prefix),
+            };
             let result = self
                 .apply_with_retries(&session, &mut retries, known_before)
                 .await;

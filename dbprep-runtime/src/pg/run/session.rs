@@ -342,7 +342,8 @@ impl Migrator<'_> {
         // commits nothing loses nothing if these tables are made again.
         // The digest function's body is dbprep's own, tested: not checking
         // it when it is created (as pg_dump does) spares a new session
-        // loading PL/pgSQL, which a batch never calls (1.3 against 0.1 ms).
+        // compiling it. (Creating it still loads PL/pgSQL's library, for
+        // its validator.)
         // `IF NOT EXISTS` and `IF EXISTS` say "skipping" in a notice, which
         // tokio-postgres logs: nothing an application should see at every
         // start-up.
@@ -363,7 +364,8 @@ impl Migrator<'_> {
     /// the history as the run leaves it, write its digest (the batch left it
     /// "in progress"), release the lock and give the session back its
     /// `application_name`. A run that knew the history from its digest
-    /// (`prefix`) reads only its own rows.
+    /// (`prefix`) reads only its own rows and, on PostgreSQL 14+, does it
+    /// all in one round trip.
     pub(super) async fn finish(
         &self,
         session: &Session<'_>,
@@ -373,15 +375,27 @@ impl Migrator<'_> {
         // A batch leaves the session reset, a failure or a no-transaction
         // migration as the last migration's `SET ROLE`, `search_path` or
         // timeouts made it: either way, put back the run's session (as
-        // before each migration) before dbprep's own statements.
-        // One round trip: the server runs them in order, the session put
-        // back first.
+        // before each migration) before dbprep's own statements. What
+        // follows goes in the same round trip: the server runs it in order,
+        // the session put back first.
         let restore = async {
             client
                 .batch_execute(&session.restore_session())
                 .await
                 .map_err(Error::postgres("restore the session after the migrations"))
         };
+        let mut release = session.lock.release_sql();
+        if session.lock.mode() == LockMode::Session {
+            release.push_str(&format!(
+                "\nSELECT pg_catalog.set_config('application_name', {}, false);",
+                literal(&session.facts.application_name)
+            ));
+        }
+        if let Some(prefix) = prefix.filter(|_| session.facts.server_version_num >= 140_000) {
+            return self
+                .finish_after_prefix(session, prefix, restore, &release)
+                .await;
+        }
         let read = futures_util::future::try_join(restore, self.history_at_end(session, prefix));
         let (ended, seen) = match read.await.map(|((), read)| read) {
             Ok(read) => read,
@@ -396,19 +410,84 @@ impl Migrator<'_> {
             Some(seen) => self.history.finish_run_sql(ended.digest, seen),
             None => String::new(),
         };
-        end.push_str(&session.lock.release_sql());
-        if session.lock.mode() == LockMode::Session {
-            end.push_str(&format!(
-                "\nSELECT pg_catalog.set_config('application_name', {}, false);",
-                literal(&session.facts.application_name)
-            ));
-        }
+        end.push_str(&release);
         if let Err(error) = client.batch_execute(&end).await {
             // The digest stays "in progress" (the next run writes it); the
             // lock must not outlive the run.
             let _ = client.batch_execute("ROLLBACK").await;
             let _ = session.lock.release(client).await;
             return Err(Error::postgres("write the history digest")(error));
+        }
+        Ok(ended)
+    }
+
+    /// [`finish`](Self::finish) of a run that knew the history before it
+    /// as `prefix`, in one round trip: `restore`, the digest and the rows
+    /// the run wrote read, the digest written by the server from those rows
+    /// (unless someone else changed the history meanwhile), and `release`.
+    /// When the digest read says someone else did, the history is read
+    /// whole and its digest written, guarded by what was read: the lock is
+    /// released by then, and a run that took it since has changed the
+    /// digest, which leaves the write undone.
+    async fn finish_after_prefix(
+        &self,
+        session: &Session<'_>,
+        prefix: Prefix,
+        restore: impl std::future::Future<Output = Result<()>>,
+        release: &str,
+    ) -> Result<Ended> {
+        let client = session.client;
+        let newest =
+            |rows: &[HistoryRow]| rows.iter().filter(|r| r.success).map(|r| r.version).max();
+        let end = self
+            .history
+            .finish_run_after_prefix_sql(&prefix, session.run_id())
+            + release;
+        let written = async {
+            client
+                .batch_execute(&end)
+                .await
+                .map_err(Error::postgres("write the history digest"))
+        };
+        let finished = futures_util::future::try_join4(
+            restore,
+            self.history.digest(client),
+            self.history
+                .read_run(client, session.run_id(), prefix.version),
+            written,
+        )
+        .await;
+        let (seen, rows) = match finished {
+            Ok(((), seen, rows, ())) => (seen, rows),
+            Err(error) => {
+                // The digest stays "in progress" (the next run writes it);
+                // the lock must not outlive the run.
+                let _ = client.batch_execute("ROLLBACK").await;
+                let _ = session.lock.release(client).await;
+                return Err(error);
+            }
+        };
+        if seen.map(HistoryDigest::unmarked) == Some(prefix.digest) {
+            tracing::debug!("nobody else changed the history: reading this run's rows alone");
+            return Ok(Ended {
+                digest: prefix.digest.and_rows(&rows),
+                version: newest(&rows).max(prefix.version),
+                rows,
+            });
+        }
+        let rows = self.history.read(client).await?;
+        let ended = Ended {
+            digest: HistoryDigest::of_rows(&rows),
+            version: newest(&rows),
+            rows,
+        };
+        // No digest row (deleted by hand during the run): the next run
+        // makes it from the rows.
+        if let Some(seen) = seen {
+            client
+                .batch_execute(&self.history.finish_run_sql(ended.digest, seen))
+                .await
+                .map_err(Error::postgres("write the history digest"))?;
         }
         Ok(ended)
     }

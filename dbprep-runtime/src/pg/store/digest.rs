@@ -156,6 +156,12 @@ fn digest_from(row: &tokio_postgres::SimpleQueryRow) -> HistoryDigest {
     }
 }
 
+/// An expression: the hash of the history row `row` (an alias, `OLD` or
+/// `NEW`), as [`history_row_hash`] computes it.
+fn row_hash_sql(row: &str) -> String {
+    format!("('x' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({row}.version::text || ':' || coalesce(pg_catalog.encode({row}.checksum, 'hex'), '') || ':' || {row}.success::text, 'UTF8')), 'hex'), 16))::bit(64)::bigint")
+}
+
 impl HistoryTable {
     /// The statement that (re)creates the digest table, its trigger, and
     /// sets the digest to `digest` (of the rows the history holds now).
@@ -179,9 +185,6 @@ impl HistoryTable {
         let f = self.digest_function();
         let trigger = ident(&format!("{}_digest", self.table));
         let truncate_trigger = ident(&format!("{}_digest_truncate", self.table));
-        let hash = |r: &str| {
-            format!("('x' || pg_catalog.left(pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({r}.version::text || ':' || coalesce(pg_catalog.encode({r}.checksum, 'hex'), '') || ':' || {r}.success::text, 'UTF8')), 'hex'), 16))::bit(64)::bigint")
-        };
         let replace = |sql: String| if fresh { String::new() } else { sql };
         format!(
             "CREATE TABLE IF NOT EXISTS {d} (
@@ -213,8 +216,8 @@ $dbprep$;
             drop_truncate_trigger =
                 replace(format!("DROP TRIGGER IF EXISTS {truncate_trigger} ON {t};\n")),
             delete = replace(format!("DELETE FROM {d};\n")),
-            old = hash("OLD"),
-            new = hash("NEW"),
+            old = row_hash_sql("OLD"),
+            new = row_hash_sql("NEW"),
             rows = digest.rows,
             h = digest.hash,
         )
@@ -312,6 +315,34 @@ $dbprep$;
                 Ok((digest_from(row), rank))
             })
             .transpose()
+    }
+
+    /// The end of a run that knew the history before it as `prefix`, sent
+    /// before the run has read what it wrote: the digest becomes the
+    /// prefix's and that of the rows the run `run_id` wrote above it,
+    /// computed by the server from those rows, unless it is no longer the
+    /// prefix's marked "in progress" (the history changed otherwise: the
+    /// run then reads it, and writes the digest from what it read with
+    /// [`finish_run_sql`](Self::finish_run_sql)). PostgreSQL 14+
+    /// (`bit_xor`).
+    pub(crate) fn finish_run_after_prefix_sql(&self, prefix: &Prefix, run_id: &str) -> String {
+        let above = prefix
+            .version
+            .map_or(String::new(), |v| format!(" AND h.version > {v}"));
+        format!(
+            "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL search_path = pg_catalog;\n\
+             UPDATE {d} SET rows = {rows} + r.n, hash = {hash} # r.x \
+             FROM (SELECT count(*) AS n, coalesce(bit_xor({row}), 0) AS x FROM {t} h WHERE h.run_id = {run}{above}) AS r \
+             WHERE {d}.rows = {marked} AND {d}.hash = {hash};\n\
+             COMMIT;\n",
+            d = self.digest_table(),
+            t = self.qualified(),
+            rows = prefix.digest.rows,
+            hash = prefix.digest.hash,
+            marked = prefix.digest.rows - IN_PROGRESS,
+            row = row_hash_sql("h"),
+            run = literal(run_id),
+        )
     }
 
     /// The end of a run: `digest` (of the history as the
