@@ -650,13 +650,30 @@ impl Session<'_> {
         pending: &[&Migration],
         first_rank: i32,
     ) -> Result<Vec<Done>, Error> {
-        // A `set_config` less per migration when the search path the
-        // session goes back to is the caller's (~5 µs of ~95). Through a
-        // pooler in transaction mode nothing is prepared, and each
+        // Through a pooler in transaction mode nothing is prepared, and each
         // transaction sets the search path.
-        let restore_search_path = if self.pooled() {
-            true
+        let (outcome, done) = if self.pooled() {
+            self.apply_prepared(pending, first_rank, true).await
+        } else if pending.len() <= self.window() {
+            // A batch that fits in the window goes out behind the statement
+            // that prepares its history insert, without waiting for its
+            // answer: each message puts the caller's search path back (about
+            // 5 µs each), which costs less than a round trip.
+            let prepare = async {
+                self.client
+                    .simple_query(&self.prepare_record_sql())
+                    .await
+                    .map_err(Error::postgres("prepare the history insert"))
+            };
+            let (prepared, applied) =
+                futures_util::future::join(prepare, self.apply_prepared(pending, first_rank, true))
+                    .await;
+            // Without the insert, every message failed before its SQL ran.
+            prepared?;
+            applied
         } else {
+            // A `set_config` less per migration when the search path the
+            // session goes back to is the caller's (~5 µs of ~95).
             let answer = self
                 .client
                 .simple_query(&self.prepare_record_sql())
@@ -666,11 +683,10 @@ impl Session<'_> {
                 SimpleQueryMessage::Row(row) => row.get(0),
                 _ => None,
             });
-            default_path != Some(self.facts.search_path.as_str())
+            let restore_search_path = default_path != Some(self.facts.search_path.as_str());
+            self.apply_prepared(pending, first_rank, restore_search_path)
+                .await
         };
-        let (outcome, done) = self
-            .apply_prepared(pending, first_rank, restore_search_path)
-            .await;
         // The last message of a batch that succeeded closed it. A closed
         // connection took the statement with it, and left nothing to
         // record.
