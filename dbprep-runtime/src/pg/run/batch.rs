@@ -99,7 +99,7 @@ use crate::pg::drift::changed::Refresh;
 use crate::pg::error::{Error, MigrationError, Result};
 use crate::pg::run::lock::{LockMode, MigrationLock};
 use crate::pg::sql::{ident, literal, set_search_path_sql};
-use crate::pg::store::digest::digest_deferred_sql;
+use crate::pg::store::digest::{digest_deferred_sql, HistoryDigest};
 use crate::pg::store::history::{guarded, NewRow};
 use crate::pg::store::HistoryTable;
 
@@ -145,6 +145,8 @@ pub(crate) struct Session<'a> {
     snapshot_whole: AtomicBool,
     /// How the run found the history table under its lock.
     history_found: HistoryFound,
+    /// What the run read of the digest under its lock, until it is used.
+    digest_read: std::sync::Mutex<Option<Option<(HistoryDigest, i32)>>>,
     /// Called after each migration with (done, total) of the run.
     progress: Option<&'a Progress>,
     /// Migrations of the run done so far, and in all (atomics: the run's
@@ -179,6 +181,7 @@ impl<'a> Session<'a> {
             schema_snapshot,
             snapshot_whole: AtomicBool::new(false),
             history_found: HistoryFound::Altered,
+            digest_read: std::sync::Mutex::new(None),
             progress,
             done: AtomicUsize::new(0),
             total: AtomicUsize::new(0),
@@ -197,6 +200,20 @@ impl<'a> Session<'a> {
     pub(crate) fn having_found_history(mut self, found: HistoryFound) -> Self {
         self.history_found = found;
         self
+    }
+
+    /// The session of a run that read the digest and the newest
+    /// `installed_rank` under its lock, before it wrote anything.
+    pub(crate) fn having_read_digest(mut self, read: Option<Option<(HistoryDigest, i32)>>) -> Self {
+        self.digest_read = std::sync::Mutex::new(read);
+        self
+    }
+
+    /// What the run read of the digest and the newest `installed_rank`
+    /// under its lock, before it wrote anything (`Some(None)`: no digest
+    /// row), once: a later try reads them again.
+    pub(crate) fn take_digest_read(&self) -> Option<Option<(HistoryDigest, i32)>> {
+        self.digest_read.lock().ok()?.take()
     }
 
     /// How the run found the history table under its lock.

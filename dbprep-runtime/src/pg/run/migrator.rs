@@ -675,8 +675,11 @@ impl<'m> Migrator<'m> {
         let client = session.client;
         match known_before {
             Some(KnownBefore::Prefix(prefix)) => {
-                if let Some((digest, last_rank)) = self.history.digest_and_last_rank(client).await?
-                {
+                let read = match session.take_digest_read() {
+                    Some(read) => read,
+                    None => self.history.digest_and_last_rank(client).await?,
+                };
+                if let Some((digest, last_rank)) = read {
                     if digest == prefix.digest {
                         tracing::debug!("the digest is unchanged under the lock: planning from it");
                         return Ok(KnownUnderLock::Prefix {
@@ -687,7 +690,10 @@ impl<'m> Migrator<'m> {
                 }
             }
             Some(KnownBefore::Rows { digest, rows })
-                if self.history.digest(client).await? == Some(digest) =>
+                if match session.take_digest_read() {
+                    Some(read) => read.map(|(digest, _)| digest),
+                    None => self.history.digest(client).await?,
+                } == Some(digest) =>
             {
                 return Ok(KnownUnderLock::Rows(rows));
             }

@@ -149,6 +149,9 @@ struct Found {
     history: HistoryFound,
     /// Whether the run made the snapshot table (no snapshot stored yet).
     made_snapshot_table: bool,
+    /// Whether the run made or remade any of the tables (what was read of
+    /// them before is then out of date).
+    made_any: bool,
 }
 
 /// A name for one run, unique enough among the runs of a database: its
@@ -226,13 +229,28 @@ impl Migrator<'_> {
         // first try (a lease is taken in more steps): the server runs them
         // in order, so when that try takes the lock, the look was under
         // it; else it is taken again once the lock is.
+        // So does the read of the digest and the newest rank, when there
+        // was a digest before the lock: a run that knew the history from
+        // it plans from that answer, and every run learns from it that the
+        // digest row is there.
         let look_early = self.lock_mode == LockMode::Session;
         let look = async {
-            if look_early {
-                Some(self.history.look_at_tables(client, digest_missing).await)
-            } else {
-                None
+            if !look_early {
+                return None;
             }
+            let digest = async {
+                if digest_missing {
+                    None
+                } else {
+                    Some(self.history.digest_and_last_rank(client).await)
+                }
+            };
+            let (tables, digest) = futures_util::future::join(
+                self.history.look_at_tables(client, digest_missing),
+                digest,
+            )
+            .await;
+            Some((tables, digest))
         };
         // Named and trying the lock in one round trip: a peer that finds
         // the lock taken finds it named.
@@ -257,9 +275,12 @@ impl Migrator<'_> {
             }
             return Ok(Turn::DoneByPeer(wait));
         }
-        let looked = looked.filter(|_| wait.tries == 1);
+        let (looked, digest_read) = match looked.filter(|_| wait.tries == 1) {
+            Some((tables, digest)) => (Some(tables), digest.and_then(Result::ok)),
+            None => (None, None),
+        };
         let found = match self
-            .ensure_tables(client, adopting, digest_missing, looked)
+            .ensure_tables(client, adopting, digest_missing, looked, digest_read)
             .await
         {
             Ok(found) => found,
@@ -279,7 +300,8 @@ impl Migrator<'_> {
         .with_lock_timeout(self.lock_timeout)
         // A snapshot table just made holds no snapshot to refresh.
         .taking_snapshot_whole(found.made_snapshot_table)
-        .having_found_history(found.history);
+        .having_found_history(found.history)
+        .having_read_digest(digest_read.filter(|_| !found.made_any));
         Ok(Turn::Ours(Box::new(session), wait))
     }
 
@@ -287,13 +309,15 @@ impl Migrator<'_> {
     /// (in one transaction), or the digest alone for a history that has
     /// none (made before it, or dropped by hand), and the snapshot table.
     /// What it found and made; `looked`: what a look under the lock found,
-    /// when one was taken.
+    /// when one was taken, and `digest_read` the digest and newest rank
+    /// read with it.
     async fn ensure_tables(
         &self,
         client: &Client,
         adopting: bool,
         digest_missing: bool,
         looked: Option<Result<Tables>>,
+        digest_read: Option<Option<(HistoryDigest, i32)>>,
     ) -> Result<Found> {
         let history = &self.history;
         let tables = match looked {
@@ -319,7 +343,10 @@ impl Migrator<'_> {
                 + &history.create_digest_sql(HistoryDigest::default(), !tables.digest)
         } else if !(tables.digest
             && tables.digest_trigger_current
-            && history.digest_row_exists(client).await?)
+            && match digest_read {
+                Some(read) => read.is_some(),
+                None => history.digest_row_exists(client).await?,
+            })
         {
             history.create_digest_sql(HistoryDigest::of_rows(&history.read(client).await?), false)
         } else {
@@ -332,6 +359,7 @@ impl Migrator<'_> {
                 (true, false) => HistoryFound::Altered,
             },
             made_snapshot_table: tables.snapshot != SnapshotTable::Current,
+            made_any: !sql.is_empty() || tables.snapshot != SnapshotTable::Current,
         };
         if !found.made_snapshot_table && sql.is_empty() {
             return Ok(found);
