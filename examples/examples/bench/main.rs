@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 mod baseline;
 mod chart;
 mod handout;
+mod link;
 mod peers;
 mod sqlite;
 mod tenants;
@@ -451,9 +452,9 @@ fn parse_kib(line: &str) -> u64 {
 }
 
 /// The figures, in the order they run; `--only a,b` picks some of them.
-const FIGURES: [&str; 12] = [
-    "apply", "startup", "noop", "verify", "fixture", "memory", "replicas", "sqlite", "handout",
-    "baseline", "tenants", "compile",
+const FIGURES: [&str; 13] = [
+    "apply", "startup", "link", "noop", "verify", "fixture", "memory", "replicas", "sqlite",
+    "handout", "baseline", "tenants", "compile",
 ];
 
 /// The set of the replicas figure: transactional migrations, a
@@ -996,6 +997,7 @@ async fn main() {
         match *figure {
             "apply" => bench.fresh_apply(runs, &mut table).await,
             "startup" => bench.startup(runs, &mut table).await,
+            "link" => bench.link(runs, &mut table).await,
             "noop" => bench.noop(runs, &mut table).await,
             "verify" => bench.verify(runs, &mut table).await,
             "fixture" => bench.fixture(runs, &mut table).await,
@@ -1043,11 +1045,14 @@ async fn main() {
          with min and max; the ratio is taken per pair, \
          dbprep and its baseline back to back in alternating order.\n\n\
          | figure | dbprep | baseline | ratio (median, min–max) | target |\n|---|---|---|---|---|\n{table}\n\
-         {compile_note}\n\n{chart}{peers}",
+         {link_note}\n\n{compile_note}\n\n{chart}{peers}",
         chart = chart_link,
         version = version.unwrap_or_default(),
         noop = (runs * 10).max(20),
         short = short_runs(runs),
+        link_note = "Over a link: the client reaches the cluster through a relay on the same machine that holds every chunk \
+             for half a round trip in each direction, as a network to a database on another machine does; a client turn \
+             is a write that follows a reply, the round trips the network makes the client wait for.",
         compile_note = "Compile time: a crate of 1,000 migration files, `cargo build --release` after editing one file, \
              next to the same crate with the macro replaced by 1,000 `include_str!` in a static array. The baseline \
              still uses dbprep (an empty `Migrations`), so both link dbprep-runtime and the ratio is the macro's; \
