@@ -297,17 +297,7 @@ impl Bench {
         template: &str,
     ) -> Duration {
         let name = self.database_from(template).await;
-        let pool = pool(self.cluster.config(&name), 2);
-        let started = Instant::now();
-        let report = Migrator::new(migrations)
-            .schema_snapshot(itemize)
-            .run(&pool)
-            .await
-            .expect("dbprep applies the set");
-        let elapsed = started.elapsed();
-        let head = migrations.iter().last().map(|m| m.version());
-        assert_eq!(report.version, head, "dbprep applies the set");
-        elapsed
+        timed_apply(&pool(self.cluster.config(&name), 2), migrations, itemize).await
     }
 
     /// `psql -1 -f file` on a new copy of `template`, connection included.
@@ -324,6 +314,26 @@ impl Bench {
         assert!(status.success(), "psql failed");
         elapsed
     }
+}
+
+/// Apply `migrations` through `pool`, storing a full schema snapshot or,
+/// with `itemize` false, which objects exist: how long it took, connection
+/// included. Checks that the set was applied to its newest version.
+async fn timed_apply(
+    pool: &deadpool_postgres::Pool,
+    migrations: &Migrations,
+    itemize: bool,
+) -> Duration {
+    let started = Instant::now();
+    let report = Migrator::new(migrations)
+        .schema_snapshot(itemize)
+        .run(pool)
+        .await
+        .expect("dbprep applies the set");
+    let elapsed = started.elapsed();
+    let head = migrations.iter().last().map(|m| m.version());
+    assert_eq!(report.version, head, "dbprep applies the set");
+    elapsed
 }
 
 /// The child process of the memory figure: apply a folder, print the peak
