@@ -4,6 +4,7 @@
 //! the run (the session put back, the digest written, the lock released).
 //! A run's future dropped half-way cancels the server's query.
 
+use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::error::SqlState;
@@ -152,6 +153,24 @@ struct Found {
     /// Whether the run made or remade any of the tables (what was read of
     /// them before is then out of date).
     made_any: bool,
+}
+
+/// Both of `first` and `second`, their statements sent in that order:
+/// pipelined in one round trip when `pipelined`, else `second` sent once
+/// `first` has its answer. Through a pooler in transaction mode nothing is
+/// pipelined: PgBouncer keeps running the pipelined messages of a client
+/// that died, and hands their answers to the next client.
+async fn in_order<A, B>(
+    pipelined: bool,
+    first: impl Future<Output = Result<A>>,
+    second: impl Future<Output = Result<B>>,
+) -> Result<(A, B)> {
+    if pipelined {
+        futures_util::future::try_join(first, second).await
+    } else {
+        let a = first.await?;
+        Ok((a, second.await?))
+    }
 }
 
 /// A name for one run, unique enough among the runs of a database: its
@@ -392,8 +411,8 @@ impl Migrator<'_> {
     /// the history as the run leaves it, write its digest (the batch left it
     /// "in progress"), release the lock and give the session back its
     /// `application_name`. A run that knew the history from its digest
-    /// (`prefix`) reads only its own rows and, on PostgreSQL 14+, does it
-    /// all in one round trip.
+    /// (`prefix`) reads only its own rows and, under a session lock on
+    /// PostgreSQL 14+, does it all in one round trip.
     pub(super) async fn finish(
         &self,
         session: &Session<'_>,
@@ -403,9 +422,9 @@ impl Migrator<'_> {
         // A batch leaves the session reset, a failure or a no-transaction
         // migration as the last migration's `SET ROLE`, `search_path` or
         // timeouts made it: either way, put back the run's session (as
-        // before each migration) before dbprep's own statements. What
-        // follows goes in the same round trip: the server runs it in order,
-        // the session put back first.
+        // before each migration) before dbprep's own statements. Under a
+        // session lock what follows goes in the same round trip: the server
+        // runs it in order, the session put back first.
         let restore = async {
             client
                 .batch_execute(&session.restore_session())
@@ -419,12 +438,15 @@ impl Migrator<'_> {
                 literal(&session.facts.application_name)
             ));
         }
-        if let Some(prefix) = prefix.filter(|_| session.facts.server_version_num >= 140_000) {
+        let pipelined = session.lock.mode() == LockMode::Session;
+        if let Some(prefix) =
+            prefix.filter(|_| pipelined && session.facts.server_version_num >= 140_000)
+        {
             return self
                 .finish_after_prefix(session, prefix, restore, &release)
                 .await;
         }
-        let read = futures_util::future::try_join(restore, self.history_at_end(session, prefix));
+        let read = in_order(pipelined, restore, self.history_at_end(session, prefix));
         let (ended, seen) = match read.await.map(|((), read)| read) {
             Ok(read) => read,
             Err(error) => {
@@ -449,8 +471,8 @@ impl Migrator<'_> {
         Ok(ended)
     }
 
-    /// [`finish`](Self::finish) of a run that knew the history before it
-    /// as `prefix`, in one round trip: `restore`, the digest and the rows
+    /// [`finish`](Self::finish) of a run under a session lock that knew
+    /// the history before it as `prefix`, in one round trip: `restore`, the digest and the rows
     /// the run wrote read, the digest written by the server from those rows
     /// (unless someone else changed the history meanwhile), and `release`.
     /// When the digest read says someone else did, the history is read
@@ -535,8 +557,10 @@ impl Migrator<'_> {
         let client = session.client;
         let newest =
             |rows: &[HistoryRow]| rows.iter().filter(|r| r.success).map(|r| r.version).max();
+        let pipelined = session.lock.mode() == LockMode::Session;
         let Some(prefix) = prefix else {
-            let (seen, rows) = futures_util::future::try_join(
+            let (seen, rows) = in_order(
+                pipelined,
                 self.history.digest(client),
                 self.history.read(client),
             )
@@ -549,7 +573,8 @@ impl Migrator<'_> {
             return Ok((ended, seen));
         };
         // The run applied what follows the prefix.
-        let (seen, rows) = futures_util::future::try_join(
+        let (seen, rows) = in_order(
+            pipelined,
             self.history.digest(client),
             self.history
                 .read_run(client, session.run_id(), prefix.version),
