@@ -20,7 +20,7 @@ use dbprep_runtime::{Migrations, Migrator};
 use super::{generate, migration_sql, short_runs, timed_apply, Bench, Pairs};
 
 /// The round trip of the link: a database in the same data centre.
-const ROUND_TRIP: Duration = Duration::from_millis(1);
+pub(super) const ROUND_TRIP: Duration = Duration::from_millis(1);
 
 /// A relay on a loopback port in front of the cluster's port. Threads and
 /// blocking sockets: a sleep of half a millisecond must not wait for an
@@ -203,7 +203,12 @@ impl Bench {
 
     /// `psql -1 -f file` over `link` on a new copy of `template`: the time,
     /// connection included, and the client turns.
-    async fn psql_over(&mut self, link: &Link, file: &Path, template: &str) -> (Duration, usize) {
+    pub(super) async fn psql_over(
+        &mut self,
+        link: &Link,
+        file: &Path,
+        template: &str,
+    ) -> (Duration, usize) {
         let name = self.database_from(template).await;
         let mut options = self.psql_options(&name);
         let port = options.iter().position(|a| a == "-p").expect("psql's port") + 1;
@@ -224,7 +229,7 @@ impl Bench {
 }
 
 /// The median of counts.
-fn median(mut counts: Vec<usize>) -> usize {
+pub(super) fn median(mut counts: Vec<usize>) -> usize {
     counts.sort_unstable();
     counts[counts.len() / 2]
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::link::{self, Link};
 use super::{migration_sql, ms, ratio_stats, stats, Bench};
 
 /// The programs measured, as `examples/peers` builds them.
@@ -87,13 +88,10 @@ impl Series {
 }
 
 impl Bench {
-    /// Run `program` (`apply-<tool>`) on a database and time the whole
-    /// process.
-    fn time_program(&self, program: &Path, n: usize, database: &str) -> Duration {
-        let url = format!(
-            "postgres://postgres@127.0.0.1:{}/{database}",
-            self.cluster.port()
-        );
+    /// Run `program` (`apply-<tool>`) on a database reached on `port` (the
+    /// cluster's, or a link's) and time the whole process.
+    fn time_program(&self, program: &Path, n: usize, database: &str, port: u16) -> Duration {
+        let url = format!("postgres://postgres@127.0.0.1:{port}/{database}");
         let started = Instant::now();
         let status = Command::new(program)
             .arg(n.to_string())
@@ -144,8 +142,9 @@ impl Bench {
                     }
                     let database = self.fresh_database().await;
                     let program = bin.join(format!("apply-{}", TOOLS[i]));
-                    times[i] = self.time_program(&program, *n, &database);
-                    again[i] = self.time_program(&program, *n, &database);
+                    let port = self.cluster.port();
+                    times[i] = self.time_program(&program, *n, &database, port);
+                    again[i] = self.time_program(&program, *n, &database, port);
                 }
                 let database = self.fresh_database().await;
                 let one = self.psql_select_one(&database);
@@ -190,6 +189,59 @@ impl Bench {
             )
             .ok();
         }
+        self.peers_over_link(runs, &bin, &files[0], table).await;
+    }
+
+    /// Fresh apply of N = 10 by each program and by `psql -1 -f file`,
+    /// over a link with [`link::ROUND_TRIP`]: what a database on another
+    /// machine adds, the round trips each waits for.
+    async fn peers_over_link(&mut self, runs: usize, bin: &Path, file: &Path, table: &mut String) {
+        let link = Link::start(self.cluster.port(), link::ROUND_TRIP);
+        let mut fresh: Vec<Series> = TOOLS.iter().map(|_| Series::default()).collect();
+        let mut turns: Vec<Vec<usize>> = vec![Vec::new(); TOOLS.len() + 1];
+        let mut psql = Vec::new();
+        for run in 0..runs {
+            let mut order: Vec<usize> = (0..=TOOLS.len()).collect();
+            order.rotate_left(run % (TOOLS.len() + 1));
+            let mut times = vec![Duration::ZERO; TOOLS.len()];
+            let mut baseline = Duration::ZERO;
+            for &i in &order {
+                if i == TOOLS.len() {
+                    let (time, count) = self.psql_over(&link, file, "template1").await;
+                    baseline = time;
+                    turns[i].push(count);
+                    continue;
+                }
+                let database = self.fresh_database().await;
+                let program = bin.join(format!("apply-{}", TOOLS[i]));
+                let _ = link.take_turns();
+                times[i] = self.time_program(&program, 10, &database, link.port());
+                turns[i].push(link.take_turns());
+            }
+            for i in 0..TOOLS.len() {
+                fresh[i].times.push(times[i]);
+                fresh[i]
+                    .ratios
+                    .push(times[i].as_secs_f64() / baseline.as_secs_f64());
+            }
+            psql.push(baseline);
+        }
+        let ms_per_trip = link::ROUND_TRIP.as_secs_f64() * 1000.0;
+        let cells = fresh
+            .into_iter()
+            .zip(&turns)
+            .map(|(series, counts)| {
+                format!("{}, {} turns", series.cell(), link::median(counts.clone()))
+            })
+            .collect::<Vec<_>>()
+            .join(" | ");
+        writeln!(
+            table,
+            "| fresh apply, N = 10, over a link with {ms_per_trip} ms round trips | {cells} | `psql -1 -f`: {}, {} turns |",
+            ms(stats(psql).median),
+            link::median(turns[TOOLS.len()].clone())
+        )
+        .ok();
     }
 }
 
@@ -204,7 +256,8 @@ pub(super) fn section(rows: &str, runs: usize, versions: &str) -> String {
          users do (`examples/peers`: {versions}), built with `--release`; measured with `--peers`, {runs} runs, each \
          program taking each place in turn. A cell is the median time and, in brackets, the median per-run ratio to \
          the baseline with its range. The no-op start-up runs the same program again on the database it has just \
-         migrated.\n\n\
+         migrated. The last row reaches the cluster through the link of the table above (see \"Over a link\"), \
+         with the client turns of each program.\n\n\
          | figure | dbprep | sqlx | refinery | baseline |\n|---|---|---|---|---|\n{rows}"
     )
 }
