@@ -19,7 +19,7 @@ use crate::pg::connect::tls::Tls;
 use crate::pg::drift::verify::VerifyReport;
 use crate::pg::error::{Error, Result};
 use crate::pg::populate::Conflict;
-use crate::pg::report::RepairOptions;
+use crate::pg::report::{show, RepairOptions};
 use crate::{Migrator, Rollout, Tenants};
 
 /// The connection settings: `url` (else `DATABASE_URL`), the libpq
@@ -149,7 +149,17 @@ pub(super) async fn execute(
             }
             let (_, _, pool) = database()?;
             let report = with_progress(migrator, interactive).run(&pool).await?;
-            print(json, &report, || report.to_string());
+            print(json, &report, || match *to {
+                // "Up to date" would read as "at the target".
+                Some(target) if report.applied.is_empty() && report.version > Some(target) => {
+                    format!(
+                        "database at version {}, past the target {target}: nothing to apply \
+                         (`{program} downgrade --to {target}` goes back to it)",
+                        show(report.version)
+                    )
+                }
+                _ => report.to_string(),
+            });
         }
         Command::Oneshot => {
             let (config, tls, pool) = database()?;
@@ -483,7 +493,7 @@ pub(super) async fn execute(
 /// What `stamp` says: the versions it recorded (nothing ran, so no
 /// durations), and the version the database is at.
 fn stamped(report: &crate::Report) -> String {
-    let at = crate::pg::report::show(report.version);
+    let at = show(report.version);
     if report.applied.is_empty() {
         return format!("nothing to stamp; database at version {at}");
     }

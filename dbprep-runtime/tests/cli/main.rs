@@ -143,6 +143,36 @@ async fn upgrade_status_history_verify_and_fixtures() {
         .contains("column public.users.nickname added"));
 }
 
+/// `upgrade --to` a version below the database's applies nothing and says
+/// so, rather than "up to date", and names the command that goes back.
+#[tokio::test]
+async fn upgrade_to_a_version_the_database_is_past_says_so() {
+    let db = database().await;
+    assert_success(&dbprep(&db, &["upgrade", "--to", "3"]));
+    let back = dbprep(&db, &["upgrade", "--to", "2"]);
+    assert_success(&back);
+    assert_eq!(
+        String::from_utf8_lossy(&back.stdout).trim(),
+        "database at version 3, past the target 2: nothing to apply (`dbprep downgrade --to 2` goes back to it)"
+    );
+    let at = dbprep(&db, &["upgrade", "--to", "3"]);
+    assert_eq!(
+        String::from_utf8_lossy(&at.stdout).trim(),
+        "database up to date at version 3"
+    );
+    let status = json(&dbprep(&db, &["status", "--json"]));
+    let states: Vec<&str> = status["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["applied", "applied", "applied", "pending", "pending"]
+    );
+}
+
 #[tokio::test]
 async fn upgrade_without_a_schema_snapshot_stores_no_definitions() {
     let db = database().await;
