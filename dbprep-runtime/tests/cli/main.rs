@@ -143,6 +143,24 @@ async fn upgrade_status_history_verify_and_fixtures() {
         .contains("column public.users.nickname added"));
 }
 
+/// A database that does not exist is named, with the commands that
+/// create it.
+#[tokio::test]
+async fn a_missing_database_is_named_with_what_creates_it() {
+    let db = database().await;
+    let out = dbprep_with(
+        &db,
+        &["upgrade"],
+        &[("PGDATABASE", "dbprep_no_such_database".to_owned())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: cannot connect to the database: database \"dbprep_no_such_database\" does not exist (SQLSTATE 3D000); \
+         create it first: `create-database`, or `oneshot`, which creates it and migrates (in code, `ensure_database`)"
+    );
+}
+
 /// `upgrade --to` a version below the database's applies nothing and says
 /// so, rather than "up to date", and names the command that goes back.
 #[tokio::test]

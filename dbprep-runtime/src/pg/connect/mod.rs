@@ -157,6 +157,11 @@ pub(crate) fn connect_failure(error: &tokio_postgres::Error) -> String {
     if text.contains("password missing") {
         return "the server asks for a password and none was given: put it in the URL (DATABASE_URL or --url), in the service file's entry (password=), in PGPASSWORD, in a file given with --password-file, or in the password file (PGPASSFILE, else ~/.pgpass, mode 0600)".to_owned();
     }
+    if error.code() == Some(&SqlState::INVALID_CATALOG_NAME) {
+        return format!(
+            "{text}; create it first: `create-database`, or `oneshot`, which creates it and migrates (in code, `ensure_database`)"
+        );
+    }
     text
 }
 
