@@ -77,12 +77,16 @@ pub(super) async fn execute(
     let json = g.json;
     let migrator = || {
         let mut migrator = Migrator::new(migrations)
-            .history_schema(&g.history_schema)
             .lock_wait(Duration::from_secs(g.lock_wait))
             .lock_mode(g.lock_mode)
             .lock_timeout(g.lock_timeout)
             .lock_retries(g.lock_retries)
             .fixtures(fixtures);
+        // Left to its default, the schema may be refused for a history
+        // found elsewhere (see `Migrator::history_schema`).
+        if g.history_schema_given {
+            migrator = migrator.history_schema(&g.history_schema);
+        }
         if let Some(table) = &g.history_table {
             migrator = migrator.history_table(table);
         }

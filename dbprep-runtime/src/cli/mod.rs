@@ -73,6 +73,10 @@ struct Global {
         value_name = "SCHEMA"
     )]
     history_schema: String,
+    /// Whether the history's schema was given (a flag, the environment, a
+    /// settings file naming another), not left to the default.
+    #[arg(skip)]
+    history_schema_given: bool,
     /// Name of the history table (default: dbprep_schema_history).
     #[arg(
         long,
@@ -545,7 +549,7 @@ where
         Err(code) => return code,
     };
     let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
+        Ok(cli) => with_sources(cli, &matches),
         Err(e) => return parse_failure(&e),
     };
     let dir = |name: &str| {
@@ -593,10 +597,20 @@ where
         Err(code) => return code,
     };
     let cli = match Cli::from_arg_matches(&matches) {
-        Ok(cli) => cli,
+        Ok(cli) => with_sources(cli, &matches),
         Err(e) => return parse_failure(&e),
     };
     execute(cli, command, migrations, fixtures)
+}
+
+/// `cli` with what the parse knows of where its values came from.
+fn with_sources(mut cli: Cli, matches: &clap::ArgMatches) -> Cli {
+    let defaulted =
+        matches.value_source("history_schema") == Some(clap::parser::ValueSource::DefaultValue);
+    // A settings file's value becomes the default: one that names another
+    // schema than dbprep's own default was given all the same.
+    cli.global.history_schema_given = !defaulted || cli.global.history_schema != "public";
+    cli
 }
 
 /// Parse the command line with the definition `command` makes, then with

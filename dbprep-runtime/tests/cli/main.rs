@@ -143,6 +143,34 @@ async fn upgrade_status_history_verify_and_fixtures() {
         .contains("column public.users.nickname added"));
 }
 
+/// A history made with `--history-schema app`: a command without the
+/// flag does not start another in `public`; the variable, like the flag,
+/// names the schema.
+#[tokio::test]
+async fn a_history_in_another_schema_is_found_by_its_schema_only() {
+    let db = database().await;
+    assert_success(&dbprep(
+        &db,
+        &["upgrade", "--to", "2", "--history-schema", "app"],
+    ));
+    let plain = dbprep(&db, &["upgrade"]);
+    assert_eq!(plain.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).starts_with(
+            "error: this database has the history table \"dbprep_schema_history\" in schema \"app\", not in \"public\""
+        ),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let by_variable = dbprep_with(
+        &db,
+        &["upgrade", "--json"],
+        &[("DBPREP_HISTORY_SCHEMA", "app".to_owned())],
+    );
+    assert_success(&by_variable);
+    assert_eq!(json(&by_variable)["version"], 5);
+}
+
 /// A database that does not exist is named, with the commands that
 /// create it.
 #[tokio::test]

@@ -65,6 +65,50 @@ async fn history_table_goes_to_a_schema_that_does_not_exist_yet() {
     assert!(!exists(&client, "public.dbprep_schema_history").await);
 }
 
+/// A run that leaves the schema to its default does not start a history
+/// there while the database has one in another schema: that one is most
+/// likely the database's, and a new one would apply every migration
+/// again. Naming the schema, `public` too, creates it.
+#[tokio::test]
+async fn a_history_found_in_another_schema_is_not_started_again_by_default() {
+    let db = database().await;
+    let m = migrations(&[
+        ("V1__a.sql", "CREATE TABLE IF NOT EXISTS a (id int);"),
+        ("V2__b.sql", "CREATE TABLE IF NOT EXISTS b (id int);"),
+    ]);
+    let _ = Migrator::new(&m)
+        .history_schema("app")
+        .target(1)
+        .run(db.pool())
+        .await
+        .unwrap();
+    let error = Migrator::new(&m).run(db.pool()).await.unwrap_err();
+    assert!(matches!(error, Error::Config { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "this database has the history table \"dbprep_schema_history\" in schema \"app\", not in \"public\", \
+         where a run looks when no schema is given: run with its schema (--history-schema, DBPREP_HISTORY_SCHEMA, \
+         Migrator::history_schema); to start another history in \"public\", name that schema the same way. \
+         Nothing was written"
+    );
+    let client = db.connect().await.unwrap();
+    assert!(!exists(&client, "public.dbprep_schema_history").await);
+    assert!(!exists(&client, "public.b").await);
+    // Its own schema, and `public` named: both run.
+    let report = Migrator::new(&m)
+        .history_schema("app")
+        .run(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(applied(&report), [2]);
+    let report = Migrator::new(&m)
+        .history_schema("public")
+        .run(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(applied(&report), [1, 2]);
+}
+
 #[tokio::test]
 async fn second_run_is_one_statement_and_writes_nothing() {
     let db = database().await;

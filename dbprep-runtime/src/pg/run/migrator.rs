@@ -50,6 +50,8 @@ const DEFAULT_LOCK_RETRIES: u32 = 5;
 pub struct Migrator<'m> {
     pub(crate) migrations: &'m Migrations,
     pub(crate) history: HistoryTable,
+    /// Whether the history's schema was chosen, not left to the default.
+    pub(crate) history_schema_chosen: bool,
     pub(crate) target: Option<i64>,
     pub(crate) lock_wait: Duration,
     pub(crate) lock_mode: LockMode,
@@ -123,6 +125,7 @@ impl<'m> Migrator<'m> {
         Migrator {
             migrations,
             history: HistoryTable::default(),
+            history_schema_chosen: false,
             target: None,
             lock_wait: Duration::from_secs(60),
             lock_mode: LockMode::Session,
@@ -139,8 +142,15 @@ impl<'m> Migrator<'m> {
     }
 
     /// The schema of the history table (created if missing).
+    ///
+    /// Left to its default (`public`), a run refuses to create the history
+    /// there while the database has one of that name in another schema:
+    /// that one is most likely the database's, and a new history would
+    /// apply every migration again. Naming the schema, `public` too,
+    /// creates it.
     pub fn history_schema(mut self, schema: impl Into<String>) -> Self {
         self.history.schema = schema.into();
+        self.history_schema_chosen = true;
         self
     }
 

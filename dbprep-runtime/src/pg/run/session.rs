@@ -16,7 +16,7 @@ use super::migrator::Migrator;
 use crate::model::history::HistoryRow;
 use crate::pg::error::{is_sqlstate, Error, Result};
 use crate::pg::report::LockWait;
-use crate::pg::sql::{column, literal, rows};
+use crate::pg::sql::{column, ident, literal, rows};
 use crate::pg::store::digest::{HistoryDigest, Prefix};
 use crate::pg::store::snapshot::SnapshotTable;
 use crate::pg::store::Tables;
@@ -356,6 +356,17 @@ impl Migrator<'_> {
                         history.digest_table()
                     ),
                 });
+            }
+            // A history elsewhere is most likely this database's, found
+            // without its schema: a new one here would apply every
+            // migration again.
+            if !self.history_schema_chosen && !tables.histories_elsewhere.is_empty() {
+                return Err(Error::config(format!(
+                    "this database has the history table {table} in schema {elsewhere}, not in {schema}, where a run looks when no schema is given: run with its schema (--history-schema, DBPREP_HISTORY_SCHEMA, Migrator::history_schema); to start another history in {schema}, name that schema the same way. Nothing was written",
+                    table = ident(&history.table),
+                    elsewhere = tables.histories_elsewhere,
+                    schema = ident(&history.schema),
+                )));
             }
             tracing::info!("creating the history table {}", history.qualified());
             history.create_sql(!tables.schema)

@@ -71,8 +71,7 @@ impl Migrator<'_> {
         let scratch = Scratch::create(server, tls.clone(), "squash").await?;
         let dumped = async {
             let pool = pool_with(scratch.config.clone(), tls, 1);
-            let mut migrator = self.clone();
-            migrator.history.schema = SCRATCH_HISTORY_SCHEMA.to_owned();
+            let mut migrator = self.clone().history_schema(SCRATCH_HISTORY_SCHEMA);
             migrator.target = Some(version);
             migrator.check_schema = false;
             let run = migrator.run(&pool).await;

@@ -121,6 +121,20 @@ impl HistoryTable {
         )
     }
 
+    /// An expression of type text: the other schemas that have a table of
+    /// the history's name, each double-quoted as [`ident`] writes it,
+    /// comma-separated, in order (empty: none).
+    fn histories_elsewhere_sql(&self) -> String {
+        format!(
+            "(SELECT coalesce(pg_catalog.string_agg('\"' || pg_catalog.replace(n.nspname, '\"', '\"\"') || '\"', ', ' \
+             ORDER BY n.nspname COLLATE \"C\"), '') FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = {} AND c.relkind IN ('r', 'p') AND n.nspname <> {})",
+            literal(&self.table),
+            literal(&self.schema)
+        )
+    }
+
     /// Whether the table's schema exists.
     pub(crate) async fn schema_exists(&self, client: &Client) -> Result<bool> {
         let sql = format!("SELECT {}", self.schema_exists_sql());
@@ -152,11 +166,12 @@ impl HistoryTable {
     ) -> Result<Tables> {
         if digest_missing {
             let sql = format!(
-                "SELECT {} OR {} OR {}, {}",
+                "SELECT {} OR {} OR {}, {}, {}",
                 relation_exists_sql(&self.qualified()),
                 relation_exists_sql(&self.digest_table()),
                 relation_exists_sql(&self.snapshot_table()),
                 self.schema_exists_sql(),
+                self.histories_elsewhere_sql(),
             );
             let answer = client
                 .simple_query(&sql)
@@ -165,17 +180,22 @@ impl HistoryTable {
             let rows = rows(answer);
             let yes = |i| rows.first().and_then(|row| column(row, i)) == Some("t");
             if !yes(0) {
-                return Ok(Tables::none(yes(1)));
+                let elsewhere = rows.first().and_then(|row| column(row, 2));
+                return Ok(Tables::none(
+                    yes(1),
+                    elsewhere.unwrap_or_default().to_owned(),
+                ));
             }
         }
         let sql = format!(
-            "SELECT {history}, {schema}, {digest}, {trigger}, {snapshot}, {columns}",
+            "SELECT {history}, {schema}, {digest}, {trigger}, {snapshot}, {columns}, {elsewhere}",
             history = relation_exists_sql(&self.qualified()),
             columns = self.columns_as_made_sql(),
             schema = self.schema_exists_sql(),
             digest = relation_exists_sql(&self.digest_table()),
             trigger = self.digest_trigger_current_sql(),
             snapshot = self.snapshot_table_state_sql(),
+            elsewhere = self.histories_elsewhere_sql(),
         );
         let answer = client
             .simple_query(&sql)
@@ -193,6 +213,7 @@ impl HistoryTable {
             digest_trigger_current: yes(3),
             snapshot: SnapshotTable::parse(column(row, 4)),
             history_as_made: yes(5),
+            histories_elsewhere: column(row, 6).unwrap_or_default().to_owned(),
         })
     }
 
@@ -207,7 +228,7 @@ impl HistoryTable {
 
 /// dbprep's tables as a run finds them under the lock
 /// ([`HistoryTable::look_at_tables`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Tables {
     /// The history table exists.
     pub(crate) history: bool,
@@ -221,11 +242,15 @@ pub(crate) struct Tables {
     pub(crate) snapshot: SnapshotTable,
     /// The history has the columns dbprep makes, of their types.
     pub(crate) history_as_made: bool,
+    /// The other schemas of the database that have a table of the
+    /// history's name, double-quoted and comma-separated (empty: none).
+    pub(crate) histories_elsewhere: String,
 }
 
 impl Tables {
-    /// None of dbprep's tables, in a schema that exists or not.
-    fn none(schema: bool) -> Tables {
+    /// None of dbprep's tables, in a schema that exists or not, with
+    /// histories in the schemas `elsewhere`.
+    fn none(schema: bool, elsewhere: String) -> Tables {
         Tables {
             history: false,
             schema,
@@ -233,6 +258,7 @@ impl Tables {
             digest_trigger_current: false,
             snapshot: SnapshotTable::Missing,
             history_as_made: false,
+            histories_elsewhere: elsewhere,
         }
     }
 }

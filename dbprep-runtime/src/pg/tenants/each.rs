@@ -96,8 +96,7 @@ impl<'m> Migrator<'m> {
     /// The migrator of one schema tenant: history, lock and snapshot in
     /// its schema.
     fn for_schema(&self, schema: &str) -> Migrator<'m> {
-        let mut migrator = self.clone();
-        migrator.history.schema = schema.to_owned();
+        let mut migrator = self.clone().history_schema(schema);
         migrator.history.snapshot_schemas = vec![schema.to_owned()];
         migrator
     }
