@@ -457,7 +457,11 @@ impl Migrator<'_> {
                 .finish_after_prefix(session, prefix, restore, &release)
                 .await;
         }
-        let read = in_order(pipelined, restore, self.history_at_end(session, prefix));
+        let read = in_order(
+            pipelined,
+            restore,
+            self.history_at_end(session, prefix, pipelined),
+        );
         let (ended, seen) = match read.await.map(|((), read)| read) {
             Ok(read) => read,
             Err(error) => {
@@ -483,9 +487,10 @@ impl Migrator<'_> {
     }
 
     /// [`finish`](Self::finish) of a run under a session lock that knew
-    /// the history before it as `prefix`, in one round trip: `restore`, the digest and the rows
-    /// the run wrote read, the digest written by the server from those rows
-    /// (unless someone else changed the history meanwhile), and `release`.
+    /// the history before it as `prefix`, in one round trip: `restore`,
+    /// the digest and the rows the run wrote read, the digest written by
+    /// the server from those rows (unless someone else changed the history
+    /// meanwhile), and `release`.
     /// When the digest read says someone else did, the history is read
     /// whole and its digest written, guarded by what was read: the lock is
     /// released by then, and a run that took it since has changed the
@@ -494,12 +499,10 @@ impl Migrator<'_> {
         &self,
         session: &Session<'_>,
         prefix: Prefix,
-        restore: impl std::future::Future<Output = Result<()>>,
+        restore: impl Future<Output = Result<()>>,
         release: &str,
     ) -> Result<Ended> {
         let client = session.client;
-        let newest =
-            |rows: &[HistoryRow]| rows.iter().filter(|r| r.success).map(|r| r.version).max();
         let end = self
             .history
             .finish_run_after_prefix_sql(&prefix, session.run_id())
@@ -530,18 +533,9 @@ impl Migrator<'_> {
         };
         if seen.map(HistoryDigest::unmarked) == Some(prefix.digest) {
             tracing::debug!("nobody else changed the history: reading this run's rows alone");
-            return Ok(Ended {
-                digest: prefix.digest.and_rows(&rows),
-                version: newest(&rows).max(prefix.version),
-                rows,
-            });
+            return Ok(Ended::after(prefix, rows));
         }
-        let rows = self.history.read(client).await?;
-        let ended = Ended {
-            digest: HistoryDigest::of_rows(&rows),
-            version: newest(&rows),
-            rows,
-        };
+        let ended = Ended::of(self.history.read(client).await?);
         // No digest row (deleted by hand during the run): the next run
         // makes it from the rows.
         if let Some(seen) = seen {
@@ -559,16 +553,15 @@ impl Migrator<'_> {
     /// "in progress" or not, is still the prefix's: the trigger adds every
     /// other change to it, so nobody else changed the history. Else read
     /// whole. The digest and the rows are asked for at once: the digest
-    /// rarely says that the rows read are not enough.
+    /// rarely says that the rows read are not enough (unless `pipelined`
+    /// is false, one is read after the other).
     async fn history_at_end(
         &self,
         session: &Session<'_>,
         prefix: Option<Prefix>,
+        pipelined: bool,
     ) -> Result<(Ended, Option<HistoryDigest>)> {
         let client = session.client;
-        let newest =
-            |rows: &[HistoryRow]| rows.iter().filter(|r| r.success).map(|r| r.version).max();
-        let pipelined = session.lock.mode() == LockMode::Session;
         let Some(prefix) = prefix else {
             let (seen, rows) = in_order(
                 pipelined,
@@ -576,12 +569,7 @@ impl Migrator<'_> {
                 self.history.read(client),
             )
             .await?;
-            let ended = Ended {
-                digest: HistoryDigest::of_rows(&rows),
-                version: newest(&rows),
-                rows,
-            };
-            return Ok((ended, seen));
+            return Ok((Ended::of(rows), seen));
         };
         // The run applied what follows the prefix.
         let (seen, rows) = in_order(
@@ -593,20 +581,9 @@ impl Migrator<'_> {
         .await?;
         if seen.map(HistoryDigest::unmarked) == Some(prefix.digest) {
             tracing::debug!("nobody else changed the history: reading this run's rows alone");
-            let ended = Ended {
-                digest: prefix.digest.and_rows(&rows),
-                version: newest(&rows).max(prefix.version),
-                rows,
-            };
-            return Ok((ended, seen));
+            return Ok((Ended::after(prefix, rows), seen));
         }
-        let rows = self.history.read(client).await?;
-        let ended = Ended {
-            digest: HistoryDigest::of_rows(&rows),
-            version: newest(&rows),
-            rows,
-        };
-        Ok((ended, seen))
+        Ok((Ended::of(self.history.read(client).await?), seen))
     }
 }
 
@@ -619,6 +596,32 @@ pub(super) struct Ended {
     pub version: Option<i64>,
     /// The digest of the whole history.
     pub digest: HistoryDigest,
+}
+
+impl Ended {
+    /// The history read whole: `rows`.
+    fn of(rows: Vec<HistoryRow>) -> Ended {
+        Ended {
+            digest: HistoryDigest::of_rows(&rows),
+            version: newest_applied(&rows),
+            rows,
+        }
+    }
+
+    /// The history known as `prefix` before the run, and the `rows` the
+    /// run wrote after it.
+    fn after(prefix: Prefix, rows: Vec<HistoryRow>) -> Ended {
+        Ended {
+            digest: prefix.digest.and_rows(&rows),
+            version: newest_applied(&rows).max(prefix.version),
+            rows,
+        }
+    }
+}
+
+/// The newest version of `rows` applied successfully.
+fn newest_applied(rows: &[HistoryRow]) -> Option<i64> {
+    rows.iter().filter(|r| r.success).map(|r| r.version).max()
 }
 
 #[cfg(test)]

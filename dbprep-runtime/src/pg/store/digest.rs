@@ -329,12 +329,10 @@ $dbprep$;
         let above = prefix
             .version
             .map_or(String::new(), |v| format!(" AND h.version > {v}"));
-        format!(
-            "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL search_path = pg_catalog;\n\
-             UPDATE {d} SET rows = {rows} + r.n, hash = {hash} # r.x \
+        digest_write(format!(
+            "UPDATE {d} SET rows = {rows} + r.n, hash = {hash} # r.x \
              FROM (SELECT count(*) AS n, coalesce(bit_xor({row}), 0) AS x FROM {t} h WHERE h.run_id = {run}{above}) AS r \
-             WHERE {d}.rows = {marked} AND {d}.hash = {hash};\n\
-             COMMIT;\n",
+             WHERE {d}.rows = {marked} AND {d}.hash = {hash};",
             d = self.digest_table(),
             t = self.qualified(),
             rows = prefix.digest.rows,
@@ -342,7 +340,7 @@ $dbprep$;
             marked = prefix.digest.rows - IN_PROGRESS,
             row = row_hash_sql("h"),
             run = literal(run_id),
-        )
+        ))
     }
 
     /// The end of a run: `digest` (of the history as the
@@ -353,18 +351,25 @@ $dbprep$;
     /// digest that misses its change; the digest then stays "in progress",
     /// or the trigger's, and the next run reads the history.
     pub(crate) fn finish_run_sql(&self, digest: HistoryDigest, seen: HistoryDigest) -> String {
-        format!(
-            "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL search_path = pg_catalog;\n\
-             UPDATE {d} SET rows = {rows}, hash = {hash} WHERE rows = {seen_rows} AND hash = {seen_hash} \
-             AND (rows, hash) IS DISTINCT FROM ({rows}::int8, {hash}::int8);\n\
-             COMMIT;\n",
+        digest_write(format!(
+            "UPDATE {d} SET rows = {rows}, hash = {hash} WHERE rows = {seen_rows} AND hash = {seen_hash} \
+             AND (rows, hash) IS DISTINCT FROM ({rows}::int8, {hash}::int8);",
             d = self.digest_table(),
             rows = digest.rows,
             hash = digest.hash,
             seen_rows = seen.rows,
             seen_hash = seen.hash,
-        )
+        ))
     }
+}
+
+/// The transaction of the end of a run's `update` of the digest: committed
+/// without waiting for the disk (lost in a crash, the digest is rebuilt by
+/// the next run), with dbprep's own search path.
+fn digest_write(update: String) -> String {
+    format!(
+        "BEGIN;\nSET LOCAL synchronous_commit = off;\nSET LOCAL search_path = pg_catalog;\n{update}\nCOMMIT;\n"
+    )
 }
 
 #[cfg(test)]
